@@ -1,0 +1,1 @@
+"""Temporal Fusion Transformer training, model bundles and backtests (issue 4)."""
