@@ -119,6 +119,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="hostname pattern to try, in order (repeatable; replaces the defaults)",
     )
     p.set_defaults(func=cmd_profile)
+
+    from generator.cli import add_parser as add_generate
+
+    add_generate(sub)
     return parser
 
 

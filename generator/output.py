@@ -1,0 +1,232 @@
+"""Run the simulator into a history table, Parquet, OpenMetrics backfill and text exposition."""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from generator.fleet import Server
+from generator.simulate import Incident, Simulator, align
+from linborg.contract import (
+    CONTRACT_VERSION,
+    METRIC_NAMES,
+    METRICS,
+    PROFILE,
+    PROFILE_NAMES,
+    SERVER,
+    STATE,
+    STATES,
+    STEP_SECONDS,
+    TIMESTAMP,
+    ContractError,
+)
+from linborg.parquet import write_metrics
+
+#: Label added to backfilled series so they match what Prometheus scrapes from the live endpoint.
+DEFAULT_JOB = "linborg-generator"
+
+
+def parse_time(text: str, now: dt.datetime | None = None) -> dt.datetime:
+    """Parse an ISO-8601 time or 'now-24h' / 'now-30d' into an aligned UTC datetime."""
+    now = now or dt.datetime.now(dt.UTC)
+    text = text.strip()
+    if text.startswith("now"):
+        rest = text[3:]
+        if not rest:
+            return align(now)
+        units = {"m": 60, "h": 3600, "d": 86400}
+        if rest[0] not in "+-" or rest[-1] not in units or not rest[1:-1].isdigit():
+            raise ContractError(f"bad time '{text}': use ISO-8601 or now-<N>m|h|d")
+        sign = -1 if rest[0] == "-" else 1
+        return align(now + dt.timedelta(seconds=sign * int(rest[1:-1]) * units[rest[-1]]))
+    try:
+        t = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ContractError(f"bad time '{text}': use ISO-8601 or now-<N>m|h|d") from None
+    return align(t)
+
+
+def simulate(
+    fleet: list[Server],
+    seed: int,
+    start: dt.datetime,
+    steps: int,
+    progress: bool = False,
+) -> tuple[pd.DataFrame, list[Incident], Simulator]:
+    """Return (long table, incident labels, simulator) for ``steps`` steps from ``start``."""
+    if steps < 1:
+        raise ContractError(f"nothing to generate: {steps} steps")
+    sim = Simulator(fleet, seed, start)
+    n = len(fleet)
+    values = {m: np.empty((n, steps)) for m in METRIC_NAMES}
+    states = np.empty((n, steps), np.int8)
+    began = time.monotonic()
+    for j in range(steps):
+        _, row, state = sim.step()
+        for m in METRIC_NAMES:
+            values[m][:, j] = row[m]
+        states[:, j] = state
+        if progress and j and (j % 288 == 0 or j == steps - 1):
+            elapsed = time.monotonic() - began
+            eta = elapsed / (j + 1) * (steps - j - 1)
+            print(
+                f"\rgenerate: day {j // 288 + 1}/{(steps + 287) // 288}, "
+                f"{elapsed:.1f}s elapsed, ETA {eta:.1f}s",
+                end="",
+                file=sys.stderr,
+                flush=True,
+            )
+    if progress:
+        print(file=sys.stderr)
+    times = pd.date_range(sim.origin, periods=steps, freq=f"{STEP_SECONDS}s", tz="UTC")
+    frame = pd.DataFrame(
+        {
+            TIMESTAMP: times.take(np.tile(np.arange(steps), n)),
+            SERVER: pd.Categorical(np.repeat([s.name for s in fleet], steps)),
+            PROFILE: pd.Categorical(np.repeat([s.profile for s in fleet], steps), PROFILE_NAMES),
+            STATE: pd.Categorical.from_codes(states.reshape(-1), STATES),
+            **{m: values[m].reshape(-1) for m in METRIC_NAMES},
+        }
+    )
+    return frame, list(sim.incidents), sim
+
+
+def history_metadata(
+    fleet: list[Server], seed: int, start: dt.datetime, steps: int, incidents: list[Incident]
+) -> dict:
+    """Return the metadata stored with a history file."""
+    counts: dict[str, int] = {}
+    for s in fleet:
+        counts[s.profile] = counts.get(s.profile, 0) + 1
+    end = start + dt.timedelta(seconds=steps * STEP_SECONDS)
+    return {
+        "contract_version": CONTRACT_VERSION,
+        "generator": "linborg.generator",
+        "seed": seed,
+        "start": start.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "end": end.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "step_seconds": STEP_SECONDS,
+        "fleet": counts,
+        "servers": len(fleet),
+        "incidents": [i.as_dict() for i in incidents],
+    }
+
+
+def write_history(
+    path: str | Path,
+    fleet: list[Server],
+    seed: int,
+    start: dt.datetime,
+    days: float,
+    progress: bool = False,
+) -> tuple[Path, dict]:
+    """Generate ``days`` of history and write the Parquet file plus an incidents CSV beside it."""
+    steps = int(round(days * 86400 / STEP_SECONDS))
+    start = align(start)
+    frame, incidents, _ = simulate(fleet, seed, start, steps, progress)
+    meta = history_metadata(fleet, seed, start, steps, incidents)
+    path = write_metrics(frame, path, meta)
+    labels = pd.DataFrame([i.as_dict() for i in incidents], columns=list(INCIDENT_COLUMNS))
+    labels.to_csv(incidents_path(path), index=False)
+    return path, meta
+
+
+INCIDENT_COLUMNS = (
+    "server",
+    "profile",
+    "type",
+    "metric",
+    "has_precursor",
+    "precursor_start",
+    "onset",
+    "end",
+    "source",
+)
+
+
+def incidents_path(history: str | Path) -> Path:
+    """Return where the incident labels of a history file are written."""
+    history = Path(history)
+    return history.with_name(history.stem + ".incidents.csv")
+
+
+# --- Prometheus text ------------------------------------------------------------------------
+
+
+def format_values(values: np.ndarray) -> list[str]:
+    """Return sample values as the text both the backfill and the live endpoint use."""
+    return np.char.mod("%.10g", values).tolist()
+
+
+def label_sets(fleet: Iterable[Server], job: str | None = None) -> list[str]:
+    """Return the '{...}' label text of each server, in fleet order."""
+    extra = f',job="{job}"' if job else ""
+    return [f'{{server="{s.name}",profile="{s.profile}"{extra}}}' for s in fleet]
+
+
+def family_header(name: str) -> str:
+    """Return the HELP and TYPE lines of one LINBORG metric family."""
+    m = next(m for m in METRICS if m.name == name)
+    return f"# HELP {m.wire_name} {m.help} Unit: {m.unit}.\n# TYPE {m.wire_name} gauge\n"
+
+
+def write_openmetrics(
+    path: str | Path,
+    fleet: list[Server],
+    seed: int,
+    start: dt.datetime,
+    end: dt.datetime,
+    job: str = DEFAULT_JOB,
+) -> tuple[Path, int]:
+    """Write the history from ``start`` to ``end`` (inclusive) as OpenMetrics for backfill.
+
+    Returns (path, number of steps). Load it with
+    ``promtool tsdb create-blocks-from openmetrics FILE DATA_DIR``.
+    """
+    start, end = align(start), align(end)
+    steps = int((end - start).total_seconds()) // STEP_SECONDS + 1
+    if steps < 1:
+        raise ContractError(f"backfill end {end} is before its start {start}")
+    frame, _, _ = simulate(fleet, seed, start, steps)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    labels = label_sets(fleet, job)
+    stamps = [str(int(t.timestamp())) for t in pd.date_range(start, periods=steps, freq="300s")]
+    n = len(fleet)
+    with path.open("w") as out:
+        for m in METRICS:
+            out.write(family_header(m.name))
+            text = format_values(frame[m.name].to_numpy())
+            lines = []
+            for i in range(n):
+                head = m.wire_name + labels[i] + " "
+                row = text[i * steps : (i + 1) * steps]
+                lines.append(
+                    "\n".join(head + v + " " + s for v, s in zip(row, stamps, strict=True))
+                )
+            out.write("\n".join(lines))
+            out.write("\n")
+        out.write("# EOF\n")
+    return path, steps
+
+
+def exposition(fleet: list[Server], values: dict[str, np.ndarray], labels: list[str]) -> str:
+    """Return the 14 metrics of every server as Prometheus text exposition format."""
+    parts = []
+    for m in METRICS:
+        parts.append(family_header(m.name))
+        head = m.wire_name
+        parts.append(
+            "\n".join(
+                head + lab + " " + v
+                for lab, v in zip(labels, format_values(values[m.name]), strict=True)
+            )
+        )
+        parts.append("\n")
+    return "".join(parts)
