@@ -85,14 +85,23 @@ def parse_composition(text: str) -> dict[str, int]:
 
 
 def scaled_composition(servers: int) -> dict[str, int]:
-    """Return the default mix scaled to about ``servers`` servers (each profile at least 1)."""
-    if servers < len(DEFAULT_COMPOSITION):
+    """Return the default mix scaled to ``servers`` servers (each profile at least 1).
+
+    A profile whose naming convention is full (ppcon## holds 99) keeps its maximum and the
+    rest is shared among the others in the default proportions.
+    """
+    limits = {n: 10 ** PROFILES_BY_NAME[n].digits - 1 for n in DEFAULT_COMPOSITION}
+    if not len(DEFAULT_COMPOSITION) <= servers <= sum(limits.values()):
         raise ContractError(
-            f"impossible fleet spec: {servers} servers cannot hold one of each of the "
-            f"{len(DEFAULT_COMPOSITION)} profiles; give --fleet PROFILE=COUNT,... instead"
+            f"impossible fleet spec: {servers} servers; the default mix holds "
+            f"{len(DEFAULT_COMPOSITION)} to {sum(limits.values())} (give --fleet PROFILE=COUNT,...)"
         )
-    total = sum(DEFAULT_COMPOSITION.values())
-    out = {n: max(1, round(c * servers / total)) for n, c in DEFAULT_COMPOSITION.items()}
-    biggest = max(out, key=out.get)
-    out[biggest] += servers - sum(out.values())
+    out = {n: 1 for n in DEFAULT_COMPOSITION}
+    while (left := servers - sum(out.values())) > 0:
+        open_ = {n: c for n, c in DEFAULT_COMPOSITION.items() if out[n] < limits[n]}
+        weight = sum(open_.values())
+        for n, c in open_.items():
+            out[n] = min(limits[n], out[n] + max(1, left * c // weight))
+            if sum(out.values()) >= servers:
+                break
     return out

@@ -406,11 +406,13 @@ class Simulator:
         idle_now = 100.0 - busy
         idle_target = self.crit["cpu_idle_pct"] * 0.5
         busy = np.where(m, 100.0 - (idle_now + (idle_target - idle_now) * ramp), busy)
-        m = of("gc_storm")
-        java_target = self.crit["java_cpu_pct"] + 2.0
-        user_needed = java_target / 0.985
-        busy = np.where(m, busy + np.maximum(user_needed - busy + sys_ + iowait, 0) * ramp, busy)
-        sys_ = np.where(m, sys_ * (1 + 0.5 * ramp), sys_)
+        gc = of("gc_storm")
+        # GC threads saturate user CPU: kernel and I/O time shrink while user time takes over.
+        sys_ = np.where(gc, sys_ * (1 - 0.8 * ramp.clip(0, 1)), sys_)
+        iowait = np.where(gc, iowait * (1 - 0.8 * ramp.clip(0, 1)), iowait)
+        user_needed = (self.crit["java_cpu_pct"] + 1.5) / 0.99
+        busy = np.where(gc, busy + np.maximum(user_needed + sys_ + iowait - busy, 0) * ramp, busy)
+        m = gc
         mem = np.where(m, mem + (self.crit["mem_used_pct"] - 3 - mem).clip(0) * 0.5 * ramp, mem)
         m = of("traffic_surge") & critical
         net_in = np.where(m, net_in * 4 + 200, net_in)
@@ -423,19 +425,20 @@ class Simulator:
         self.swap = np.where(
             pressure > 0,
             self.swap + 0.1 * pressure * (1 + 6 * thrash),
-            self.swap + (self.swap_base - self.swap) * 0.02,
+            self.swap + np.minimum(self.swap_base - self.swap, 0.0) * 0.02,
         )
         self.swap = np.clip(self.swap, 0.0, 99.0)
 
         # CPU parts: busy = user + sys + iowait, idle = 100 - busy.
-        busy = np.clip(busy, 1.0, 99.7)
+        busy = np.clip(np.maximum(busy, iowait + sys_ + 1.0), 1.0, 99.7)
         iowait = np.clip(iowait, 0.0, 95.0)
         sys_ = np.minimum(sys_, np.maximum(busy - iowait - 0.5, 0.0))
         iowait = np.minimum(iowait, np.maximum(busy - sys_ - 0.5, 0.0))
         user = np.maximum(busy - sys_ - iowait, 0.0)
-        java_ratio = np.where(of("gc_storm"), 0.9 + 0.085 * ramp, self.java_share)
-        java_ratio = np.minimum(np.maximum(java_ratio, self.java_share), 0.985)
-        java = user * java_ratio * (1 - 0.03 * np.abs(ar[:, 0]).clip(0, 1))
+        java_ratio = np.where(gc, 0.9 + 0.09 * ramp.clip(0, 1), self.java_share)
+        java_ratio = np.minimum(np.maximum(java_ratio, self.java_share), 0.99)
+        jitter = np.where(gc, 1.0, 1 - 0.03 * np.abs(ar[:, 0]).clip(0, 1))
+        java = user * java_ratio * jitter
         load = self.cores * (user + sys_) / 100 * (1 + 0.08 * ar[:, 8]) + self.cores * iowait / 60
 
         # Outages and maintenance: the host is down, counters reset, uptime restarts.
