@@ -1,0 +1,137 @@
+"""The risk score and time to breach, from forecast quantiles against per-profile thresholds.
+
+Defined once here; evaluation and the exporter both call it. Inputs are numpy arrays shaped
+(servers, metrics, steps, quantiles) holding p10, p50 and p90 for each future 5-minute step.
+
+Probability of a breach at one step: the forecast distribution is read as a two-sided normal
+around p50, its spread on each side taken from p10 and p90 (z = 1.2816). The risk of a metric
+is the largest, over the steps in the window, of
+    max(P(critical breach), WARNING_WEIGHT * P(warning breach)) * urgency(step),
+where urgency falls linearly from 1 now to URGENCY_AT_HORIZON at 8 hours, so a breach
+expected soon scores higher than the same breach expected late. A server's risk is the largest
+metric risk, 0-100, and the metric that gives it is the driving metric.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from linborg.contract import METRICS_BY_NAME, STEP_SECONDS, ContractError
+from linborg.thresholds import Thresholds
+
+QUANTILES = (0.1, 0.5, 0.9)
+Z90 = 1.2815515655446004  # standard normal quantile of 0.9
+WARNING_WEIGHT = 0.6
+URGENCY_AT_HORIZON = 0.6
+HORIZON_STEPS = 96  # 8 hours
+MIN_SPREAD = 1e-6
+
+
+def _normal_sf(z: np.ndarray) -> np.ndarray:
+    """Return P(Z >= z) for a standard normal Z (Abramowitz-Stegun 7.1.26, error < 2e-7)."""
+    x = np.abs(np.asarray(z, float)) / math.sqrt(2.0)
+    t = 1.0 / (1.0 + 0.3275911 * x)
+    poly = t * (
+        0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429)))
+    )
+    erfc = poly * np.exp(-x * x)
+    return np.where(np.asarray(z) >= 0, 0.5 * erfc, 1.0 - 0.5 * erfc)
+
+
+def exceedance(forecast: np.ndarray, threshold: np.ndarray, direction: np.ndarray) -> np.ndarray:
+    """Return the probability that the value is past ``threshold``, per step.
+
+    ``forecast``: (..., steps, 3) quantiles; ``threshold`` and ``direction`` (+1 above, -1 below)
+    broadcast against (..., steps).
+    """
+    p10, p50, p90 = forecast[..., 0], forecast[..., 1], forecast[..., 2]
+    up = np.maximum((p90 - p50) / Z90, MIN_SPREAD)
+    down = np.maximum((p50 - p10) / Z90, MIN_SPREAD)
+    above = np.where(threshold >= p50, (threshold - p50) / up, (threshold - p50) / down)
+    p_above = _normal_sf(above)
+    return np.where(direction > 0, p_above, 1.0 - p_above)
+
+
+@dataclass(frozen=True)
+class RiskResult:
+    """Risk per server and metric, and the time to breach of each threshold."""
+
+    #: (servers,) overall risk 0-100 within the window, and the index of the driving metric.
+    score: np.ndarray
+    driver: np.ndarray
+    #: (servers, metrics) risk of each metric.
+    per_metric: np.ndarray
+    #: (servers, metrics, 2 levels [warning, critical], 2 quantiles [p50, pessimistic]):
+    #: seconds until the forecast first crosses the threshold; NaN when not within the window.
+    time_to_breach: np.ndarray
+
+
+def threshold_arrays(
+    thresholds: Thresholds, profiles: list[str], metrics: list[str]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return (warning, critical, direction) arrays shaped (servers, metrics)."""
+    warn = np.empty((len(profiles), len(metrics)))
+    crit = np.empty_like(warn)
+    for j, name in enumerate(metrics):
+        if name not in METRICS_BY_NAME:
+            raise ContractError(f"unknown metric '{name}'")
+        for i, prof in enumerate(profiles):
+            t = thresholds.get(prof, name)
+            warn[i, j], crit[i, j] = t.warning, t.critical
+    direction = np.array(
+        [1.0 if METRICS_BY_NAME[m].direction == "above" else -1.0 for m in metrics]
+    )
+    return warn, crit, np.broadcast_to(direction, warn.shape)
+
+
+def assess(
+    forecast: np.ndarray,
+    profiles: list[str],
+    metrics: list[str],
+    thresholds: Thresholds,
+    window_steps: int = HORIZON_STEPS,
+    present: np.ndarray | None = None,
+) -> RiskResult:
+    """Return the risk within the first ``window_steps`` steps of ``forecast``.
+
+    ``forecast``: (servers, metrics, steps, 3) p10/p50/p90 in the metrics' units.
+    ``present``: (servers, metrics) bool; metrics a server does not have score 0 and never
+    drive its risk (nothing is invented for them).
+    """
+    if forecast.ndim != 4 or forecast.shape[-1] != len(QUANTILES):
+        raise ContractError(f"forecast must be (servers, metrics, steps, 3), got {forecast.shape}")
+    servers, n_metrics, steps, _ = forecast.shape
+    if len(profiles) != servers or len(metrics) != n_metrics:
+        raise ContractError("profiles and metrics must match the forecast's first two axes")
+    window = max(1, min(window_steps, steps))
+    f = np.sort(forecast[:, :, :window, :], axis=-1)  # quantiles must not cross
+    warn, crit, direction = threshold_arrays(thresholds, profiles, metrics)
+    d = direction[:, :, None]
+    p_warn = exceedance(f, warn[:, :, None], d)
+    p_crit = exceedance(f, crit[:, :, None], d)
+    lead = np.arange(1, window + 1) / HORIZON_STEPS
+    urgency = 1.0 - (1.0 - URGENCY_AT_HORIZON) * np.clip(lead, 0.0, 1.0)
+    per_step = np.maximum(p_crit, WARNING_WEIGHT * p_warn) * urgency
+    per_metric = 100.0 * per_step.max(axis=-1)
+    if present is not None:
+        per_metric = np.where(present, per_metric, 0.0)
+    driver = per_metric.argmax(axis=1)
+    score = per_metric[np.arange(servers), driver]
+
+    # Time to breach: the first step where p50 (or the pessimistic quantile) is past the level.
+    pessimistic = np.where(d > 0, f[..., 2], f[..., 0])
+    ttb = np.full((servers, n_metrics, 2, 2), np.nan)
+    for li, level in enumerate((warn, crit)):
+        lv = level[:, :, None]
+        for qi, values in enumerate((f[..., 1], pessimistic)):
+            crossed = np.where(d > 0, values >= lv, values <= lv)
+            first = crossed.argmax(axis=-1)
+            any_ = crossed.any(axis=-1)
+            seconds = (first + 1) * STEP_SECONDS
+            ttb[:, :, li, qi] = np.where(any_, seconds, np.nan)
+    if present is not None:
+        ttb = np.where(present[:, :, None, None], ttb, np.nan)
+    return RiskResult(score=score, driver=driver, per_metric=per_metric, time_to_breach=ttb)
