@@ -237,7 +237,10 @@ DEFAULT_HOSTNAME_PATTERNS: tuple[tuple[str, str], ...] = tuple(
 
 
 class ProfileMatcher:
-    """Infer a server's profile from its hostname with (regex, profile) patterns tried in order."""
+    """Infer a server's profile from its hostname with (regex, profile) patterns tried in order.
+
+    Hostnames are matched case-insensitively, as DNS names are.
+    """
 
     def __init__(self, patterns: Iterable[tuple[str, str]] = DEFAULT_HOSTNAME_PATTERNS):
         pairs = list(patterns)
@@ -255,7 +258,7 @@ class ProfileMatcher:
                     f"known profiles are: {', '.join(PROFILE_NAMES)}"
                 )
             try:
-                compiled.append((re.compile(regex), name))
+                compiled.append((re.compile(regex, re.IGNORECASE), name))
             except (re.error, TypeError) as err:
                 problems.append(f"pattern {i} ({regex!r}): invalid regular expression: {err}")
         if problems:

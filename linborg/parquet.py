@@ -27,7 +27,7 @@ def write_metrics(
 
     path = Path(path)
     validate(frame, allow_missing=allow_missing, source="table to write")
-    doc = {"contract_version": CONTRACT_VERSION, **(metadata or {})}
+    doc = {**(metadata or {}), "contract_version": CONTRACT_VERSION}
     table = pa.Table.from_pandas(frame, preserve_index=False)
     table = table.replace_schema_metadata(
         {**(table.schema.metadata or {}), METADATA_KEY: json.dumps(doc, sort_keys=True).encode()}
@@ -51,7 +51,12 @@ def read_metadata(path: str | Path) -> dict:
     except Exception as err:  # pyarrow raises several types for a file that is not Parquet
         raise ContractError(f"{path}: not a readable Parquet file ({err})") from None
     raw = (schema.metadata or {}).get(METADATA_KEY)
-    doc = json.loads(raw) if raw else {}
+    try:
+        doc = json.loads(raw) if raw else {}
+    except (ValueError, UnicodeDecodeError):
+        doc = None
+    if not isinstance(doc, dict):
+        raise ContractError(f"{path}: the LINBORG metadata in this file is corrupt")
     check_contract_version(doc.get("contract_version"), str(path))
     return doc
 

@@ -145,9 +145,12 @@ def load_thresholds(*override_paths: str | Path) -> Thresholds:
     table: dict[tuple[str, str], Threshold] = {}
     for prof in PROFILE_NAMES:
         for name in METRIC_NAMES:
+            # A profile's own value beats a default, whichever file either comes from;
+            # among equals the later file wins.
             merged: dict[str, float] = {}
             for layer in layers:
                 merged.update(layer.get(("*", name), {}))
+            for layer in layers:
                 merged.update(layer.get((prof, name), {}))
             missing = [lv for lv in LEVELS if lv not in merged]
             if missing:

@@ -52,6 +52,11 @@ def _fmt_time(value) -> str:
     return ts.strftime("%Y-%m-%dT%H:%M:%S") + ("Z" if ts.tzinfo is not None else "")
 
 
+def _plain(value):
+    """Return ``value`` as a Python scalar so that its repr reads 120.5, not np.float64(120.5)."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
 def _examples(frame: pd.DataFrame, mask: np.ndarray, column: str | None = None) -> str:
     """Return 'e.g. server X at T (value V); ...' for the first rows where ``mask`` is set."""
     rows = np.flatnonzero(mask)[:MAX_EXAMPLES]
@@ -59,7 +64,7 @@ def _examples(frame: pd.DataFrame, mask: np.ndarray, column: str | None = None) 
     for i in rows:
         where = []
         if SERVER in frame.columns:
-            where.append(f"server {frame[SERVER].iat[i]!r}")
+            where.append(f"server {_plain(frame[SERVER].iat[i])!r}")
         if TIMESTAMP in frame.columns:
             try:
                 where.append(f"at {_fmt_time(frame[TIMESTAMP].iat[i])}")
@@ -68,7 +73,7 @@ def _examples(frame: pd.DataFrame, mask: np.ndarray, column: str | None = None) 
         if not where:
             where.append(f"row {i}")
         if column is not None:
-            where.append(f"value {frame[column].iat[i]!r}")
+            where.append(f"value {_plain(frame[column].iat[i])!r}")
         parts.append(" ".join(where))
     return "e.g. " + "; ".join(parts)
 
