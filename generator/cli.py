@@ -124,6 +124,24 @@ def cmd_scenario(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_heldout(args: argparse.Namespace) -> int:
+    from generator.output import parse_time, write_heldout
+
+    path, meta = write_heldout(
+        args.out,
+        args.train_seed,
+        parse_time(args.train_start),
+        args.train_days,
+        args.days,
+        args.seed,
+    )
+    print(
+        f"wrote {path}: {meta['servers']} servers (half seen in training, half new) x "
+        f"{args.days:g} days from {meta['start']}, {len(meta['incidents'])} incidents"
+    )
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from generator.report import write_report
 
@@ -188,6 +206,15 @@ def add_parser(sub) -> None:
     p.add_argument("--precursor-minutes", type=int, dest="precursor_minutes")
     p.add_argument("--duration-minutes", type=int, dest="duration_minutes")
     p.set_defaults(func=cmd_scenario)
+
+    p = gsub.add_parser("heldout", help="write a held-out evaluation set after a training history")
+    p.add_argument("--out", required=True, help="Parquet file to write")
+    p.add_argument("--train-seed", type=int, default=7, help="seed of the training history")
+    p.add_argument("--train-start", default=DEFAULT_HISTORY_START, help="its first timestamp")
+    p.add_argument("--train-days", type=float, default=30, help="its length in days")
+    p.add_argument("--days", type=float, default=7, help="days of held-out data")
+    p.add_argument("--seed", type=int, default=8, help="seed of the unseen servers")
+    p.set_defaults(func=cmd_heldout)
 
     p = gsub.add_parser("report", help="write the PNG report of daily profiles and incidents")
     p.add_argument("--out", default="docs/generator-report", help="folder to write")

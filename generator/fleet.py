@@ -29,8 +29,10 @@ class Server:
     profile: str
 
 
-def build_fleet(composition: Mapping[str, int] = DEFAULT_COMPOSITION) -> list[Server]:
-    """Return the servers of ``composition``, numbered from 1 in each profile.
+def build_fleet(
+    composition: Mapping[str, int] = DEFAULT_COMPOSITION, first: int = 1
+) -> list[Server]:
+    """Return the servers of ``composition``, numbered from ``first`` in each profile.
 
     Every problem (unknown profile, bad count, a count over the naming convention) is
     reported at once.
@@ -45,7 +47,7 @@ def build_fleet(composition: Mapping[str, int] = DEFAULT_COMPOSITION) -> list[Se
         if isinstance(count, bool) or not isinstance(count, int) or count < 0:
             problems.append(f"{name}: server count must be a whole number >= 0, got {count!r}")
             continue
-        limit = 10 ** PROFILES_BY_NAME[name].digits - 1
+        limit = 10 ** PROFILES_BY_NAME[name].digits - first
         if count > limit:
             prof = PROFILES_BY_NAME[name]
             problems.append(
@@ -62,7 +64,7 @@ def build_fleet(composition: Mapping[str, int] = DEFAULT_COMPOSITION) -> list[Se
     return [
         Server(PROFILES_BY_NAME[name].hostname(i), name)
         for name in PROFILE_NAMES
-        for i in range(1, composition.get(name, 0) + 1)
+        for i in range(first, first + composition.get(name, 0))
     ]
 
 

@@ -230,3 +230,44 @@ def exposition(fleet: list[Server], values: dict[str, np.ndarray], labels: list[
         )
         parts.append("\n")
     return "".join(parts)
+
+
+def write_heldout(
+    path: str | Path,
+    train_seed: int,
+    train_start: dt.datetime,
+    train_days: float,
+    days: float,
+    seed: int,
+    composition: dict | None = None,
+) -> tuple[Path, dict]:
+    """Write a held-out set for evaluation: the ``days`` after a training history ends.
+
+    It holds the training fleet continued past its training window (servers seen in training,
+    later time) and a second fleet of the same mix drawn from another ``seed`` and numbered from
+    51 (servers never seen), over the same window. Labels of both are in the metadata.
+    """
+    from generator.fleet import DEFAULT_COMPOSITION, build_fleet
+
+    comp = dict(composition or DEFAULT_COMPOSITION)
+    train_start = align(train_start)
+    train_steps = int(round(train_days * 86400 / STEP_SECONDS))
+    steps = int(round(days * 86400 / STEP_SECONDS))
+    start = train_start + dt.timedelta(seconds=train_steps * STEP_SECONDS)
+    seen_fleet = build_fleet(comp)
+    seen, seen_inc, _ = simulate(seen_fleet, train_seed, train_start, train_steps + steps)
+    seen = seen[seen[TIMESTAMP] >= pd.Timestamp(start)]
+    new_fleet = build_fleet(comp, first=51)
+    new, new_inc, _ = simulate(new_fleet, seed, start, steps)
+    frame = pd.concat([seen, new], ignore_index=True)
+    for col in (SERVER, PROFILE, STATE):
+        frame[col] = frame[col].astype(str)
+    labels = [i for i in seen_inc if i.onset >= start] + list(new_inc)
+    meta = history_metadata(seen_fleet + new_fleet, seed, start, steps, labels)
+    meta["heldout"] = {
+        "train_seed": train_seed,
+        "seen_servers": [s.name for s in seen_fleet],
+        "unseen_servers": [s.name for s in new_fleet],
+    }
+    path = write_metrics(frame, path, meta)
+    return path, meta

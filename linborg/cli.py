@@ -207,6 +207,10 @@ def build_parser() -> argparse.ArgumentParser:
     from generator.cli import add_parser as add_generate
 
     add_generate(sub)
+
+    from trainer.cli import add_parsers as add_trainer
+
+    add_trainer(sub)
     return parser
 
 

@@ -1,0 +1,150 @@
+"""Feature building: the long metrics table -> model inputs. Trainer and exporter both call this.
+
+The model sees, per server and 5-minute step:
+  - the 14 metrics as targets (and past inputs), an absent metric filled with SENTINEL;
+  - one static flag per metric, ``present_<metric>`` = 1 when the server has that series;
+  - the known future time features MODEL_TIME_FEATURES (bounded, so no fitted scaler);
+  - its profile as a static categorical.
+Server names are never an input, so a server the model never saw is forecast like any other.
+Short gaps inside a present series are filled from the neighbouring samples (forward, then
+backward); a series with less than MIN_PRESENT_FRACTION of its samples counts as absent.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from linborg.contract import METRIC_NAMES, PROFILE, SERVER, STEP_SECONDS, TIMESTAMP
+from linborg.timefeatures import time_features
+
+#: 24 hours of context and 8 hours of horizon, in 5-minute steps.
+ENCODER_STEPS = 288
+HORIZON_STEPS = 96
+#: Filled in for an absent metric; every real LINBORG value is >= 0.
+SENTINEL = -1.0
+#: A series with fewer samples than this share of its window is treated as absent.
+MIN_PRESENT_FRACTION = 0.5
+#: Time features the model takes as known future inputs (all within [-1, 1] or {0, 1}).
+MODEL_TIME_FEATURES: tuple[str, ...] = (
+    "hour_sin",
+    "hour_cos",
+    "week_sin",
+    "week_cos",
+    "is_weekend",
+    "is_morning_spike",
+    "is_market_hours",
+    "is_end_of_day",
+)
+TIME_IDX = "time_idx"
+
+
+def present_column(metric: str) -> str:
+    """Return the name of the static flag saying a server has ``metric``."""
+    return f"present_{metric}"
+
+
+PRESENT_COLUMNS: tuple[str, ...] = tuple(present_column(m) for m in METRIC_NAMES)
+
+
+def time_index(timestamps) -> np.ndarray:
+    """Return the global step index (Unix seconds // 300) of each timestamp."""
+    ts = pd.to_datetime(timestamps, utc=True)
+    seconds = (ts - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)
+    return np.asarray(seconds, dtype=np.int64) // STEP_SECONDS
+
+
+def known_features(time_idx: np.ndarray, timezone: str = "UTC") -> np.ndarray:
+    """Return the model's known time features for step indices, shaped (..., features)."""
+    flat = np.asarray(time_idx, np.int64).reshape(-1)
+    stamps = pd.to_datetime(flat * STEP_SECONDS, unit="s", utc=True)
+    feats = time_features(stamps, timezone)
+    out = np.stack([feats[f] for f in MODEL_TIME_FEATURES], axis=-1)
+    return out.reshape(*np.shape(time_idx), len(MODEL_TIME_FEATURES)).astype(np.float32)
+
+
+def fill_window(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Fill gaps in per-server windows; return (filled, present flags, completeness).
+
+    ``values``: (servers, steps, metrics) with NaN for missing samples. A metric whose share of
+    samples is below MIN_PRESENT_FRACTION is absent: its column becomes SENTINEL and its flag 0.
+    Completeness is the share of samples actually present, per (server, metric).
+    """
+    values = np.asarray(values, np.float32)
+    have = np.isfinite(values)
+    completeness = have.mean(axis=1)
+    present = completeness >= MIN_PRESENT_FRACTION
+    filled = values.copy()
+    filled[~have] = np.nan
+    # Forward fill along time, then backward fill the leading gap.
+    steps = values.shape[1]
+    idx = np.where(have, np.arange(steps)[None, :, None], 0)
+    np.maximum.accumulate(idx, axis=1, out=idx)
+    filled = np.take_along_axis(filled, idx, axis=1)
+    first = np.argmax(have, axis=1)  # (servers, metrics): first present step
+    lead = np.arange(steps)[None, :, None] < first[:, None, :]
+    first_values = np.take_along_axis(values, first[:, None, :], axis=1)
+    filled = np.where(lead, first_values, filled)
+    filled = np.where(present[:, None, :], filled, SENTINEL)
+    filled = np.nan_to_num(filled, nan=SENTINEL)
+    return filled.astype(np.float32), present.astype(np.float32), completeness
+
+
+def build_model_frame(frame: pd.DataFrame, timezone: str = "UTC") -> pd.DataFrame:
+    """Return the model's long frame for training from a contract-schema metrics table.
+
+    Each server gets every step between its first and last timestamp (missing steps become
+    gaps), its metrics filled as in ``fill_window`` over its whole history, the presence flags,
+    the known time features, and ``time_idx``. Metric columns absent from ``frame`` are absent
+    for every server.
+    """
+    parts = []
+    for server, g in frame.groupby(SERVER, observed=True, sort=True):
+        idx = time_index(g[TIMESTAMP])
+        order = np.argsort(idx, kind="stable")
+        idx = idx[order]
+        full = np.arange(idx[0], idx[-1] + 1)
+        raw = np.full((1, len(full), len(METRIC_NAMES)), np.nan, np.float32)
+        pos = idx - idx[0]
+        for j, m in enumerate(METRIC_NAMES):
+            if m in g.columns:
+                raw[0, pos, j] = g[m].to_numpy(np.float32, na_value=np.nan)[order]
+        filled, present, _ = fill_window(raw)
+        part = pd.DataFrame(filled[0], columns=list(METRIC_NAMES))
+        part.insert(0, TIME_IDX, full)
+        part.insert(1, SERVER, str(server))
+        part.insert(2, PROFILE, str(g[PROFILE].iloc[0]))
+        for j, col in enumerate(PRESENT_COLUMNS):
+            part[col] = np.float32(present[0, j])
+        parts.append(part)
+    out = pd.concat(parts, ignore_index=True)
+    known = known_features(out[TIME_IDX].to_numpy(), timezone)
+    for j, f in enumerate(MODEL_TIME_FEATURES):
+        out[f] = known[:, j]
+    return out
+
+
+def windows_from_frame(
+    frame: pd.DataFrame, end_time_idx: int, servers: list[str] | None = None
+) -> tuple[list[str], list[str], np.ndarray]:
+    """Return (servers, profiles, values) of the ENCODER_STEPS steps ending at ``end_time_idx``.
+
+    ``values`` is (servers, ENCODER_STEPS, 14) with NaN where a sample is missing; pass it to
+    ``fill_window``. Used by evaluation; the exporter keeps its own rolling window.
+    """
+    start = end_time_idx - ENCODER_STEPS + 1
+    idx = time_index(frame[TIMESTAMP])
+    sel = frame[(idx >= start) & (idx <= end_time_idx)]
+    sel_idx = time_index(sel[TIMESTAMP])
+    names = servers if servers is not None else sorted(sel[SERVER].astype(str).unique())
+    row = {s: i for i, s in enumerate(names)}
+    values = np.full((len(names), ENCODER_STEPS, len(METRIC_NAMES)), np.nan, np.float32)
+    server_pos = sel[SERVER].astype(str).map(row)
+    keep = server_pos.notna().to_numpy()
+    r = server_pos.to_numpy()[keep].astype(int)
+    c = (sel_idx - start)[keep]
+    for j, m in enumerate(METRIC_NAMES):
+        if m in sel.columns:
+            values[r, c, j] = sel[m].to_numpy(np.float32, na_value=np.nan)[keep]
+    profiles = sel.groupby(SERVER, observed=True)[PROFILE].first().astype(str)
+    return names, [profiles.get(s, "generic") for s in names], values

@@ -1,0 +1,193 @@
+"""The model bundle: ``model.safetensors`` (weights) plus ``model.json`` (everything else).
+
+Nothing is pickled. Loading rebuilds the network from the JSON hyperparameters, checks the
+bundle against the running contract (names, profiles, shapes) and loads the weights strictly.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import subprocess
+from pathlib import Path
+
+import torch
+from pytorch_forecasting import TemporalFusionTransformer
+from torch import nn
+
+from linborg.contract import (
+    CONTRACT_VERSION,
+    METRIC_NAMES,
+    PROFILE_NAMES,
+    STEP_SECONDS,
+    ContractError,
+    check_contract_version,
+)
+from linborg.features import ENCODER_STEPS, HORIZON_STEPS, MODEL_TIME_FEATURES, SENTINEL
+from trainer.model import (
+    MIN_SCALE,
+    QUANTILES,
+    Forecaster,
+    make_loss,
+    make_normalizer,
+    profile_codes,
+    reals_order,
+)
+
+FORMAT = "linborg-tft-bundle/1"
+WEIGHTS = "model.safetensors"
+SPEC = "model.json"
+#: Hyperparameters that are objects; they are rebuilt from code, not stored.
+OBJECT_HPARAMS = ("loss", "logging_metrics", "output_transformer", "dataset_parameters")
+
+
+class BundleError(ContractError):
+    """Raise when a model bundle is missing, corrupt or does not match the running contract."""
+
+
+def code_revision() -> str:
+    """Return the git revision of this checkout, or 'unknown'."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            cwd=Path(__file__).resolve().parent,
+        )
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _plain_hparams(model: TemporalFusionTransformer) -> dict:
+    hp = {}
+    for key, value in model.hparams.items():
+        if key in OBJECT_HPARAMS:
+            continue
+        if key == "embedding_sizes":
+            value = {n: [int(a), int(b)] for n, (a, b) in value.items()}
+        elif key == "embedding_labels":
+            value = {
+                n: [[str(k), int(v)] for k, v in labels.items()] for n, labels in value.items()
+            }
+        json.dumps(value)  # every kept value must be plain data
+        hp[key] = value
+    return hp
+
+
+def contract_fields() -> dict:
+    """Return what a bundle must agree on with the running code."""
+    return {
+        "contract_version": CONTRACT_VERSION,
+        "metrics": list(METRIC_NAMES),
+        "profiles": list(PROFILE_NAMES),
+        "quantiles": list(QUANTILES),
+        "encoder_steps": ENCODER_STEPS,
+        "horizon_steps": HORIZON_STEPS,
+        "step_seconds": STEP_SECONDS,
+        "time_features": list(MODEL_TIME_FEATURES),
+        "reals_order": reals_order(),
+        "sentinel": SENTINEL,
+        "min_scale": dict(MIN_SCALE),
+        "profile_codes": profile_codes(),
+    }
+
+
+def save_bundle(
+    model: TemporalFusionTransformer,
+    directory: str | Path,
+    training: dict,
+    evaluation: dict | None = None,
+) -> Path:
+    """Write the bundle into ``directory`` and return it."""
+    from pytorch_forecasting import __version__ as pf_version
+    from safetensors.torch import save_model
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    save_model(model, str(directory / WEIGHTS), metadata={"format": FORMAT})
+    spec = {
+        "format": FORMAT,
+        **contract_fields(),
+        "model_class": "TemporalFusionTransformer",
+        "hparams": _plain_hparams(model),
+        "training": training,
+        "evaluation": evaluation or {},
+        "code_revision": code_revision(),
+        "created": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "versions": {"torch": torch.__version__.split("+")[0], "pytorch_forecasting": pf_version},
+    }
+    (directory / SPEC).write_text(json.dumps(spec, indent=1, sort_keys=True) + "\n")
+    return directory
+
+
+def read_spec(directory: str | Path) -> dict:
+    """Return the bundle's JSON after checking it matches the running contract."""
+    directory = Path(directory)
+    path = directory / SPEC
+    if not directory.is_dir():
+        raise BundleError(f"model bundle {directory}: no such directory")
+    if not path.is_file():
+        raise BundleError(f"model bundle {directory}: {SPEC} is missing")
+    if not (directory / WEIGHTS).is_file():
+        raise BundleError(f"model bundle {directory}: {WEIGHTS} is missing")
+    try:
+        spec = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as err:
+        raise BundleError(f"model bundle {directory}: {SPEC} is not valid JSON ({err})") from None
+    found = spec.get("format") if isinstance(spec, dict) else None
+    if found != FORMAT:
+        raise BundleError(f"model bundle {directory}: unknown format {found!r}; expected {FORMAT}")
+    try:
+        check_contract_version(spec.get("contract_version"), f"model bundle {directory}")
+    except ContractError as err:
+        raise BundleError(str(err)) from None
+    differences = []
+    for key, want in contract_fields().items():
+        if key == "contract_version":
+            continue
+        have = spec.get(key)
+        if have != want:
+            if isinstance(want, list) and isinstance(have, list):
+                missing = [x for x in want if x not in have]
+                extra = [x for x in have if x not in want]
+                detail = (
+                    f"missing {missing}, unexpected {extra}"
+                    if missing or extra
+                    else "different order"
+                )
+            else:
+                detail = f"bundle has {have!r}, this code expects {want!r}"
+            differences.append(f"{key}: {detail}")
+    if differences:
+        raise BundleError(
+            f"model bundle {directory} does not match this contract:\n  " + "\n  ".join(differences)
+        )
+    return spec
+
+
+def load_bundle(directory: str | Path, chunk: int = 100) -> Forecaster:
+    """Load a bundle into a Forecaster; refuse a mismatched or corrupt one with the reason."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_model
+
+    spec = read_spec(directory)
+    hp = dict(spec.get("hparams") or {})
+    try:
+        hp["embedding_sizes"] = {n: tuple(s) for n, s in hp["embedding_sizes"].items()}
+        hp["embedding_labels"] = {n: dict(pairs) for n, pairs in hp["embedding_labels"].items()}
+        model = TemporalFusionTransformer(
+            **hp,
+            loss=make_loss(),
+            logging_metrics=nn.ModuleList([]),
+            output_transformer=make_normalizer(),
+        )
+    except (KeyError, TypeError, ValueError) as err:
+        raise BundleError(f"model bundle {directory}: bad hyperparameters ({err})") from None
+    try:
+        load_model(model, str(Path(directory) / WEIGHTS), strict=True)
+    except (SafetensorError, RuntimeError, OSError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise BundleError(f"model bundle {directory}: weights do not load ({first})") from None
+    return Forecaster(model, spec, chunk=chunk)

@@ -1,0 +1,122 @@
+"""`linborg train` and `linborg evaluate`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _load_frame(args: argparse.Namespace):
+    """Return (frame, description) from --data or --prometheus."""
+    from linborg.contract import ContractError
+
+    if bool(args.data) == bool(getattr(args, "prometheus", None)):
+        raise ContractError("give exactly one data source: --data FILE.parquet or --prometheus URL")
+    if args.data:
+        from linborg.parquet import read_metrics
+
+        frame, _ = read_metrics(args.data, allow_missing=True)
+        return frame, f"Parquet {args.data}"
+    import time
+
+    from linborg.prom import PrometheusClient, PrometheusError
+    from linborg.sources import fetch_history
+
+    end = time.time()
+    client = PrometheusClient(args.prometheus)
+    try:
+        frame = fetch_history(client, end - args.days * 86400, end)
+    except PrometheusError as err:
+        raise ContractError(str(err)) from None
+    return frame, f"Prometheus {args.prometheus}, {args.days:g} days"
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from trainer.bundle import save_bundle
+    from trainer.train import train
+
+    frame, source = _load_frame(args)
+    model, summary = train(
+        frame,
+        preset=args.preset,
+        seed=args.seed,
+        progress=not args.quiet,
+        max_minutes=args.max_minutes,
+        threads=args.threads,
+    )
+    summary["source"] = source
+    out = save_bundle(model, args.out, summary)
+    print(
+        f"wrote model bundle {out} (best val_loss {summary['best_val_loss']:.4f} at epoch "
+        f"{summary['best_epoch']}, {summary['seconds']:.0f} s)"
+    )
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from trainer.bundle import load_bundle
+    from trainer.evaluate import evaluate, write_report
+
+    forecaster = load_bundle(args.model)
+    frame, source = _load_frame(args)
+    labels = None
+    if args.data:
+        from linborg.parquet import read_metadata
+
+        labels = read_metadata(args.data).get("incidents")
+    result = evaluate(
+        forecaster,
+        frame,
+        labels,
+        origin_every_minutes=args.origin_every,
+        incident_every_minutes=args.incident_every,
+        risk_threshold=args.risk_threshold,
+        seen_servers=set(forecaster.spec.get("training", {}).get("server_names", [])),
+    )
+    result["source"] = source
+    path = write_report(result, Path(args.out))
+    if args.update_bundle:
+        from trainer.bundle import SPEC
+
+        spec_path = Path(args.model) / SPEC
+        spec = json.loads(spec_path.read_text())
+        spec["evaluation"] = result["summary"]
+        spec_path.write_text(json.dumps(spec, indent=1, sort_keys=True) + "\n")
+    json.dump(result["summary"], sys.stdout, indent=1)
+    print(f"\nwrote {path}")
+    return 0
+
+
+def add_parsers(sub) -> None:
+    """Add `train` and `evaluate` to the `linborg` parser."""
+
+    def source_args(p):
+        p.add_argument("--data", help="Parquet file in the contract schema")
+        p.add_argument("--prometheus", help="Prometheus base URL to read history from")
+        p.add_argument("--days", type=float, default=14, help="days of Prometheus history")
+
+    p = sub.add_parser("train", help="train the TFT and write a model bundle")
+    source_args(p)
+    p.add_argument("--preset", default="default", help="tiny (tests) or default (shipped model)")
+    p.add_argument("--out", required=True, help="bundle directory to write")
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--max-minutes", type=float, help="wall-clock training budget")
+    p.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="backtest a model bundle against baselines")
+    source_args(p)
+    p.add_argument("--model", required=True, help="model bundle directory")
+    p.add_argument("--out", required=True, help="report directory to write")
+    p.add_argument("--origin-every", type=int, default=360, help="minutes between origins")
+    p.add_argument(
+        "--incident-every", type=int, default=15, help="minutes between risk checks (incidents)"
+    )
+    p.add_argument("--risk-threshold", type=float, default=50.0, help="risk that raises a warning")
+    p.add_argument(
+        "--update-bundle", action="store_true", help="store the summary in the bundle's JSON"
+    )
+    p.set_defaults(func=cmd_evaluate)

@@ -1,0 +1,301 @@
+"""The Temporal Fusion Transformer as this project uses it: dataset, loss, presets, inference.
+
+Training goes through pytorch-forecasting's TimeSeriesDataSet; inference builds the same input
+tensors directly from arrays (``Forecaster.predict``), which is several times faster and is
+checked against the dataset path bit for bit in the tests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+from pytorch_forecasting import TemporalFusionTransformer, TimeSeriesDataSet
+from pytorch_forecasting.data.encoders import EncoderNormalizer, MultiNormalizer, NaNLabelEncoder
+from pytorch_forecasting.metrics import MultiLoss, QuantileLoss
+from pytorch_forecasting.utils import unpack_sequence
+from torch import nn
+from torch.nn.utils import rnn
+
+from linborg.contract import METRIC_NAMES, METRICS_BY_NAME, PROFILE, PROFILE_NAMES, SERVER
+from linborg.features import (
+    ENCODER_STEPS,
+    HORIZON_STEPS,
+    MODEL_TIME_FEATURES,
+    PRESENT_COLUMNS,
+    SENTINEL,
+    TIME_IDX,
+    fill_window,
+    known_features,
+)
+
+QUANTILES = [0.1, 0.5, 0.9]
+#: Smallest scale of each metric's per-window normalisation (a flat window must not collapse
+#: the forecast band to nothing), in the metric's unit.
+MIN_SCALE = {
+    **{m: 1.0 for m in METRIC_NAMES},
+    "back_close_wait": 2.0,
+    "front_close_wait": 2.0,
+    "load_average": 0.5,
+    "uptime_days": 0.05,
+}
+
+#: Hyperparameters of each preset. ``max_minutes`` bounds wall-clock training time.
+PRESETS = {
+    "tiny": dict(
+        hidden_size=8,
+        attention_head_size=1,
+        hidden_continuous_size=4,
+        dropout=0.0,
+        learning_rate=0.01,
+        batch_size=32,
+        max_epochs=1,
+        batches_per_epoch=6,
+        val_batches=2,
+        patience=1,
+        max_minutes=2.0,
+    ),
+    "default": dict(
+        hidden_size=24,
+        attention_head_size=2,
+        hidden_continuous_size=12,
+        dropout=0.1,
+        learning_rate=0.004,
+        batch_size=64,
+        max_epochs=40,
+        batches_per_epoch=100,
+        val_batches=30,
+        patience=4,
+        max_minutes=40.0,
+    ),
+}
+MODEL_HPARAMS = (
+    "hidden_size",
+    "attention_head_size",
+    "hidden_continuous_size",
+    "dropout",
+    "learning_rate",
+)
+
+
+class FlooredEncoderNormalizer(EncoderNormalizer):
+    """Standardise each sample by its own encoder window, with a floor under the scale."""
+
+    def __init__(
+        self,
+        method="standard",
+        center=True,
+        max_length=None,
+        transformation=None,
+        method_kwargs=None,
+        min_scale: float = 1.0,
+    ):
+        super().__init__(
+            method=method,
+            center=center,
+            max_length=max_length,
+            transformation=transformation,
+            method_kwargs=method_kwargs,
+        )
+        self.min_scale = min_scale
+
+    def _set_parameters(self, y_center, y_scale):
+        super()._set_parameters(y_center=y_center, y_scale=y_scale)
+        if isinstance(self.scale_, torch.Tensor):
+            self.scale_ = self.scale_.clamp_min(self.min_scale)
+        else:
+            self.scale_ = np.maximum(self.scale_, self.min_scale)
+
+
+class MaskedQuantileLoss(QuantileLoss):
+    """Quantile loss that skips absent targets (SENTINEL) and is scaled by each sample's history.
+
+    pytorch-forecasting computes the loss in the metrics' own units; dividing by the encoder
+    window's standard deviation puts every metric on the same footing, so close_wait counts in
+    the hundreds do not drown out percentages.
+    """
+
+    def __init__(
+        self, quantiles=None, sentinel: float = SENTINEL, min_scale: float = 1.0, **kwargs
+    ):
+        super().__init__(quantiles=quantiles, **kwargs)
+        self.sentinel = sentinel
+        self.min_scale = min_scale
+
+    def update(self, y_pred, target, encoder_target=None, encoder_lengths=None):
+        if isinstance(target, list | tuple) and not isinstance(target, rnn.PackedSequence):
+            target, weight = target
+        else:
+            weight = None
+        if isinstance(target, rnn.PackedSequence):
+            target, _ = unpack_sequence(target)
+        if isinstance(encoder_target, rnn.PackedSequence):
+            encoder_target, _ = unpack_sequence(encoder_target)
+        mask = target != self.sentinel
+        losses = self.loss(y_pred, target) / len(self.quantiles)  # [B, T, Q]
+        if encoder_target is not None:
+            enc = encoder_target
+            std = enc.std(dim=1) if enc.size(1) > 1 else torch.ones(enc.size(0), device=enc.device)
+            losses = losses / std.clamp_min(self.min_scale)[:, None, None]
+        w = mask.to(losses.dtype)
+        if weight is not None:
+            w = w * weight
+        self.losses = self.losses + (losses * w.unsqueeze(-1)).sum()
+        self.lengths = self.lengths + mask.sum()
+
+    def compute(self):
+        return self.losses / self.lengths.clamp_min(1)
+
+
+def make_loss() -> MultiLoss:
+    """Return the training loss: one masked quantile loss per metric."""
+    return MultiLoss(
+        [MaskedQuantileLoss(quantiles=QUANTILES, min_scale=MIN_SCALE[m]) for m in METRIC_NAMES]
+    )
+
+
+def make_normalizer() -> MultiNormalizer:
+    """Return the target normaliser: per-window standardisation of each metric."""
+    return MultiNormalizer([FlooredEncoderNormalizer(min_scale=MIN_SCALE[m]) for m in METRIC_NAMES])
+
+
+def profile_encoder() -> NaNLabelEncoder:
+    """Return the profile encoder: every contract profile, unknown ones mapped to 'nan'."""
+    return NaNLabelEncoder(add_nan=True, warn=False).fit(pd.Series(PROFILE_NAMES))
+
+
+def profile_codes() -> dict[str, int]:
+    """Return the model's code of each profile (as the dataset encodes it)."""
+    return {str(k): int(v) for k, v in profile_encoder().classes_.items()}
+
+
+def make_dataset(model_frame: pd.DataFrame, **kwargs) -> TimeSeriesDataSet:
+    """Return the TimeSeriesDataSet of a model frame (``linborg.features.build_model_frame``)."""
+    return TimeSeriesDataSet(
+        model_frame,
+        time_idx=TIME_IDX,
+        target=list(METRIC_NAMES),
+        group_ids=[SERVER],
+        max_encoder_length=ENCODER_STEPS,
+        max_prediction_length=HORIZON_STEPS,
+        static_categoricals=[PROFILE],
+        static_reals=list(PRESENT_COLUMNS),
+        time_varying_known_reals=list(MODEL_TIME_FEATURES),
+        time_varying_unknown_reals=list(METRIC_NAMES),
+        target_normalizer=make_normalizer(),
+        scalers={c: None for c in (*PRESENT_COLUMNS, *MODEL_TIME_FEATURES)},
+        categorical_encoders={
+            SERVER: NaNLabelEncoder(add_nan=True, warn=False),
+            PROFILE: profile_encoder(),
+        },
+        add_relative_time_idx=False,
+        add_target_scales=False,
+        add_encoder_length=False,
+        **kwargs,
+    )
+
+
+def reals_order() -> list[str]:
+    """Return the order of the model's real-valued input columns."""
+    return [*PRESENT_COLUMNS, *MODEL_TIME_FEATURES, *METRIC_NAMES]
+
+
+def build_model(dataset: TimeSeriesDataSet, preset: dict) -> TemporalFusionTransformer:
+    """Return a fresh TFT for ``dataset`` with the preset's hyperparameters."""
+    model = TemporalFusionTransformer.from_dataset(
+        dataset,
+        loss=make_loss(),
+        logging_metrics=nn.ModuleList([]),
+        output_size=[len(QUANTILES)] * len(METRIC_NAMES),
+        lstm_layers=1,
+        reduce_on_plateau_patience=2,
+        **{k: preset[k] for k in MODEL_HPARAMS},
+    )
+    if list(model.hparams.x_reals) != reals_order():
+        raise RuntimeError(f"unexpected model input order {model.hparams.x_reals}")
+    return model
+
+
+@dataclass
+class Forecast:
+    """The model's forecast for a batch of servers."""
+
+    #: (servers, 14, 96, 3): p10, p50, p90 for each metric and future step, in metric units.
+    values: np.ndarray
+    #: (servers, 14) True where the server has the metric; forecasts of absent ones are NaN.
+    present: np.ndarray
+    #: (servers, 14) share of the 24-hour window actually present.
+    completeness: np.ndarray
+
+
+class Forecaster:
+    """Run a trained TFT on raw 24-hour windows; batched across servers, no pandas."""
+
+    def __init__(self, model: TemporalFusionTransformer, spec: dict, chunk: int = 100):
+        self.model = model.eval()
+        self.spec = spec
+        self.chunk = chunk
+        self._min_scale = torch.tensor([MIN_SCALE[m] for m in METRIC_NAMES])
+        self._profile_code = profile_codes()
+        lo = np.array([METRICS_BY_NAME[m].min for m in METRIC_NAMES], np.float32)
+        hi = np.array([METRICS_BY_NAME[m].max for m in METRIC_NAMES], np.float32)
+        self._range = (lo[None, :, None, None], hi[None, :, None, None])
+
+    def inputs(self, filled: np.ndarray, present: np.ndarray, profiles, end_time_idx) -> dict:
+        """Return the TFT input dict for filled windows (the same tensors the dataset makes)."""
+        enc = torch.from_numpy(np.ascontiguousarray(filled, np.float32))
+        b = enc.shape[0]
+        total = ENCODER_STEPS + HORIZON_STEPS
+        ends = np.broadcast_to(np.asarray(end_time_idx, np.int64), (b,))
+        steps = ends[:, None] - ENCODER_STEPS + 1 + np.arange(total)[None, :]
+        known = torch.from_numpy(known_features(steps))
+        center = enc.mean(1)
+        scale = (enc.std(1) + torch.finfo(torch.float32).eps).clamp_min(self._min_scale)
+        cont = torch.zeros(
+            b, total, len(PRESENT_COLUMNS) + len(MODEL_TIME_FEATURES) + len(METRIC_NAMES)
+        )
+        n_p, n_k = len(PRESENT_COLUMNS), len(MODEL_TIME_FEATURES)
+        cont[..., :n_p] = torch.from_numpy(np.asarray(present, np.float32))[:, None, :]
+        cont[..., n_p : n_p + n_k] = known
+        cont[:, :ENCODER_STEPS, n_p + n_k :] = (enc - center[:, None]) / scale[:, None]
+        unknown = self._profile_code["nan"]
+        codes = torch.tensor([self._profile_code.get(p, unknown) for p in profiles])
+        cat = codes[:, None, None].expand(b, total, 1)
+        return {
+            "encoder_cat": cat[:, :ENCODER_STEPS],
+            "decoder_cat": cat[:, ENCODER_STEPS:],
+            "encoder_cont": cont[:, :ENCODER_STEPS],
+            "decoder_cont": cont[:, ENCODER_STEPS:],
+            "encoder_lengths": torch.full((b,), ENCODER_STEPS, dtype=torch.long),
+            "decoder_lengths": torch.full((b,), HORIZON_STEPS, dtype=torch.long),
+            "target_scale": [
+                torch.stack([center[:, i], scale[:, i]], -1) for i in range(len(METRIC_NAMES))
+            ],
+        }
+
+    def raw(self, x: dict) -> np.ndarray:
+        """Return the network's quantiles (B, 14, 96, 3) for an input dict."""
+        with torch.inference_mode():
+            out = self.model(x)["prediction"]
+        return torch.stack(list(out), 1).numpy()
+
+    def predict(self, values: np.ndarray, profiles: list[str], end_time_idx) -> Forecast:
+        """Forecast the 96 steps after ``end_time_idx`` from (servers, 288, 14) raw windows.
+
+        Missing samples are NaN. Metrics a server lacks get NaN forecasts and present=False;
+        forecasts are clipped to each metric's valid range and quantiles kept in order.
+        """
+        values = np.asarray(values, np.float32)
+        if values.ndim != 3 or values.shape[1:] != (ENCODER_STEPS, len(METRIC_NAMES)):
+            raise ValueError(f"windows must be (servers, {ENCODER_STEPS}, 14), got {values.shape}")
+        filled, present, completeness = fill_window(values)
+        ends = np.broadcast_to(np.asarray(end_time_idx, np.int64), (len(values),))
+        out = np.empty((len(values), len(METRIC_NAMES), HORIZON_STEPS, len(QUANTILES)), np.float32)
+        for a in range(0, len(values), self.chunk):
+            b = slice(a, a + self.chunk)
+            out[b] = self.raw(self.inputs(filled[b], present[b], profiles[b], ends[b]))
+        out = np.sort(np.clip(out, *self._range), axis=-1)
+        out = np.where(present[:, :, None, None] > 0, out, np.nan)
+        return Forecast(out, present > 0, completeness)

@@ -1,0 +1,217 @@
+"""Train the TFT on a contract-schema metrics table and return the model and a summary."""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import os
+import sys
+import time
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+
+from linborg.contract import METRIC_NAMES, PROFILE, SERVER, TIMESTAMP, ContractError
+from linborg.features import (
+    ENCODER_STEPS,
+    HORIZON_STEPS,
+    PRESENT_COLUMNS,
+    SENTINEL,
+    TIME_IDX,
+    build_model_frame,
+    present_column,
+)
+from linborg.validate import validate
+from trainer.model import PRESETS, build_model, make_dataset
+
+#: Metrics a plain node_exporter host does not have; training shows the model such hosts.
+NODE_EXPORTER_ABSENT = ("java_cpu_pct", "back_close_wait", "front_close_wait")
+#: Share of training servers copied without NODE_EXPORTER_ABSENT, and without one random metric.
+ABSENT_COPY_SHARE = 0.3
+SINGLE_DROP_SHARE = 0.1
+#: Share of the time range held out for validation (early stopping).
+VALIDATION_SHARE = 0.15
+MIN_STEPS = ENCODER_STEPS + HORIZON_STEPS
+
+
+def check_trainable(frame: pd.DataFrame) -> None:
+    """Refuse data that cannot train a model, saying why (all reasons at once)."""
+    validate(frame, allow_missing=True, source="training data")
+    problems = []
+    lengths = frame.groupby(SERVER, observed=True).size()
+    if len(lengths) < 2:
+        problems.append(f"only {len(lengths)} server; training needs at least 2")
+    long_enough = lengths[lengths >= MIN_STEPS + HORIZON_STEPS]
+    if len(long_enough) == 0:
+        problems.append(
+            f"too short: no server has {MIN_STEPS + HORIZON_STEPS} steps "
+            f"({(MIN_STEPS + HORIZON_STEPS) * 5 / 60:.0f} hours: 24 h context, 8 h horizon "
+            f"and 8 h to validate); the longest has {lengths.max() if len(lengths) else 0}"
+        )
+    present = [m for m in METRIC_NAMES if m in frame.columns and frame[m].notna().any()]
+    if not present:
+        problems.append("no LINBORG metric has any value")
+    if problems:
+        raise ContractError("unusable training data: " + "; ".join(problems))
+
+
+def add_absent_copies(model_frame: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
+    """Return the frame plus copies of some servers with metrics made absent.
+
+    Copies are named '<server>~<what>' so they are separate series; the originals stay whole.
+    """
+    servers = model_frame[SERVER].unique()
+    copies = []
+    pick = rng.choice(servers, size=int(round(len(servers) * ABSENT_COPY_SHARE)), replace=False)
+    for s in pick:
+        part = model_frame[model_frame[SERVER] == s].copy()
+        part[SERVER] = f"{s}~node_exporter"
+        for m in NODE_EXPORTER_ABSENT:
+            part[m] = np.float32(SENTINEL)
+            part[present_column(m)] = np.float32(0.0)
+        copies.append(part)
+    pick = rng.choice(servers, size=int(round(len(servers) * SINGLE_DROP_SHARE)), replace=False)
+    for s in pick:
+        m = METRIC_NAMES[int(rng.integers(len(METRIC_NAMES)))]
+        part = model_frame[model_frame[SERVER] == s].copy()
+        part[SERVER] = f"{s}~no_{m}"
+        part[m] = np.float32(SENTINEL)
+        part[present_column(m)] = np.float32(0.0)
+        copies.append(part)
+    return pd.concat([model_frame, *copies], ignore_index=True) if copies else model_frame
+
+
+def _progress_callback(log: Callable[[str], None], budget_minutes: float):
+    import lightning.pytorch as pl
+
+    class EpochReport(pl.Callback):
+        """Log one line per epoch and keep the best weights in memory (no checkpoint files)."""
+
+        def __init__(self):
+            self.began = time.monotonic()
+            self.best = float("inf")
+            self.best_state = None
+            self.best_epoch = -1
+            self.history = []
+
+        def on_validation_epoch_end(self, trainer, module):
+            if trainer.sanity_checking:
+                return
+            val = float(trainer.callback_metrics.get("val_loss", float("nan")))
+            train = float(trainer.callback_metrics.get("train_loss_epoch", float("nan")))
+            epoch = trainer.current_epoch
+            self.history.append({"epoch": epoch, "train_loss": train, "val_loss": val})
+            if val < self.best:
+                self.best, self.best_epoch = val, epoch
+                self.best_state = copy.deepcopy(module.state_dict())
+            elapsed = (time.monotonic() - self.began) / 60
+            per_epoch = elapsed / (epoch + 1)
+            left = min(per_epoch * (trainer.max_epochs - epoch - 1), budget_minutes - elapsed)
+            log(
+                f"train: epoch {epoch + 1}/{trainer.max_epochs} val_loss {val:.4f} "
+                f"(best {self.best:.4f} at epoch {self.best_epoch + 1}), "
+                f"{elapsed:.1f} min elapsed, at most {max(left, 0):.1f} min left"
+            )
+
+    return EpochReport()
+
+
+def train(
+    frame: pd.DataFrame,
+    preset: str = "default",
+    seed: int = 7,
+    progress: bool = True,
+    max_minutes: float | None = None,
+    threads: int | None = None,
+    log: Callable[[str], None] | None = None,
+):
+    """Train a TFT on ``frame`` (contract schema); return (model, training summary)."""
+    import lightning.pytorch as pl
+    from lightning.pytorch.callbacks import EarlyStopping
+
+    if log is None:
+
+        def log(msg: str) -> None:
+            print(msg, file=sys.stderr, flush=True)
+
+    if preset not in PRESETS:
+        raise ContractError(f"unknown preset '{preset}'; use one of: {', '.join(PRESETS)}")
+    params = dict(PRESETS[preset])
+    if max_minutes is not None:
+        params["max_minutes"] = max_minutes
+    check_trainable(frame)
+    pl.seed_everything(seed, workers=True, verbose=False)
+    torch.set_num_threads(threads or os.cpu_count() or 1)
+    began = time.monotonic()
+
+    model_frame = build_model_frame(frame)
+    model_frame = add_absent_copies(model_frame, np.random.default_rng(seed))
+    t_min, t_max = model_frame[TIME_IDX].min(), model_frame[TIME_IDX].max()
+    split = int(t_max - max(HORIZON_STEPS, int((t_max - t_min) * VALIDATION_SHARE)))
+    train_part = model_frame[model_frame[TIME_IDX] < split]
+    lengths = train_part.groupby(SERVER).size()
+    train_part = train_part[train_part[SERVER].isin(lengths[lengths >= MIN_STEPS].index)]
+    train_ds = make_dataset(train_part)
+    val_ds = train_ds.from_dataset(
+        train_ds, model_frame, min_prediction_idx=split, stop_randomization=True
+    )
+    train_dl = train_ds.to_dataloader(train=True, batch_size=params["batch_size"], num_workers=0)
+    val_dl = val_ds.to_dataloader(train=False, batch_size=params["batch_size"] * 2, num_workers=0)
+    model = build_model(train_ds, params)
+    report = _progress_callback(log, params["max_minutes"])
+    trainer = pl.Trainer(
+        max_epochs=params["max_epochs"],
+        limit_train_batches=params["batches_per_epoch"],
+        limit_val_batches=params["val_batches"],
+        max_time=dt.timedelta(minutes=params["max_minutes"]),
+        accelerator="auto",
+        devices=1,
+        gradient_clip_val=0.1,
+        enable_checkpointing=False,
+        logger=False,
+        enable_model_summary=False,
+        enable_progress_bar=progress,
+        num_sanity_val_steps=0,
+        callbacks=[
+            EarlyStopping(monitor="val_loss", patience=params["patience"], mode="min"),
+            report,
+        ],
+    )
+    log(
+        f"train: preset {preset}, {model_frame[SERVER].nunique()} series "
+        f"({frame[SERVER].nunique()} servers plus copies with absent metrics), "
+        f"{len(train_ds)} training windows, {len(val_ds)} validation windows, "
+        f"{sum(p.numel() for p in model.parameters())} parameters, "
+        f"budget {params['max_minutes']:g} min"
+    )
+    trainer.fit(model, train_dataloaders=train_dl, val_dataloaders=val_dl)
+    if report.best_state is not None:
+        model.load_state_dict(report.best_state)
+    model.eval()
+    summary = {
+        "preset": preset,
+        "seed": seed,
+        "hyperparameters": params,
+        "servers": int(frame[SERVER].nunique()),
+        "server_names": sorted(map(str, frame[SERVER].unique())),
+        "profiles": frame.groupby(PROFILE, observed=True)[SERVER].nunique().astype(int).to_dict(),
+        "series_with_absent_copies": int(model_frame[SERVER].nunique()),
+        "start": pd.Timestamp(frame[TIMESTAMP].min()).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "end": pd.Timestamp(frame[TIMESTAMP].max()).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "rows": int(len(frame)),
+        "metrics_present": [
+            m for m in METRIC_NAMES if m in frame.columns and frame[m].notna().any()
+        ],
+        "present_columns": list(PRESENT_COLUMNS),
+        "training_windows": int(len(train_ds)),
+        "validation_windows": int(len(val_ds)),
+        "epochs": report.history,
+        "best_epoch": report.best_epoch + 1,
+        "best_val_loss": report.best,
+        "seconds": round(time.monotonic() - began, 1),
+        "device": "cuda" if torch.cuda.is_available() else "cpu",
+        "threads": torch.get_num_threads(),
+    }
+    return model, summary
