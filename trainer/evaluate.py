@@ -172,19 +172,19 @@ def summarise_accuracy(errors: pd.DataFrame) -> dict:
     }
 
 
-def risk_warnings(forecaster, names, profiles, values, first, every: int, threshold: float):
-    """Return (check indices, tft warned (S, checks), linear warned (S, checks))."""
+def risk_warnings(forecaster, names, profiles, values, first, every: int):
+    """Return (check indices, TFT risk scores (S, checks), predict_linear warned (S, checks))."""
     th = load_thresholds()
     warn_lv, crit, direction = threshold_arrays(th, profiles, list(METRIC_NAMES))
     total = values.shape[1]
     checks = list(range(ENCODER_STEPS - 1, total, every))
-    tft = np.zeros((len(names), len(checks)), bool)
-    lin = np.zeros_like(tft)
+    tft = np.zeros((len(names), len(checks)))
+    lin = np.zeros((len(names), len(checks)), bool)
     for c, o in enumerate(checks):
         window = values[:, o - ENCODER_STEPS + 1 : o + 1]
         fc = forecaster.predict(window, profiles, first + o)
         r = assess(fc.values, profiles, list(METRIC_NAMES), th, present=fc.present)
-        tft[:, c] = r.score >= threshold
+        tft[:, c] = r.score
         ahead = linear_forecast(values[:, o - LINEAR_POINTS + 1 : o + 1], HORIZON_STEPS)
         now = values[:, o][:, None, :]
         path = np.concatenate([now, ahead], axis=1)  # (S, 97, 14)
@@ -266,7 +266,28 @@ def evaluate(
         forecaster, names, profiles, values, first, max(1, origin_every_minutes // 5), seen
     )
     acc = summarise_accuracy(errors)
+    # What missing metrics cost: the same backtest with a plain node_exporter's gaps
+    # (no java_cpu_pct, no close_wait counts), scored on the metrics both runs forecast.
+    from trainer.train import NODE_EXPORTER_ABSENT
+
+    stripped = values.copy()
+    for m in NODE_EXPORTER_ABSENT:
+        stripped[:, :, METRIC_NAMES.index(m)] = np.nan
+    errors_missing, _ = accuracy(
+        forecaster, names, profiles, stripped, first, max(1, origin_every_minutes // 5), seen
+    )
+
+    def mase_8h(e):
+        e = e[(e["horizon"] == "8h") & ~e["metric"].isin(NODE_EXPORTER_ABSENT)]
+        g = e.groupby("metric")
+        return float((g["ae_tft"].mean() / g["ae_seasonal_naive"].mean()).mean())
+
     summary = {
+        "missing_metrics_cost": {
+            "absent": list(NODE_EXPORTER_ABSENT),
+            "mase_8h_other_metrics_all_present": mase_8h(errors),
+            "mase_8h_other_metrics_when_absent": mase_8h(errors_missing),
+        },
         "servers": len(names),
         "servers_seen_in_training": sum(s in seen for s in names),
         "days": round(values.shape[1] / DAY, 2),
@@ -280,12 +301,15 @@ def evaluate(
     }
     if labels is not None:
         every = max(1, incident_every_minutes // 5)
-        checks, tft, lin = risk_warnings(
-            forecaster, names, profiles, values, first, every, risk_threshold
-        )
+        checks, scores, lin = risk_warnings(forecaster, names, profiles, values, first, every)
+        total = values.shape[1]
         summary["incidents_tft"] = score_warnings(
-            names, checks, tft, labels, first, values.shape[1], every
+            names, checks, scores >= risk_threshold, labels, first, total, every
         )
+        summary["incidents_tft_by_threshold"] = {
+            str(t): score_warnings(names, checks, scores >= t, labels, first, total, every)
+            for t in (30, 40, 50, 60, 70, 80, 90)
+        }
         summary["incidents_predict_linear"] = score_warnings(
             names, checks, lin, labels, first, values.shape[1], every
         )
@@ -417,12 +441,36 @@ def write_report(result: dict, out: Path) -> Path:
     for p in sorted(set(bp.index.get_level_values(0))):
         cells = [_fmt(bp.loc[(p, h), "mase"]) if (p, h) in bp.index else "n/a" for h in order]
         lines.append(f"| {p} | " + " | ".join(cells) + " |")
+    mc = s.get("missing_metrics_cost")
+    if mc:
+        lines += [
+            "",
+            "## What missing metrics cost",
+            "",
+            f"With {', '.join(mc['absent'])} removed from every server (a plain node_exporter "
+            f"host), mean MASE at 8 h on the other metrics is "
+            f"{_fmt(mc['mase_8h_other_metrics_when_absent'])}, against "
+            f"{_fmt(mc['mase_8h_other_metrics_all_present'])} with every metric present. "
+            "The removed metrics get no forecast at all.",
+        ]
     if "incidents_tft" in s:
         lines += ["", f"## Incidents (risk threshold {s['risk_threshold']:g})", ""]
         lines += ["| | TFT risk score | predict_linear |", "|---|---|---|"]
         t, lin = s["incidents_tft"], s["incidents_predict_linear"]
         for key in t:
             lines.append(f"| {key} | {_fmt(t[key])} | {_fmt(lin[key])} |")
+        lines += [
+            "",
+            "Risk threshold sweep (the threshold is an alerting choice, not part of the model):",
+            "",
+            "| risk >= | recall 30 min | median lead (min) | false / 100 server-days |",
+            "|---|---|---|---|",
+        ]
+        for thr, r in s["incidents_tft_by_threshold"].items():
+            lines.append(
+                f"| {thr} | {_fmt(r['recall_30m'])} | {_fmt(r['median_lead_minutes'], 0)} | "
+                f"{_fmt(r['false_warnings_per_100_server_days'], 2)} |"
+            )
     lines += [
         "",
         f"Generated {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC by `linborg evaluate`.",
