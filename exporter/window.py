@@ -1,0 +1,90 @@
+"""The rolling in-memory window: the last 24 hours of every server's 14 metrics on the step grid.
+
+Samples are placed at their 5-minute step (a misaligned sample goes to the step it falls in;
+a late sample fills its step when it arrives). NaN, inf and out-of-range samples are counted
+and left missing. Servers that stop reporting age out of the window.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from linborg.contract import METRIC_NAMES, METRICS_BY_NAME, STEP_SECONDS
+from linborg.features import ENCODER_STEPS
+
+_LO = np.array([METRICS_BY_NAME[m].min for m in METRIC_NAMES])
+_HI = np.array([METRICS_BY_NAME[m].max for m in METRIC_NAMES])
+
+
+@dataclass
+class ServerWindow:
+    """One server's window: values (ENCODER_STEPS, 14), NaN where missing."""
+
+    profile: str
+    profile_reason: str
+    values: np.ndarray = field(
+        default_factory=lambda: np.full((ENCODER_STEPS, len(METRIC_NAMES)), np.nan, np.float32)
+    )
+    first_step: int | None = None  # first step this server was seen at
+
+
+class RollingWindow:
+    """The last ENCODER_STEPS steps of every server, ending at ``end_step`` (inclusive)."""
+
+    def __init__(self, end_step: int):
+        self.end_step = end_step
+        self.servers: dict[str, ServerWindow] = {}
+        self.invalid_samples = 0  # NaN, inf or out of range, since start
+
+    @property
+    def start_step(self) -> int:
+        return self.end_step - ENCODER_STEPS + 1
+
+    def advance(self, end_step: int) -> None:
+        """Move the window's end to ``end_step``, dropping older steps."""
+        shift = end_step - self.end_step
+        if shift <= 0:
+            return
+        for w in self.servers.values():
+            if shift >= ENCODER_STEPS:
+                w.values[:] = np.nan
+            else:
+                w.values[:-shift] = w.values[shift:]
+                w.values[-shift:] = np.nan
+        self.end_step = end_step
+        gone = [s for s, w in self.servers.items() if np.isnan(w.values).all()]
+        for s in gone:
+            del self.servers[s]
+
+    def add(
+        self,
+        server: str,
+        profile: str,
+        profile_reason: str,
+        metric_index: int,
+        timestamps: np.ndarray,
+        values: np.ndarray,
+    ) -> None:
+        """Place one series' samples (Unix seconds, values) into the window."""
+        steps = (np.asarray(timestamps, np.float64) // STEP_SECONDS).astype(np.int64)
+        keep = (steps >= self.start_step) & (steps <= self.end_step)
+        if not keep.any():
+            return
+        w = self.servers.get(server)
+        if w is None:
+            w = self.servers[server] = ServerWindow(profile, profile_reason)
+        w.profile, w.profile_reason = profile, profile_reason
+        steps, vals = steps[keep], np.asarray(values, np.float64)[keep]
+        valid = np.isfinite(vals) & (vals >= _LO[metric_index]) & (vals <= _HI[metric_index])
+        self.invalid_samples += int((~valid).sum())
+        w.values[steps[valid] - self.start_step, metric_index] = vals[valid]
+        first = int(steps.min())
+        w.first_step = first if w.first_step is None else min(w.first_step, first)
+
+    def arrays(self, names: list[str]) -> np.ndarray:
+        """Return (len(names), ENCODER_STEPS, 14) copies of the named servers' windows."""
+        if not names:
+            return np.empty((0, ENCODER_STEPS, len(METRIC_NAMES)), np.float32)
+        return np.stack([self.servers[s].values for s in names]).copy()

@@ -1,0 +1,176 @@
+"""Exporter cycle with a fake clock, a fake Prometheus client and a fake model."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pytest
+
+from exporter.config import config_from_dict
+from exporter.cycle import Exporter
+from generator.fleet import build_fleet
+from generator.output import simulate
+from linborg.contract import METRIC_NAMES, STEP_SECONDS, shard_of
+from linborg.features import HORIZON_STEPS, fill_window
+from linborg.prom import PrometheusError, Series
+from linborg.thresholds import load_thresholds
+from trainer.model import Forecast
+
+START = dt.datetime(2026, 1, 5, tzinfo=dt.UTC)
+FLEET = build_fleet({"web_api": 2, "database": 2, "ml_compute": 2})
+
+
+class FakePrometheus:
+    """Answers query_range from a simulated history; can be told to fail."""
+
+    def __init__(self, frame):
+        self.frame = frame
+        self.down = False
+        self.calls = []
+        self.bytes_received = 0
+        self.hidden: set[str] = set()
+
+    def query_range(self, query, start, end, step):
+        self.calls.append((query, start, end))
+        if self.down:
+            raise PrometheusError("cannot reach http://fake: connection refused")
+        metric = query.removeprefix("linborg_")
+        ts = self.frame["timestamp"].astype("int64") // 10**6  # microseconds -> seconds
+        part = self.frame[(ts >= start) & (ts <= end) & ~self.frame["server"].isin(self.hidden)]
+        out = []
+        for (server, profile), g in part.groupby(["server", "profile"], observed=True):
+            t = g["timestamp"].astype("int64").to_numpy() // 10**6
+            out.append(
+                Series(
+                    {"server": server, "profile": profile}, t.astype(float), g[metric].to_numpy()
+                )
+            )
+            self.bytes_received += 40 * len(g)
+        return out
+
+
+class FakeModel:
+    """Forecasts the last value with a +-1 band: a stand-in for the TFT in unit tests."""
+
+    def __init__(self):
+        self.batches = []
+
+    def predict(self, values, profiles, end_step):
+        self.batches.append(len(values))
+        filled, present, completeness = fill_window(values)
+        last = filled[:, -1, :]
+        out = np.repeat(last[:, :, None, None], HORIZON_STEPS, axis=2)
+        out = np.concatenate([out - 1, out, out + 1], axis=3)
+        out = np.where(present[:, :, None, None] > 0, out, np.nan)
+        return Forecast(out.astype(np.float32), present > 0, completeness)
+
+
+@pytest.fixture
+def world():
+    frame, _, _ = simulate(FLEET, 3, START, 2 * 288)
+    for col in ("server", "profile"):
+        frame[col] = frame[col].astype(str)
+    return frame
+
+
+def make(frame, **config):
+    prom = FakePrometheus(frame)
+    model = FakeModel()
+    exp = Exporter(config_from_dict(config), prom, model, load_thresholds())
+    return exp, prom, model
+
+
+def at(hours: float) -> float:
+    return (START + dt.timedelta(hours=hours)).timestamp() + 30
+
+
+def test_first_cycle_fills_24h_then_cycles_fetch_only_new_steps(world):
+    exp, prom, model = make(world)
+    snap = exp.run_once(at(30))
+    assert len(prom.calls) == 14
+    query, start, end = prom.calls[0]
+    assert query == "linborg_cpu_user_pct" and end - start == 287 * STEP_SECONDS
+    assert snap.servers == tuple(sorted(s.name for s in FLEET))
+    assert model.batches == [6]  # one batch for the whole fleet
+    prom.calls.clear()
+    exp.run_once(at(30) + 300)
+    assert len(prom.calls) == 14
+    _, start, end = prom.calls[0]
+    assert (end - start) / STEP_SECONDS == 3  # one new step plus two for late samples
+
+
+def test_snapshot_holds_forecast_risk_and_completeness(world):
+    exp, _, _ = make(world)
+    snap = exp.run_once(at(30))
+    assert snap.forecast.shape == (6, 14, HORIZON_STEPS, 3)
+    assert set(snap.risk) == {"30m", "8h"}
+    assert snap.completeness.min() == 1.0 and snap.present.all()
+    assert snap.time_to_breach.shape == (6, 14, 2, 2)
+    with pytest.raises(ValueError):
+        snap.forecast[0, 0, 0, 0] = 1.0  # immutable
+
+
+def test_new_server_waits_for_history_and_missing_series_are_not_invented(world):
+    late = world[world["server"] == "ppdb002"]
+    cutoff = late["timestamp"].min() + dt.timedelta(hours=29)
+    world = world[(world["server"] != "ppdb002") | (world["timestamp"] >= cutoff)].copy()
+    world.loc[world["server"] == "ppweb001", ["java_cpu_pct", "back_close_wait"]] = np.nan
+    exp, _, _ = make(world)
+    snap = exp.run_once(at(30))
+    assert snap.not_forecast["ppdb002"] == ("database", "too_little_history")
+    i = snap.servers.index("ppweb001")
+    j = METRIC_NAMES.index("java_cpu_pct")
+    assert not snap.present[i, j] and np.isnan(snap.forecast[i, j]).all()
+    assert snap.present[i, METRIC_NAMES.index("mem_used_pct")]
+
+
+def test_shards_partition_the_fleet_exactly_once(world):
+    covered = []
+    for i in range(3):
+        exp, _, _ = make(world, shard=f"{i}/3")
+        snap = exp.run_once(at(30))
+        covered += list(snap.servers)
+        assert all(shard_of(s, 3) == i for s in snap.servers)
+        assert all(r == "outside_shard" for _, r in snap.not_forecast.values())
+    assert sorted(covered) == sorted(s.name for s in FLEET)
+
+
+def test_prometheus_down_keeps_the_last_snapshot_and_recovers(world):
+    exp, prom, _ = make(world)
+    first = exp.run_once(at(30))
+    prom.down = True
+    assert exp.run_once(at(30) + 300) is None
+    assert exp.snapshot is first and exp.stats.cycle_failures == 1
+    assert exp.stats.query_failures == 14
+    prom.down = False
+    prom.calls.clear()
+    again = exp.run_once(at(30) + 600)
+    assert again is not None and exp.stats.last_success == at(30) + 600
+    _, start, end = prom.calls[0]
+    assert (end - start) / STEP_SECONDS == 4  # the missed step is fetched too
+
+
+def test_bad_samples_are_counted_and_treated_as_missing(world):
+    world.loc[world.index[-5:], "cpu_user_pct"] = np.inf
+    world.loc[world.index[-8:-5], "mem_used_pct"] = 250.0
+    exp, _, _ = make(world)
+    exp.run_once(at(48))
+    assert exp.stats.invalid_samples == 8
+
+
+def test_servers_that_vanish_age_out(world):
+    exp, prom, _ = make(world)
+    exp.run_once(at(30))
+    prom.hidden = {"ppml0001"}
+    snap = exp.run_once(at(30) + 300)
+    assert "ppml0001" in snap.servers  # still has 24 hours of data
+    exp.window.advance(exp.window.end_step + 300)
+    assert "ppml0001" not in exp.window.servers
+
+
+def test_no_model_means_no_forecast_and_a_reason(world):
+    exp = Exporter(config_from_dict({}), FakePrometheus(world), None, load_thresholds())
+    snap = exp.run_once(at(30))
+    assert snap.forecast is None
+    assert {r for _, r in snap.not_forecast.values()} == {"no_model"}
