@@ -1,0 +1,79 @@
+"""What /metrics shows: a golden text checked by promtool, staleness and the series budget."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from realstack import require
+from test_exporter_cycle import FLEET, START, FakeModel, FakePrometheus, at
+
+from exporter.collector import SnapshotCollector
+from exporter.config import config_from_dict
+from exporter.cycle import Exporter
+from linborg.thresholds import load_thresholds
+
+GOLDEN = Path(__file__).parent / "golden" / "metrics.txt"
+
+
+@pytest.fixture
+def world():
+    from generator.output import simulate
+
+    frame, _, _ = simulate(FLEET, 3, START, 2 * 288)
+    for col in ("server", "profile"):
+        frame[col] = frame[col].astype(str)
+    return frame
+
+
+def scrape(world, clock_offset=60.0, **config) -> tuple[str, CollectorRegistry]:
+    cfg = {"horizons": ["30m", "8h"], **config}
+    exp = Exporter(config_from_dict(cfg), FakePrometheus(world), FakeModel(), load_thresholds())
+    exp.run_once(at(30))
+    exp.stats.last_duration = 0.25  # durations vary run to run; fixed for the golden text
+    exp.stats.query_seconds = 0.5
+    registry = CollectorRegistry()
+    registry.register(SnapshotCollector(exp, clock=lambda: at(30) + clock_offset, build="test"))
+    return generate_latest(registry).decode(), registry
+
+
+def test_metrics_text_matches_the_golden_file_and_passes_promtool(world, tmp_path):
+    text, registry = scrape(world.iloc[: 2 * 288 * 2])  # two servers keep the file short
+    if not GOLDEN.exists():  # first run writes it; review and commit
+        GOLDEN.write_text(text)
+    assert text == GOLDEN.read_text(), (
+        "exporter /metrics changed: review and update tests/golden/metrics.txt"
+    )
+    result = subprocess.run(
+        [require("promtool"), "check", "metrics"], input=text, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    v = registry.get_sample_value
+    labels = {
+        "server": "ppml0002",
+        "profile": "ml_compute",
+        "metric": "mem_used_pct",
+        "horizon": "8h",
+        "q": "0.9",
+    }
+    assert v("linborg_forecast", labels) is not None
+    assert 'q="0.5"' in text and "quantile=" not in text
+    assert v("linborg_servers_forecast") == 2
+
+
+def test_stale_snapshot_stops_exporting_forecasts(world):
+    text, registry = scrape(world, clock_offset=16 * 60)
+    assert registry.get_sample_value("linborg_servers_forecast") == 0
+    assert "linborg_forecast{" not in text and "linborg_risk_score{" not in text
+    assert registry.get_sample_value("linborg_exporter_snapshot_age_seconds") > 900
+
+
+def test_series_budget_is_enforced_and_counted(world):
+    text, registry = scrape(world, series_budget_per_server=20)
+    per_server = text.count('server="ppml0001"')
+    assert per_server <= 20 + 1  # budgeted series plus nothing else per server but not_forecast
+    assert (
+        registry.get_sample_value("linborg_exporter_series_dropped", {"reason": "over_budget"}) > 0
+    )
