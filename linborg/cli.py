@@ -211,6 +211,10 @@ def build_parser() -> argparse.ArgumentParser:
     from trainer.cli import add_parsers as add_trainer
 
     add_trainer(sub)
+
+    from exporter.main import add_parser as add_serve
+
+    add_serve(sub)
     return parser
 
 
