@@ -86,10 +86,10 @@ def promtool_backfill(openmetrics: Path, data_dir: Path) -> None:
 
 
 def start_prometheus(
-    workdir: Path, config: str, data_dir: Path | None = None
+    workdir: Path, config: str, data_dir: Path | None = None, port: int | None = None
 ) -> tuple[Process, str]:
-    """Start Prometheus with ``config`` (YAML text) on a free port; return (process, base URL)."""
-    port = free_port()
+    """Start Prometheus with ``config`` (YAML text) on ``port`` (default: a free one)."""
+    port = port or free_port()
     cfg = workdir / "prometheus.yml"
     cfg.write_text(config)
     data_dir = data_dir or workdir / "data"
