@@ -37,3 +37,14 @@ def test_readme_test_command_is_what_ci_runs():
     ci = (ROOT / ".ci" / "run").read_text()
     assert "    bash scripts/test.sh\n" in readme
     assert "\nbash scripts/test.sh\n" in ci
+
+
+def test_configuration_reference_matches_the_schema():
+    out = subprocess.run(
+        [sys.executable, "-m", "linborg", "serve", "--print-config-reference"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    assert out == (ROOT / "docs" / "configuration.md").read_text()
