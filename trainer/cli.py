@@ -75,7 +75,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         risk_threshold=args.risk_threshold,
         seen_servers=set(forecaster.spec.get("training", {}).get("server_names", [])),
     )
-    result["source"] = source
+    result["summary"]["source"] = source
     path = write_report(result, Path(args.out))
     if args.update_bundle:
         from trainer.bundle import SPEC
