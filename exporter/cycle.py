@@ -24,8 +24,6 @@ log = logging.getLogger("linborg.exporter")
 
 #: Steps fetched again each cycle so late samples still land.
 LATE_STEPS = 2
-#: Reasons a server is not forecast (the `reason` label of linborg_server_not_forecast).
-REASONS = ("too_little_history", "missing_series", "outside_shard", "over_budget", "no_model")
 
 
 @dataclass(frozen=True)

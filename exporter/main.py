@@ -20,10 +20,9 @@ log = logging.getLogger("linborg.exporter")
 class ModelHolder:
     """Load the bundle, and reload it on SIGHUP or when its files change; a bad one is refused."""
 
-    def __init__(self, exporter, path: str, threads: int):
+    def __init__(self, exporter, path: str):
         self.exporter = exporter
         self.path = Path(path)
-        self.threads = threads
         self.stamp = self._stamp()
         self.reloads = 0
         self.reload_failures = 0
@@ -138,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
         ca_file=config.ca_file,
     )
     exporter = Exporter(config, client, forecaster, thresholds)
-    holder = ModelHolder(exporter, config.model_bundle, config.threads)
+    holder = ModelHolder(exporter, config.model_bundle)
     registry = CollectorRegistry()
     registry.register(SnapshotCollector(exporter))
 

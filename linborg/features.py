@@ -124,27 +124,37 @@ def build_model_frame(frame: pd.DataFrame, timezone: str = "UTC") -> pd.DataFram
     return out
 
 
+def dense_frame(frame: pd.DataFrame) -> tuple[list[str], list[str], np.ndarray, int]:
+    """Return (servers, profiles, values, first time_idx) of a long table.
+
+    ``values`` is (servers, steps, 14) over every step from the first to the last timestamp,
+    with NaN where a sample is missing (pass windows of it to ``fill_window``).
+    """
+    idx = time_index(frame[TIMESTAMP])
+    first = int(idx.min())
+    steps = int(idx.max()) - first + 1
+    names = sorted(frame[SERVER].astype(str).unique())
+    row = {s: i for i, s in enumerate(names)}
+    r = frame[SERVER].astype(str).map(row).to_numpy()
+    values = np.full((len(names), steps, len(METRIC_NAMES)), np.nan, np.float32)
+    for j, m in enumerate(METRIC_NAMES):
+        if m in frame.columns:
+            values[r, idx - first, j] = frame[m].to_numpy(np.float32, na_value=np.nan)
+    prof = frame.groupby(SERVER, observed=True)[PROFILE].first().astype(str)
+    return names, [prof[s] for s in names], values, first
+
+
 def windows_from_frame(
-    frame: pd.DataFrame, end_time_idx: int, servers: list[str] | None = None
+    frame: pd.DataFrame, end_time_idx: int
 ) -> tuple[list[str], list[str], np.ndarray]:
     """Return (servers, profiles, values) of the ENCODER_STEPS steps ending at ``end_time_idx``.
 
-    ``values`` is (servers, ENCODER_STEPS, 14) with NaN where a sample is missing; pass it to
-    ``fill_window``. Used by evaluation; the exporter keeps its own rolling window.
+    ``values`` is (servers, ENCODER_STEPS, 14) with NaN where a sample is missing.
     """
+    names, profiles, values, first = dense_frame(frame)
+    out = np.full((len(names), ENCODER_STEPS, len(METRIC_NAMES)), np.nan, np.float32)
     start = end_time_idx - ENCODER_STEPS + 1
-    idx = time_index(frame[TIMESTAMP])
-    sel = frame[(idx >= start) & (idx <= end_time_idx)]
-    sel_idx = time_index(sel[TIMESTAMP])
-    names = servers if servers is not None else sorted(sel[SERVER].astype(str).unique())
-    row = {s: i for i, s in enumerate(names)}
-    values = np.full((len(names), ENCODER_STEPS, len(METRIC_NAMES)), np.nan, np.float32)
-    server_pos = sel[SERVER].astype(str).map(row)
-    keep = server_pos.notna().to_numpy()
-    r = server_pos.to_numpy()[keep].astype(int)
-    c = (sel_idx - start)[keep]
-    for j, m in enumerate(METRIC_NAMES):
-        if m in sel.columns:
-            values[r, c, j] = sel[m].to_numpy(np.float32, na_value=np.nan)[keep]
-    profiles = sel.groupby(SERVER, observed=True)[PROFILE].first().astype(str)
-    return names, [profiles.get(s, "generic") for s in names], values
+    a, b = max(start, first), min(end_time_idx, first + values.shape[1] - 1)
+    if a <= b:
+        out[:, a - start : b - start + 1] = values[:, a - first : b - first + 1]
+    return names, profiles, out

@@ -9,8 +9,9 @@ import numpy as np
 
 from generator.fleet import build_fleet
 from generator.output import simulate
+from linborg.features import dense_frame
 from trainer.bundle import load_bundle
-from trainer.evaluate import accuracy, dense
+from trainer.evaluate import accuracy
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = ROOT / "models" / "default"
@@ -24,7 +25,7 @@ def test_default_model_beats_seasonal_naive_on_unseen_servers():
         {p: 2 for p in ("web_api", "database", "ml_compute", "risk_analytics")}, first=80
     )
     frame, _, _ = simulate(fleet, 2024, dt.datetime(2026, 6, 1, tzinfo=dt.UTC), int(2.5 * 288))
-    names, profiles, values, first = dense(frame)
+    names, profiles, values, first = dense_frame(frame)
     errors, origins = accuracy(forecaster, names, profiles, values, first, 36, set())
     assert origins >= 4
     h8 = errors[errors["horizon"] == "8h"]

@@ -81,9 +81,9 @@ def test_evaluate_writes_a_report_with_baselines(tmp_path):
     assert set(s["incidents_tft_by_threshold"]) == {"30", "40", "50", "60", "70", "80", "90"}
     errors = result["errors"]
     # Baselines by hand on one row: last value and same time yesterday, 30 minutes ahead.
-    from trainer.evaluate import dense
+    from linborg.features import dense_frame
 
-    names, _, values, _ = dense(frame)
+    names, _, values, _ = dense_frame(frame)
     row = errors[(errors["metric"] == "mem_used_pct") & (errors["horizon"] == "30m")].iloc[0]
     o, i, j = int(row["origin"]), names.index(row["server"]), 5
     actual = values[i, o + 6, j]

@@ -44,7 +44,7 @@ def test_a_bad_bundle_on_reload_is_refused_and_the_old_one_keeps_serving(tmp_pat
         ROOT / "models" / "default", bundle, ignore=shutil.ignore_patterns("evaluation")
     )
     exporter = Holder()
-    holder = ModelHolder(exporter, str(bundle), threads=1)
+    holder = ModelHolder(exporter, str(bundle))
     spec = json.loads((bundle / SPEC).read_text())
     spec["metrics"] = spec["metrics"][:-1]
     (bundle / SPEC).write_text(json.dumps(spec))

@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from linborg.contract import METRIC_NAMES, PROFILE, SERVER, STEP_SECONDS, TIMESTAMP
-from linborg.features import ENCODER_STEPS, HORIZON_STEPS, time_index
+from linborg.contract import METRIC_NAMES, STEP_SECONDS
+from linborg.features import ENCODER_STEPS, HORIZON_STEPS, dense_frame
 from linborg.risk import assess, threshold_arrays
 from linborg.thresholds import load_thresholds
 
@@ -43,23 +43,6 @@ TARGETS = {
     "incident_recall_min": 0.80,
     "false_warnings_per_100_server_days_max": 1.0,
 }
-
-
-def dense(frame: pd.DataFrame) -> tuple[list[str], list[str], np.ndarray, int]:
-    """Return (servers, profiles, values (servers, steps, 14) with NaN gaps, first time_idx)."""
-    idx = time_index(frame[TIMESTAMP])
-    first = int(idx.min())
-    steps = int(idx.max()) - first + 1
-    names = sorted(frame[SERVER].astype(str).unique())
-    row = {s: i for i, s in enumerate(names)}
-    r = frame[SERVER].astype(str).map(row).to_numpy()
-    c = idx - first
-    values = np.full((len(names), steps, len(METRIC_NAMES)), np.nan, np.float32)
-    for j, m in enumerate(METRIC_NAMES):
-        if m in frame.columns:
-            values[r, c, j] = frame[m].to_numpy(np.float32, na_value=np.nan)
-    prof = frame.groupby(SERVER, observed=True)[PROFILE].first().astype(str)
-    return names, [prof[s] for s in names], values, first
 
 
 def linear_forecast(history: np.ndarray, steps: int) -> np.ndarray:
@@ -260,7 +243,7 @@ def evaluate(
     seen_servers: set[str] | None = None,
 ) -> dict:
     """Return the backtest result: summary (JSON-ready), tables and the raw errors."""
-    names, profiles, values, first = dense(frame)
+    names, profiles, values, first = dense_frame(frame)
     seen = seen_servers or set()
     errors, n_origins = accuracy(
         forecaster, names, profiles, values, first, max(1, origin_every_minutes // 5), seen
