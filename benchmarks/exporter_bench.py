@@ -12,16 +12,15 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import multiprocessing as mp
 import resource
-import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs
 
 import numpy as np
-from prometheus_client import CollectorRegistry, generate_latest
 
-from exporter.collector import SnapshotCollector
+from exporter.collector import MetricsPage
 from exporter.config import config_from_dict
 from exporter.cycle import Exporter
 from generator.fleet import build_fleet, scaled_composition
@@ -64,7 +63,10 @@ class FakeQueryAPI:
         return json.dumps(doc, separators=(",", ":")).encode()
 
 
-def serve(api: FakeQueryAPI) -> ThreadingHTTPServer:
+def serve_forever(n: int, end: dt.datetime, port_out) -> None:
+    """Build the fleet's history and answer query_range until killed (child process)."""
+    api = FakeQueryAPI(n, end)
+
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, *args):
             pass
@@ -80,45 +82,61 @@ def serve(api: FakeQueryAPI) -> ThreadingHTTPServer:
             self.wfile.write(out)
 
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    return httpd
+    port_out.send(httpd.server_address[1])
+    httpd.serve_forever()
 
 
-def bench(n: int, threads: int) -> None:
+def bench(n: int, threads: int, scrapes: int) -> None:
     import torch
 
     torch.set_num_threads(threads)
     end = dt.datetime.now(dt.UTC).replace(second=0, microsecond=0)
     end -= dt.timedelta(minutes=end.minute % 5)
-    api = FakeQueryAPI(n, end)
-    httpd = serve(api)
-    client = PrometheusClient(f"http://127.0.0.1:{httpd.server_address[1]}", timeout=300)
+    # The fake query API runs in its own process so that RSS below is the exporter's alone.
+    parent, child = mp.Pipe()
+    api = mp.get_context("fork").Process(target=serve_forever, args=(n, end, child), daemon=True)
+    api.start()
+    port = parent.recv()
+    client = PrometheusClient(f"http://127.0.0.1:{port}", timeout=600)
     cfg = config_from_dict({"threads": threads})
     exp = Exporter(cfg, client, load_bundle("models/default"), load_thresholds())
+    clock = {"now": 0.0}
+    page = MetricsPage(exp, clock=lambda: clock["now"])
     t0 = end.timestamp() - 3600 + 30  # the first cycle fills 24 h; then steady state
+    clock["now"] = t0
     began = time.perf_counter()
     exp.run_once(t0)
+    page.prepare()
     first = time.perf_counter() - began
     first_bytes = exp.stats.bytes_received
-    steady, sizes = [], []
+    steady, sizes, pulls, renders = [], [], [], []
     for k in range(1, 4):
         before = exp.stats.bytes_received
+        clock["now"] = t0 + k * STEP_SECONDS
         began = time.perf_counter()
-        exp.run_once(t0 + k * STEP_SECONDS)
+        exp.run_once(clock["now"])
+        ran = time.perf_counter()
+        page.prepare()
         steady.append(time.perf_counter() - began)
+        renders.append(time.perf_counter() - ran)
+        pulls.append(exp.stats.last_pull_seconds)
         sizes.append(exp.stats.bytes_received - before)
-    registry = CollectorRegistry()
-    registry.register(SnapshotCollector(exp, clock=lambda: t0 + 3 * STEP_SECONDS + 30))
-    began = time.perf_counter()
-    text = generate_latest(registry)
-    scrape = time.perf_counter() - began
+    clock["now"] += 30
+    times = []
+    for _ in range(scrapes):
+        began = time.perf_counter()
+        text = page.render()
+        times.append(time.perf_counter() - began)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
-    httpd.shutdown()
+    lines = text.count(b"\n")
+    api.kill()
     print(
-        f"{len(api.fleet):>6} servers: first cycle {first:.1f} s ({first_bytes / 1e6:.1f} MB), "
-        f"steady cycle median {np.median(steady):.2f} s, {np.median(sizes) / 1e6:.2f} MB from "
-        f"Prometheus per cycle, scrape {scrape:.2f} s ({len(text) / 1e6:.1f} MB), "
-        f"peak RSS {rss:.2f} GiB (whole process)"
+        f"{n:>6} servers: first cycle {first:.1f} s ({first_bytes / 1e6:.1f} MB); steady cycle "
+        f"median {np.median(steady):.2f} s (pull {np.median(pulls):.2f} s, render "
+        f"{np.median(renders):.2f} s), {np.median(sizes) / 1e6:.2f} MB from Prometheus per "
+        f"cycle; scrape max {max(times):.3f} s over {scrapes} ({len(text) / 1e6:.1f} MB, "
+        f"{lines / 1e6:.2f}M lines); peak RSS {rss:.2f} GiB",
+        flush=True,
     )
 
 
@@ -126,9 +144,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--servers", type=int, nargs="+", default=[90, 1000])
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--scrapes", type=int, default=5)
     args = parser.parse_args()
     for n in args.servers:
-        bench(n, args.threads)
+        bench(n, args.threads, args.scrapes)
 
 
 if __name__ == "__main__":

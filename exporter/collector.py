@@ -1,33 +1,252 @@
-"""The Prometheus collector: reads the last snapshot; a scrape never queries or runs the model."""
+"""What /metrics shows, read from the snapshot of the last completed cycle.
+
+A scrape never queries Prometheus or runs the model. The per-server families (forecast, risk,
+time to breach, completeness, servers not forecast) are rendered to text once per snapshot,
+right after the cycle, because at 10,000 servers they are about two million lines; a scrape
+then only joins that text with the few self-metrics that prometheus-client renders.
+"""
 
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
-import numpy as np
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
-from exporter.cycle import Exporter, horizon_steps
+from exporter.cycle import Exporter, Snapshot, horizon_steps
 from linborg.contract import CONTRACT_VERSION, METRIC_NAMES, NAMESPACE
 
 QUANTILE_INDEX = {0.1: 0, 0.5: 1, 0.9: 2}
 LEVELS = ("warning", "critical")
+TTB_QUANTILES = ("0.5", "pessimistic")
+
+#: Name and HELP of each per-server family, in the order they appear on /metrics.
+PER_SERVER_FAMILIES = {
+    "forecast": "Forecast of a LINBORG metric for now + horizon, at quantile q, made by the TFT.",
+    "risk_score": "Risk (0-100) of a metric crossing its warning or critical threshold in the "
+    "window.",
+    "time_to_breach_seconds": "Seconds until the forecast at quantile q first crosses the "
+    "threshold level.",
+    "data_completeness_ratio": "Share of the 24-hour context actually present, over the metrics "
+    "the server has.",
+    "server_not_forecast": "1 for a server that is not forecast, with the reason.",
+}
 
 
-def _q(q: float) -> str:
-    return f"{q:g}"
+def _esc(value: str) -> str:
+    """Escape a label value for the text format."""
+    return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
 
 
-class SnapshotCollector(Collector):
-    """Expose forecasts, risk, time to breach, completeness and self-metrics."""
+def _header(name: str) -> str:
+    return (
+        f"# HELP {NAMESPACE}_{name} {PER_SERVER_FAMILIES[name]}\n# TYPE {NAMESPACE}_{name} gauge\n"
+    )
+
+
+def _fmt_esc(value: str) -> str:
+    """Escape a label value for the text format and for str.format."""
+    return _esc(value).replace("{", "{{").replace("}", "}}")
+
+
+def _forecast_template(keep: list[int], horizons, qtext: list[str]) -> str:
+    """Return a str.format template of one server's forecast lines, in exposition order.
+
+    Profile and server are placeholders (\\x01, \\x02) replaced per server; each ``{}`` takes
+    a value. Forecast values are finite and clipped to the metric's range (at most 100,000),
+    where Python's repr of a float is what the text format expects.
+    """
+    lines = []
+    for j in keep:
+        m = METRIC_NAMES[j]
+        for h, _ in horizons:
+            for q in qtext:
+                lines.append(
+                    f'{NAMESPACE}_forecast{{{{horizon="{h}",metric="{m}",profile="\x01",'
+                    f'q="{q}",server="\x02"}}}} {{!r}}\n'
+                )
+    return "".join(lines)
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """The per-server families of one snapshot as exposition text."""
+
+    text: bytes
+    dropped: int  # series over the per-server budget, not exported
+    series: int  # series exported
+
+
+def render_per_server(snap: Snapshot | None, horizons, quantiles, budget: int) -> Rendered:
+    """Return the per-server families of ``snap`` as text; None renders empty families.
+
+    Per server, the budget keeps risk and completeness first, then forecasts in metric,
+    horizon and quantile order, then time to breach; the rest is dropped and counted.
+    """
+    n = NAMESPACE
+    fam = {name: [] for name in PER_SERVER_FAMILIES}
+    dropped = series = 0
+    if snap is not None and snap.forecast is not None and len(snap.servers):
+        steps = [step for _, step in horizons]
+        qidx = [QUANTILE_INDEX[q] for q in quantiles]
+        # (S, 14, H, Q) as nested lists: one conversion instead of millions of numpy reads.
+        values = snap.forecast[:, :, steps, :][..., qidx].tolist()
+        ttb = snap.time_to_breach.tolist()
+        present = snap.present.tolist()
+        fmt = floatToGoString
+        prefix = [
+            [f'{n}_forecast{{horizon="{h}",metric="{m}",profile="' for h, _ in horizons]
+            for m in METRIC_NAMES
+        ]
+        qtext = [f"{q:g}" for q in quantiles]
+        templates: dict[tuple[int, ...], str] = {}
+        risk_rows = {}
+        for window in ("30m", "8h"):
+            score, driver = snap.risk[window]
+            risk_rows[window] = (score.tolist(), driver.tolist())
+        for i, (server, prof) in enumerate(zip(snap.servers, snap.profiles, strict=True)):
+            s, p = _esc(server), _esc(prof)
+            left = budget
+            # Risk: 30m, 8h and overall (the larger of the two, with its driver).
+            best = None
+            lines = []
+            for window in ("30m", "8h"):
+                score, driver = risk_rows[window][0][i], risk_rows[window][1][i]
+                lines.append((window, driver, score))
+                if best is None or score > best[2]:
+                    best = ("overall", driver, score)
+            lines.append(best)
+            for window, driver, score in lines[:left]:
+                fam["risk_score"].append(
+                    f'{n}_risk_score{{driver="{METRIC_NAMES[driver]}",profile="{p}",'
+                    f'server="{s}",window="{window}"}} {fmt(score)}\n'
+                )
+            left -= min(left, len(lines))
+            mask = present[i]
+            comp = snap.completeness[i][snap.present[i]]
+            if left > 0:
+                ratio = float(comp.mean()) if comp.size else 0.0
+                fam["data_completeness_ratio"].append(
+                    f'{n}_data_completeness_ratio{{profile="{p}",server="{s}"}} {fmt(ratio)}\n'
+                )
+                left -= 1
+            else:
+                dropped += 1
+            dropped += len(lines) - min(len(lines), budget)
+            keep = [j for j in range(len(METRIC_NAMES)) if mask[j]]
+            need = len(keep) * len(horizons) * len(quantiles)
+            if need <= left:
+                # The fast path: one format string per set of present metrics, filled per server.
+                key = tuple(keep)
+                tmpl = templates.get(key)
+                if tmpl is None:
+                    tmpl = templates[key] = _forecast_template(keep, horizons, qtext)
+                flat = [v for j in keep for hv in values[i][j] for v in hv]
+                fam["forecast"].append(
+                    tmpl.replace("\x01", _fmt_esc(p)).replace("\x02", _fmt_esc(s)).format(*flat)
+                )
+                left -= need
+            else:
+                mids = [f'{p}",q="{q}",server="{s}"}} ' for q in qtext]
+                out = fam["forecast"]
+                for j in keep:
+                    pre = prefix[j]
+                    for hi, hv in enumerate(values[i][j]):
+                        for qi, v in enumerate(hv):
+                            if left > 0:
+                                out.append(pre[hi] + mids[qi] + fmt(v) + "\n")
+                                left -= 1
+                            else:
+                                dropped += 1
+            out = fam["time_to_breach_seconds"]
+            for j, metric in enumerate(METRIC_NAMES):
+                if not mask[j]:
+                    continue
+                for li, level in enumerate(LEVELS):
+                    for qi, qlabel in enumerate(TTB_QUANTILES):
+                        v = ttb[i][j][li][qi]
+                        if v != v:  # NaN: no breach within 8 hours
+                            continue
+                        if left > 0:
+                            out.append(
+                                f'{n}_time_to_breach_seconds{{level="{level}",metric="{metric}",'
+                                f'profile="{p}",q="{qlabel}",server="{s}"}} {fmt(v)}\n'
+                            )
+                            left -= 1
+                        else:
+                            dropped += 1
+            series += budget - left
+    if snap is not None:
+        for server, (prof, reason) in sorted(snap.not_forecast.items()):
+            fam["server_not_forecast"].append(
+                f'{n}_server_not_forecast{{profile="{_esc(prof)}",reason="{reason}",'
+                f'server="{_esc(server)}"}} 1.0\n'
+            )
+    text = "".join(_header(name) + "".join(lines) for name, lines in fam.items())
+    return Rendered(text.encode(), dropped, series)
+
+
+class MetricsPage:
+    """The /metrics body: per-server families rendered once per snapshot, plus self-metrics."""
 
     def __init__(
         self, exporter: Exporter, clock: Callable[[], float] = time.time, build: str = "dev"
     ):
         self.exporter = exporter
+        self.clock = clock
+        self.registry = CollectorRegistry()
+        self.registry.register(SelfCollector(exporter, self, clock, build))
+        self._lock = threading.Lock()
+        self._for: Snapshot | None = None
+        self._rendered = render_per_server(None, [], [], 0)
+        self._empty = self._rendered
+
+    def fresh(self) -> bool:
+        snap = self.exporter.snapshot
+        cfg = self.exporter.config
+        return snap is not None and self.clock() - snap.time <= cfg.max_snapshot_age_seconds
+
+    def prepare(self) -> Rendered:
+        """Render the current snapshot's per-server families, once per snapshot."""
+        with self._lock:
+            snap = self.exporter.snapshot
+            if snap is not self._for:
+                cfg = self.exporter.config
+                self._rendered = render_per_server(
+                    snap, horizon_steps(cfg), cfg.quantiles, cfg.series_budget_per_server
+                )
+                self._for = snap
+            return self._rendered
+
+    def current(self) -> Rendered:
+        """Return what the next scrape shows: nothing per server once the snapshot is stale."""
+        rendered = self.prepare()
+        if self.fresh():
+            return rendered
+        snap = self.exporter.snapshot
+        if snap is None or not snap.not_forecast:
+            return self._empty
+        # Stale: forecasts go, the reasons servers are not forecast stay.
+        stale = Snapshot(snap.time, snap.end_step, not_forecast=snap.not_forecast)
+        return render_per_server(stale, [], [], 0)
+
+    def render(self) -> bytes:
+        """Return the whole /metrics text."""
+        return self.current().text + generate_latest(self.registry)
+
+
+class SelfCollector(Collector):
+    """The exporter's self-metrics, model and build info (small; rendered per scrape)."""
+
+    def __init__(self, exporter: Exporter, page: MetricsPage, clock, build: str):
+        self.exporter = exporter
+        self.page = page
         self.clock = clock
         self.build = build
 
@@ -37,79 +256,8 @@ class SnapshotCollector(Collector):
         snap = exp.snapshot
         stats = exp.stats
         n = NAMESPACE
-        now = self.clock()
-        age = now - snap.time if snap else math.inf
+        age = self.clock() - snap.time if snap else math.inf
         fresh = snap is not None and age <= cfg.max_snapshot_age_seconds
-
-        forecast = GaugeMetricFamily(
-            f"{n}_forecast",
-            "Forecast of a LINBORG metric for now + horizon, at quantile q, made by the TFT.",
-            labels=["server", "profile", "metric", "horizon", "q"],
-        )
-        risk = GaugeMetricFamily(
-            f"{n}_risk_score",
-            "Risk (0-100) of a metric crossing its warning or critical threshold in the window.",
-            labels=["server", "profile", "window", "driver"],
-        )
-        ttb = GaugeMetricFamily(
-            f"{n}_time_to_breach_seconds",
-            "Seconds until the forecast at quantile q first crosses the threshold level.",
-            labels=["server", "profile", "metric", "level", "q"],
-        )
-        completeness = GaugeMetricFamily(
-            f"{n}_data_completeness_ratio",
-            "Share of the 24-hour context actually present, over the metrics the server has.",
-            labels=["server", "profile"],
-        )
-        dropped = 0
-        if fresh and snap.forecast is not None:
-            hsteps = horizon_steps(cfg)
-            budget = cfg.series_budget_per_server
-            for i, (server, prof) in enumerate(zip(snap.servers, snap.profiles, strict=True)):
-                series = []
-                overall = None
-                for window in ("30m", "8h"):
-                    score, driver = snap.risk[window]
-                    series.append((risk, [server, prof, window, METRIC_NAMES[driver[i]]], score[i]))
-                    if overall is None or score[i] > overall[0]:
-                        overall = (score[i], METRIC_NAMES[driver[i]])
-                series.append((risk, [server, prof, "overall", overall[1]], overall[0]))
-                present = snap.present[i]
-                done = snap.completeness[i][present]
-                series.append(
-                    (completeness, [server, prof], float(done.mean()) if done.size else 0.0)
-                )
-                for j, metric in enumerate(METRIC_NAMES):
-                    if not present[j]:
-                        continue
-                    for h, step in hsteps:
-                        for q in cfg.quantiles:
-                            value = snap.forecast[i, j, step, QUANTILE_INDEX[q]]
-                            series.append((forecast, [server, prof, metric, h, _q(q)], value))
-                    for li, level in enumerate(LEVELS):
-                        for qi, qlabel in enumerate(("0.5", "pessimistic")):
-                            value = snap.time_to_breach[i, j, li, qi]
-                            if np.isfinite(value):
-                                series.append((ttb, [server, prof, metric, level, qlabel], value))
-                if len(series) > budget:
-                    dropped += len(series) - budget
-                    series = series[:budget]
-                for family, labels, value in series:
-                    family.add_metric(labels, float(value))
-        yield forecast
-        yield risk
-        yield ttb
-        yield completeness
-
-        not_forecast = GaugeMetricFamily(
-            f"{n}_server_not_forecast",
-            "1 for a server that is not forecast, with the reason.",
-            labels=["server", "profile", "reason"],
-        )
-        if snap is not None:
-            for server, (prof, reason) in sorted(snap.not_forecast.items()):
-                not_forecast.add_metric([server, prof, reason], 1.0)
-        yield not_forecast
         yield GaugeMetricFamily(
             f"{n}_servers_forecast",
             "Servers forecast in the last cycle (0 once older than max_snapshot_age).",
@@ -148,13 +296,30 @@ class SnapshotCollector(Collector):
         ]
         for name, help_text, value in counters:
             yield CounterMetricFamily(f"{n}_{name}", help_text, value=value)
+        rendered = self.page.current()
         over = GaugeMetricFamily(
             f"{n}_exporter_series_dropped",
             "Series of the current snapshot not exported, by reason.",
             labels=["reason"],
         )
-        over.add_metric(["over_budget"], dropped)
+        over.add_metric(["over_budget"], rendered.dropped)
         yield over
+        yield GaugeMetricFamily(
+            f"{n}_exporter_series",
+            "Per-server series exported from the current snapshot (forecast, risk, time to "
+            "breach, completeness).",
+            value=rendered.series,
+        )
+        yield GaugeMetricFamily(
+            f"{n}_exporter_series_budget_per_server",
+            "Most series exported per server (series_budget_per_server).",
+            value=cfg.series_budget_per_server,
+        )
+        yield GaugeMetricFamily(
+            f"{n}_exporter_consecutive_failures",
+            "Cycles failed in a row; the exporter retries with back-off while it is above 0.",
+            value=stats.consecutive_failures,
+        )
         yield GaugeMetricFamily(
             f"{n}_exporter_cycle_duration_seconds",
             "Duration of the last cycle: pull, inference and snapshot.",

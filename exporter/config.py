@@ -60,6 +60,10 @@ SCHEMA: dict[str, tuple[Any, str]] = {
     "series_budget_per_server": (800, "Most series exported per server; the rest is dropped."),
     "max_snapshot_age": ("15m", "Forecasts older than this are no longer exported."),
     "min_history": ("24h", "History a server needs before it is forecast."),
+    "retry_backoff": (
+        "15s",
+        "After a failed cycle, retry after this, doubling per failure up to interval.",
+    ),
 }
 
 
@@ -89,6 +93,7 @@ class Config:
     series_budget_per_server: int = 800
     max_snapshot_age_seconds: int = 900
     min_history_seconds: int = 86400
+    retry_backoff_seconds: int = 15
     source: str = "<defaults>"
 
     def query(self, metric: str) -> str:
@@ -267,6 +272,7 @@ def config_from_dict(doc: Any, source: str = "<config>") -> Config:
         series_budget_per_server=whole("series_budget_per_server", 1),
         max_snapshot_age_seconds=duration("max_snapshot_age"),
         min_history_seconds=duration("min_history"),
+        retry_backoff_seconds=duration("retry_backoff"),
         source=source,
     )
     if problems:

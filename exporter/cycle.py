@@ -15,7 +15,7 @@ import numpy as np
 from exporter.config import Config, parse_duration
 from exporter.window import RollingWindow
 from linborg.contract import METRIC_NAMES, PROFILE_NAMES, STEP_SECONDS, ProfileMatcher, shard_of
-from linborg.features import ENCODER_STEPS
+from linborg.features import ENCODER_STEPS, presence
 from linborg.prom import PrometheusError
 from linborg.risk import assess
 from linborg.thresholds import Thresholds
@@ -24,6 +24,13 @@ log = logging.getLogger("linborg.exporter")
 
 #: Steps fetched again each cycle so late samples still land.
 LATE_STEPS = 2
+#: The first fill of the 24-hour window is split into queries of at most this many steps
+#: (3 hours), so a 10,000-server fleet never parses one huge JSON answer.
+FILL_CHUNK_STEPS = 36
+#: A server, or one of its metrics, with no sample in this many latest steps (15 minutes) has
+#: vanished: it is no longer forecast or exported. Its window stays until it ages out, so a
+#: server that comes back within 24 hours keeps its history.
+VANISHED_STEPS = 3
 
 
 @dataclass(frozen=True)
@@ -60,6 +67,8 @@ class Stats:
     query_seconds: float = 0.0
     bytes_received: int = 0
     invalid_samples: int = 0
+    last_pull_seconds: float = 0.0
+    consecutive_failures: int = 0
 
 
 class Exporter:
@@ -75,6 +84,19 @@ class Exporter:
         self.fetched_until: dict[str, int] = {}
         self.snapshot: Snapshot | None = None
         self.stats = Stats()
+        self._unreachable = False
+
+    def retry_after(self) -> float | None:
+        """Return seconds until the next attempt after failed cycles, or None when healthy.
+
+        The back-off starts at retry_backoff and doubles per consecutive failure, never beyond
+        the interval, so the first attempt after Prometheus returns recovers.
+        """
+        k = self.stats.consecutive_failures
+        if k == 0:
+            return None
+        cfg = self.config
+        return float(min(cfg.retry_backoff_seconds * 2 ** (k - 1), cfg.interval_seconds))
 
     def _profile(self, labels: dict[str, str], server: str) -> tuple[str, str]:
         prof = labels.get(self.config.profile_label)
@@ -83,11 +105,37 @@ class Exporter:
         found = self.matcher.match(server)
         return found.profile, "hostname" if found.matched else "fallback"
 
+    def _query(self, metric: str, first: int, last: int):
+        """Return one query_range answer for steps first..last, or None if it failed.
+
+        Once Prometheus has not answered at all in this cycle, the remaining queries are not
+        sent (counted as failed): a Prometheus that is down is not asked 14 more times.
+        """
+        if self._unreachable:
+            self.stats.query_failures += 1
+            return None
+        began = time.perf_counter()
+        before = getattr(self.client, "bytes_received", 0)
+        self.stats.queries += 1
+        try:
+            return self.client.query_range(
+                self.config.query(metric), first * STEP_SECONDS, last * STEP_SECONDS, STEP_SECONDS
+            )
+        except PrometheusError as err:
+            self.stats.query_failures += 1
+            self._unreachable = err.unreachable
+            log.warning("query for %s failed: %s", metric, err)
+            return None
+        finally:
+            self.stats.query_seconds += time.perf_counter() - began
+            self.stats.bytes_received += getattr(self.client, "bytes_received", 0) - before
+
     def pull(self, end_step: int) -> int:
-        """Fetch the steps each metric lacks up to ``end_step``; return how many queries failed."""
+        """Fetch the steps each metric lacks up to ``end_step``; return how many metrics failed."""
         if self.window is None:
             self.window = RollingWindow(end_step)
         self.window.advance(end_step)
+        self._unreachable = False
         failed = 0
         for j, metric in enumerate(METRIC_NAMES):
             since = self.fetched_until.get(metric)
@@ -96,30 +144,21 @@ class Exporter:
                 if since is None
                 else max(since - LATE_STEPS, self.window.start_step)
             )
-            began = time.perf_counter()
-            before = getattr(self.client, "bytes_received", 0)
-            self.stats.queries += 1
-            try:
-                result = self.client.query_range(
-                    self.config.query(metric),
-                    first * STEP_SECONDS,
-                    end_step * STEP_SECONDS,
-                    STEP_SECONDS,
-                )
-            except PrometheusError as err:
-                self.stats.query_failures += 1
-                log.warning("query for %s failed: %s", metric, err)
+            ok = True
+            for a, b in _chunks(first, end_step, FILL_CHUNK_STEPS):
+                result = self._query(metric, a, b)
+                if result is None:
+                    ok = False
+                    break
+                for s in result:
+                    server = s.labels.get(self.config.server_label)
+                    if not server:
+                        continue
+                    prof, reason = self._profile(s.labels, server)
+                    self.window.add(server, prof, reason, j, s.timestamps, s.values)
+            if not ok:
                 failed += 1
                 continue
-            finally:
-                self.stats.query_seconds += time.perf_counter() - began
-                self.stats.bytes_received += getattr(self.client, "bytes_received", 0) - before
-            for s in result:
-                server = s.labels.get(self.config.server_label)
-                if not server:
-                    continue
-                prof, reason = self._profile(s.labels, server)
-                self.window.add(server, prof, reason, j, s.timestamps, s.values)
             self.fetched_until[metric] = end_step
         self.stats.invalid_samples = self.window.invalid_samples
         return failed
@@ -129,13 +168,17 @@ class Exporter:
         began = time.perf_counter()
         self.stats.cycles += 1
         end_step = int(now // STEP_SECONDS)
-        if self.pull(end_step) == len(METRIC_NAMES):
+        failed = self.pull(end_step)
+        self.stats.last_pull_seconds = time.perf_counter() - began
+        if failed == len(METRIC_NAMES):
             # Prometheus gave nothing: keep the last snapshot (it ages out at max_snapshot_age).
             self.stats.cycle_failures += 1
+            self.stats.consecutive_failures += 1
             self.stats.last_duration = time.perf_counter() - began
             return None
         snap = self.forecast(now, end_step)
         self.snapshot = snap
+        self.stats.consecutive_failures = 0
         self.stats.last_success = now
         self.stats.last_duration = time.perf_counter() - began
         return snap
@@ -153,13 +196,13 @@ class Exporter:
                 continue
             have = ~np.isnan(sw.values)
             seen = have.any(axis=1)
-            if not seen.any():
-                continue
+            if not seen[-VANISHED_STEPS:].any():
+                continue  # vanished (or never seen): not forecast, not exported
             history = ENCODER_STEPS - int(np.argmax(seen))
             if history < min(min_steps, ENCODER_STEPS):
                 not_forecast[server] = (sw.profile, "too_little_history")
                 continue
-            if (have.mean(axis=0) < 0.5).all():
+            if not presence(sw.values[None])[0].any():
                 not_forecast[server] = (sw.profile, "missing_series")
                 continue
             eligible.append(server)
@@ -171,7 +214,11 @@ class Exporter:
         profiles = [w.servers[s].profile for s in eligible]
         if not eligible:
             return Snapshot(now, end_step, not_forecast=not_forecast, profile_fallbacks=fallbacks)
-        fc = self.forecaster.predict(w.arrays(eligible), profiles, end_step)
+        windows = w.arrays(eligible)
+        fc = self.forecaster.predict(windows, profiles, end_step)
+        # A metric whose series vanished is no longer exported for that server.
+        recent = ~np.isnan(windows[:, -VANISHED_STEPS:, :]).all(axis=1)
+        present = fc.present & recent
         risk = {}
         for name, seconds in (("30m", 1800), ("8h", 8 * 3600)):
             r = assess(
@@ -180,12 +227,12 @@ class Exporter:
                 list(METRIC_NAMES),
                 self.thresholds,
                 window_steps=seconds // STEP_SECONDS,
-                present=fc.present,
+                present=present,
             )
             risk[name] = (r.score, r.driver)
             if name == "8h":
                 ttb = r.time_to_breach
-        for f in (fc.values, fc.present, fc.completeness, ttb):
+        for f in (fc.values, present, fc.completeness, ttb):
             f.setflags(write=False)
         return Snapshot(
             time=now,
@@ -193,13 +240,22 @@ class Exporter:
             servers=tuple(eligible),
             profiles=tuple(profiles),
             forecast=fc.values,
-            present=fc.present,
+            present=present,
             completeness=fc.completeness,
             risk=risk,
             time_to_breach=ttb,
             not_forecast=not_forecast,
             profile_fallbacks=fallbacks,
         )
+
+
+def _chunks(first: int, last: int, size: int):
+    """Yield (a, b) step ranges covering first..last, each at most ``size`` steps."""
+    a = first
+    while a <= last:
+        b = min(last, a + size - 1)
+        yield a, b
+        a = b + 1
 
 
 def horizon_steps(config: Config) -> list[tuple[str, int]]:

@@ -54,8 +54,8 @@ class ModelHolder:
             self.reload("bundle files changed")
 
 
-def make_handler(registry, ready):
-    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+def make_handler(page, ready):
+    from prometheus_client import CONTENT_TYPE_LATEST
 
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, format, *args):  # noqa: A002 - the stdlib's signature
@@ -71,7 +71,7 @@ def make_handler(registry, ready):
         def do_GET(self):  # noqa: N802 - the stdlib's name
             path = self.path.split("?", 1)[0]
             if path == "/metrics":
-                self._send(200, generate_latest(registry), CONTENT_TYPE_LATEST)
+                self._send(200, page.render(), CONTENT_TYPE_LATEST)
             elif path == "/healthz":
                 self._send(200, b"ok\n")
             elif path == "/readyz":
@@ -98,9 +98,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     import torch
     from apscheduler.schedulers.background import BackgroundScheduler
-    from prometheus_client import CollectorRegistry
 
-    from exporter.collector import SnapshotCollector
+    from exporter.collector import MetricsPage
     from exporter.config import load_config, parse_shard
     from exporter.cycle import Exporter
     from linborg.contract import ContractError
@@ -138,8 +137,7 @@ def run(args: argparse.Namespace) -> int:
     )
     exporter = Exporter(config, client, forecaster, thresholds)
     holder = ModelHolder(exporter, config.model_bundle)
-    registry = CollectorRegistry()
-    registry.register(SnapshotCollector(exporter))
+    page = MetricsPage(exporter)
 
     def ready():
         if exporter.forecaster is None:
@@ -149,27 +147,49 @@ def run(args: argparse.Namespace) -> int:
         return True, "ready"
 
     try:
-        httpd = ThreadingHTTPServer((host or "0.0.0.0", int(port)), make_handler(registry, ready))
+        httpd = ThreadingHTTPServer((host or "0.0.0.0", int(port)), make_handler(page, ready))
     except OSError as err:
         raise ContractError(f"cannot listen on {args.web_listen_address}: {err.strerror}") from None
     httpd.daemon_threads = True
     threading.Thread(target=httpd.serve_forever, daemon=True, name="http").start()
 
-    def cycle():
-        holder.check_files()
-        began = time.monotonic()
-        snap = exporter.run_once(time.time())
-        if snap is None:
-            log.warning("cycle failed: Prometheus gave no data; serving the last snapshot")
-        else:
-            log.info(
-                "cycle: %d servers forecast, %d not, %.2fs",
-                len(snap.servers),
-                len(snap.not_forecast),
-                time.monotonic() - began,
-            )
-
     scheduler = BackgroundScheduler(timezone="UTC")
+    running = threading.Lock()
+
+    def cycle():
+        if not running.acquire(blocking=False):
+            return  # the scheduled run and a retry met: one cycle at a time
+        try:
+            holder.check_files()
+            began = time.monotonic()
+            snap = exporter.run_once(time.time())
+            if snap is not None:
+                page.prepare()  # render the per-server text now, not in the next scrape
+                log.info(
+                    "cycle: %d servers forecast, %d not, %.2fs",
+                    len(snap.servers),
+                    len(snap.not_forecast),
+                    time.monotonic() - began,
+                )
+                return
+            delay = exporter.retry_after()
+            log.warning(
+                "cycle failed (%d in a row): Prometheus gave no data; serving the last "
+                "snapshot; next try in %.0fs",
+                exporter.stats.consecutive_failures,
+                delay,
+            )
+            if delay < config.interval_seconds:
+                scheduler.add_job(
+                    cycle,
+                    "date",
+                    id="retry",
+                    replace_existing=True,
+                    run_date=dt.datetime.now(dt.UTC) + dt.timedelta(seconds=delay),
+                )
+        finally:
+            running.release()
+
     scheduler.add_job(
         cycle,
         "interval",

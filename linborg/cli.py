@@ -162,6 +162,20 @@ def cmd_profile(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sink(args: argparse.Namespace) -> int:
+    """Run the webhook sink in the foreground until interrupted."""
+    from pathlib import Path
+
+    from linborg.sink import serve
+
+    host, sep, port = args.listen.rpartition(":")
+    if not sep or not port.isdigit():
+        print(f"linborg sink: error: --listen {args.listen!r}: expected HOST:PORT", file=sys.stderr)
+        return 2
+    serve(host or "127.0.0.1", int(port), Path(args.log))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of the `linborg` command."""
     parser = argparse.ArgumentParser(
@@ -204,6 +218,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_profile)
 
+    p = sub.add_parser("rules", help="generate the Prometheus rule files from code")
+    p.add_argument("--out", default="prometheus/rules", help="folder to write into")
+    p.set_defaults(func=cmd_rules)
+
+    p = sub.add_parser("sink", help="record webhook POSTs (a local PagerDuty/Slack stand-in)")
+    p.add_argument(
+        "--listen", default="127.0.0.1:9099", metavar="HOST:PORT", help="address to listen on"
+    )
+    p.add_argument("--log", default="out/sink.jsonl", help="JSON-lines file to append to")
+    p.set_defaults(func=cmd_sink)
+
     from generator.cli import add_parser as add_generate
 
     add_generate(sub)
@@ -216,6 +241,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_serve(sub)
     return parser
+
+
+def cmd_rules(args) -> int:
+    from pathlib import Path
+
+    from linborg.rulefiles import write_all
+
+    for path in write_all(Path(args.out)):
+        print(path)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

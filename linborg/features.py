@@ -63,17 +63,34 @@ def known_features(time_idx: np.ndarray, timezone: str = "UTC") -> np.ndarray:
     return out.reshape(*np.shape(time_idx), len(MODEL_TIME_FEATURES)).astype(np.float32)
 
 
+def presence(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Return (present flags, completeness), each (servers, metrics), of raw windows.
+
+    Completeness is the share of the whole window actually present. A metric is present when
+    it has at least MIN_PRESENT_FRACTION of the steps since the server was first seen in the
+    window, so a new server with a few hours of history is not mistaken for one that lacks
+    its series (training windows have no such lead, so the two readings agree there).
+    """
+    have = np.isfinite(np.asarray(values, np.float32))
+    completeness = have.mean(axis=1)
+    seen = have.any(axis=2)  # (servers, steps)
+    steps = have.shape[1]
+    span = np.where(seen.any(axis=1), steps - seen.argmax(axis=1), 0)
+    count = have.sum(axis=1)
+    present = (count > 0) & (count >= MIN_PRESENT_FRACTION * span[:, None])
+    return present, completeness
+
+
 def fill_window(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Fill gaps in per-server windows; return (filled, present flags, completeness).
 
-    ``values``: (servers, steps, metrics) with NaN for missing samples. A metric whose share of
-    samples is below MIN_PRESENT_FRACTION is absent: its column becomes SENTINEL and its flag 0.
-    Completeness is the share of samples actually present, per (server, metric).
+    ``values``: (servers, steps, metrics) with NaN for missing samples. A metric that is not
+    present (see ``presence``) becomes SENTINEL with flag 0; a present one is filled forward,
+    and its leading gap backward. Completeness is the share of the window actually present.
     """
     values = np.asarray(values, np.float32)
     have = np.isfinite(values)
-    completeness = have.mean(axis=1)
-    present = completeness >= MIN_PRESENT_FRACTION
+    present, completeness = presence(values)
     filled = values.copy()
     filled[~have] = np.nan
     # Forward fill along time, then backward fill the leading gap.

@@ -18,7 +18,15 @@ MAX_POINTS_PER_QUERY = 11_000
 
 
 class PrometheusError(RuntimeError):
-    """Raise when Prometheus cannot be reached or answers with an error or malformed data."""
+    """Raise when Prometheus cannot be reached or answers with an error or malformed data.
+
+    ``unreachable`` is True when no answer came at all (refused, timed out): asking again at
+    once is pointless.
+    """
+
+    def __init__(self, message: str, unreachable: bool = False):
+        super().__init__(message)
+        self.unreachable = unreachable
 
 
 @dataclass
@@ -75,9 +83,11 @@ class PrometheusClient:
                 verify=self.ca_file or True,
             )
         except requests.Timeout:
-            raise PrometheusError(f"{self.url} did not answer within {self.timeout:g}s") from None
+            raise PrometheusError(
+                f"{self.url} did not answer within {self.timeout:g}s", unreachable=True
+            ) from None
         except requests.RequestException as err:
-            raise PrometheusError(f"cannot reach {self.url}: {err}") from None
+            raise PrometheusError(f"cannot reach {self.url}: {err}", unreachable=True) from None
         self.bytes_received += len(resp.content)
         try:
             doc = resp.json()

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from exporter.config import config_from_dict
-from exporter.cycle import Exporter
+from exporter.cycle import FILL_CHUNK_STEPS, Exporter
 from generator.fleet import build_fleet
 from generator.output import simulate
 from linborg.contract import METRIC_NAMES, STEP_SECONDS, shard_of
@@ -26,20 +26,26 @@ class FakePrometheus:
 
     def __init__(self, frame):
         self.frame = frame
-        self.down = False
+        self.down = False  # refuses connections
+        self.broken = False  # answers HTTP 503
         self.calls = []
         self.bytes_received = 0
-        self.hidden: set[str] = set()
+        self.hidden: set[str] = set()  # servers whose series are gone
+        self.hidden_metrics: set[tuple[str, str]] = set()  # (server, metric) gone
 
     def query_range(self, query, start, end, step):
         self.calls.append((query, start, end))
         if self.down:
-            raise PrometheusError("cannot reach http://fake: connection refused")
+            raise PrometheusError("cannot reach http://fake: refused", unreachable=True)
+        if self.broken:
+            raise PrometheusError("http://fake answered HTTP 503: service unavailable")
         metric = query.removeprefix("linborg_")
         ts = self.frame["timestamp"].astype("int64") // 10**6  # microseconds -> seconds
         part = self.frame[(ts >= start) & (ts <= end) & ~self.frame["server"].isin(self.hidden)]
         out = []
         for (server, profile), g in part.groupby(["server", "profile"], observed=True):
+            if (server, metric) in self.hidden_metrics:
+                continue
             t = g["timestamp"].astype("int64").to_numpy() // 10**6
             out.append(
                 Series(
@@ -88,9 +94,13 @@ def at(hours: float) -> float:
 def test_first_cycle_fills_24h_then_cycles_fetch_only_new_steps(world):
     exp, prom, model = make(world)
     snap = exp.run_once(at(30))
-    assert len(prom.calls) == 14
-    query, start, end = prom.calls[0]
-    assert query == "linborg_cpu_user_pct" and end - start == 287 * STEP_SECONDS
+    # 24 hours per metric, in chunks of FILL_CHUNK_STEPS that tile the window exactly once.
+    chunks = 288 // FILL_CHUNK_STEPS
+    assert len(prom.calls) == 14 * chunks
+    first = [c for c in prom.calls if c[0] == "linborg_cpu_user_pct"]
+    assert first[-1][2] - first[0][1] == 287 * STEP_SECONDS
+    for (_, _, end), (_, start, _) in zip(first, first[1:], strict=False):
+        assert start - end == STEP_SECONDS
     assert snap.servers == tuple(sorted(s.name for s in FLEET))
     assert model.batches == [6]  # one batch for the whole fleet
     prom.calls.clear()
@@ -136,19 +146,54 @@ def test_shards_partition_the_fleet_exactly_once(world):
     assert sorted(covered) == sorted(s.name for s in FLEET)
 
 
-def test_prometheus_down_keeps_the_last_snapshot_and_recovers(world):
+def test_prometheus_down_keeps_the_last_snapshot_backs_off_and_recovers(world):
     exp, prom, _ = make(world)
     first = exp.run_once(at(30))
+    assert exp.retry_after() is None
     prom.down = True
-    assert exp.run_once(at(30) + 300) is None
-    assert exp.snapshot is first and exp.stats.cycle_failures == 1
-    assert exp.stats.query_failures == 14
+    prom.calls.clear()
+    delays = []
+    for k in range(1, 7):
+        assert exp.run_once(at(30) + k * 60) is None
+        delays.append(exp.retry_after())
+    # Refused connections: one query per cycle, not fourteen.
+    assert len(prom.calls) == 6 and exp.stats.query_failures == 6 * 14
+    assert exp.snapshot is first and exp.stats.cycle_failures == 6
+    assert delays == [15, 30, 60, 120, 240, 300]  # doubling from retry_backoff, capped
     prom.down = False
     prom.calls.clear()
     again = exp.run_once(at(30) + 600)
     assert again is not None and exp.stats.last_success == at(30) + 600
+    assert exp.retry_after() is None and exp.stats.consecutive_failures == 0
     _, start, end = prom.calls[0]
-    assert (end - start) / STEP_SECONDS == 4  # the missed step is fetched too
+    assert (end - start) / STEP_SECONDS == 4  # the missed steps are fetched too
+
+
+def test_prometheus_errors_fail_the_cycle_but_every_metric_is_tried(world):
+    exp, prom, _ = make(world)
+    first = exp.run_once(at(30))
+    prom.broken = True
+    prom.calls.clear()
+    assert exp.run_once(at(30) + 300) is None
+    assert len(prom.calls) == 14  # an answer came: the other metrics may still work
+    assert exp.snapshot is first and exp.retry_after() == 15
+
+
+def test_new_server_is_forecast_once_it_has_min_history(world):
+    late = world[world["server"] == "ppdb002"]
+    cutoff = late["timestamp"].min() + dt.timedelta(hours=29)
+    world = world[(world["server"] != "ppdb002") | (world["timestamp"] >= cutoff)].copy()
+    exp, _, _ = make(world, min_history="2h")
+    snap = exp.run_once(at(30))  # ppdb002 has 1 hour
+    assert snap.not_forecast["ppdb002"] == ("database", "too_little_history")
+    for k in range(1, 13):
+        snap = exp.run_once(at(30) + k * STEP_SECONDS)
+        if "ppdb002" in snap.servers:
+            break
+    assert "ppdb002" in snap.servers and "ppdb002" not in snap.not_forecast
+    # 13 samples (29h..30h) at the first cycle; forecast exactly when it holds 24 samples
+    # (2 hours of 5-minute steps), with no restart.
+    assert k == 24 - 13
 
 
 def test_bad_samples_are_counted_and_treated_as_missing(world):
@@ -159,13 +204,28 @@ def test_bad_samples_are_counted_and_treated_as_missing(world):
     assert exp.stats.invalid_samples == 8
 
 
-def test_servers_that_vanish_age_out(world):
+def test_servers_and_series_that_vanish_stop_being_exported(world):
     exp, prom, _ = make(world)
     exp.run_once(at(30))
     prom.hidden = {"ppml0001"}
+    prom.hidden_metrics = {("ppdb001", "swap_used_pct")}
+    i = METRIC_NAMES.index("swap_used_pct")
     snap = exp.run_once(at(30) + 300)
-    assert "ppml0001" in snap.servers  # still has 24 hours of data
-    exp.window.advance(exp.window.end_step + 300)
+    assert "ppml0001" in snap.servers  # one missed step is a gap, not a departure
+    assert snap.present[snap.servers.index("ppdb001"), i]
+    for k in (2, 3):
+        snap = exp.run_once(at(30) + k * 300)
+    assert "ppml0001" not in snap.servers and "ppml0001" not in snap.not_forecast
+    row = snap.servers.index("ppdb001")
+    assert not snap.present[row, i] and snap.present[row].sum() == 13
+    assert np.isnan(snap.time_to_breach[row, i]).all()
+    # A server that comes back is forecast again at once, with its history.
+    prom.hidden = set()
+    snap = exp.run_once(at(30) + 4 * 300)
+    assert "ppml0001" in snap.servers
+    # Without data for 24 hours its window ages out.
+    prom.hidden = {"ppml0001"}
+    exp.window.advance(exp.window.end_step + 288)
     assert "ppml0001" not in exp.window.servers
 
 

@@ -6,11 +6,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 from realstack import require
 from test_exporter_cycle import FLEET, START, FakeModel, FakePrometheus, at
 
-from exporter.collector import SnapshotCollector
+from exporter.collector import MetricsPage
 from exporter.config import config_from_dict
 from exporter.cycle import Exporter
 from linborg.thresholds import load_thresholds
@@ -28,15 +28,28 @@ def world():
     return frame
 
 
-def scrape(world, clock_offset=60.0, **config) -> tuple[str, CollectorRegistry]:
+class Samples:
+    """Values of a scraped /metrics text, looked up like prometheus-client's get_sample_value."""
+
+    def __init__(self, text: str):
+        self.values = {}
+        for family in text_string_to_metric_families(text):
+            for s in family.samples:
+                self.values[(s.name, tuple(sorted(s.labels.items())))] = s.value
+
+    def get_sample_value(self, name, labels=None):
+        return self.values.get((name, tuple(sorted((labels or {}).items()))))
+
+
+def scrape(world, clock_offset=60.0, **config) -> tuple[str, Samples]:
     cfg = {"horizons": ["30m", "8h"], **config}
     exp = Exporter(config_from_dict(cfg), FakePrometheus(world), FakeModel(), load_thresholds())
     exp.run_once(at(30))
     exp.stats.last_duration = 0.25  # durations vary run to run; fixed for the golden text
     exp.stats.query_seconds = 0.5
-    registry = CollectorRegistry()
-    registry.register(SnapshotCollector(exp, clock=lambda: at(30) + clock_offset, build="test"))
-    return generate_latest(registry).decode(), registry
+    page = MetricsPage(exp, clock=lambda: at(30) + clock_offset, build="test")
+    text = page.render().decode()
+    return text, Samples(text)
 
 
 def test_metrics_text_matches_the_golden_file_and_passes_promtool(world, tmp_path):
