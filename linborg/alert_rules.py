@@ -1,0 +1,657 @@
+"""The LINBORG alert rules: ``render()`` returns the text of prometheus/rules/linborg.alerts.yml.
+
+``linborg rules`` writes the file with a header; tests/test_alert_rules.py checks that the
+committed file is current, passes ``promtool check rules`` and the unit tests in
+prometheus/tests/alerts_test.yml. docs/runbooks.md has one section per alert.
+
+Three kinds of alert, each carrying ``severity``, ``server`` and ``profile`` labels:
+
+- ``LinborgPredictedIncident``: the server's 8 h risk score is high and its driving metric is
+  forecast to cross a threshold (critical: critical level at p50 within 2 h; warning: warning
+  level at the pessimistic quantile within 8 h).
+- ``Linborg*Predicted``: one alert name per metric family, from the exporter's time-to-breach
+  gauges, in two rules (critical, warning). The exporter compares forecasts with each profile's
+  own thresholds, so the expressions are profile-aware already; the ``threshold`` annotations
+  pick the server's value from linborg/thresholds.yaml with a generated template lookup.
+- Exporter health: down, absent, no model, stale forecasts, failing cycles or queries, and
+  servers whose history is too incomplete to trust their forecasts.
+
+A warning is withdrawn while the critical alert of the same name fires for the same server
+(and metric): the rule reads ``ALERTS``, so the warning stays up while the critical alert is
+still pending and the hand-over leaves no gap. The critical rule comes first in its group, so
+the warning sees it in the same evaluation.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from linborg.contract import METRICS, METRICS_BY_NAME, PROFILE_NAMES, Metric
+from linborg.dashboards import DASHBOARD_UIDS, DEFAULT_GRAFANA_URL
+from linborg.thresholds import Thresholds, load_thresholds
+
+_M = METRICS_BY_NAME  # a lookup, so a renamed metric fails here instead of in Prometheus
+
+# --- knobs: change them here, run `linborg rules`, commit the regenerated rule file ------------
+
+CONFIG: dict[str, Any] = {
+    # -- where things are --
+    # Scrape job of the exporter (scraped with honor_labels: true). Every expression selects it,
+    # and the exporter-health alerts watch its `up` series.
+    "exporter_job": "linborg-exporter",
+    # runbook_url of each alert: this base + "#" + the alert name in lower case (the anchor of
+    # the alert's section in docs/runbooks.md).
+    "runbook_base_url": "https://github.com/linborg/linborg/blob/main/docs/runbooks.md",
+    # dashboard_url: the server detail dashboard ({grafana}/d/linborg-server?var-server=...)
+    # for per-server alerts, the exporter dashboard for exporter-health alerts.
+    "grafana_url": DEFAULT_GRAFANA_URL,
+    # Horizons the exporter exposes (its `horizons` setting). Annotations report the worst
+    # forecast over those within the alert's lead time.
+    "horizons": ("30m", "1h", "2h", "4h", "8h"),
+    # Threshold files the exporter is run with besides the packaged ones (its
+    # `thresholds_file`). The expressions do not depend on them (the exporter applies them);
+    # the `threshold` annotations do.
+    "thresholds_files": (),
+    # -- predicted breaches (time to breach from the exporter) --
+    # Critical: the p50 forecast crosses the critical threshold within this lead time.
+    "critical_lead_time": "2h",
+    "critical_quantile": "0.5",
+    # Warning: the pessimistic forecast (p90, or p10 for cpu_idle_pct where low is bad) crosses
+    # the warning threshold within this lead time. 8h is the exporter's whole window: any
+    # predicted warning breach counts.
+    "warning_lead_time": "8h",
+    "warning_quantile": "pessimistic",
+    # How long a condition must hold before the alert fires. The exporter updates every 5 min,
+    # so 10m means the prediction survived at least two more cycles, 15m three.
+    "for_critical": "10m",
+    "for_warning": "15m",
+    # -- predicted incident (risk score) --
+    # Window of the risk score the incident alert reads (its `driver` becomes `metric`).
+    "risk_window": "8h",
+    # Risk is max over steps of max(P(critical), 0.6 * P(warning)) * urgency, urgency falling
+    # from 1 now to 0.6 at 8h (linborg/risk.py). When p50 crosses critical at a step within 2h,
+    # P(critical) >= 0.5 there and urgency >= 0.9, so the risk is >= 45 by construction. 40
+    # keeps the risk term from ever vetoing a p50 critical breach within 2h (floating point puts
+    # the exact bound at 44.99...); the time to breach decides, the risk names the driver.
+    "risk_critical": 40,
+    # "Moderately high": 30 is a 50% chance of a warning breach right away (0.6 * 0.5 * 1), or
+    # a 30-50% chance of a critical breach within the window. A pessimistic warning crossing
+    # alone only guarantees 0.6 * 0.1 * 0.6 * 100 = 3.6, so this term filters the long shots.
+    # Critical implies warning (40 >= 30, and p50 past critical implies the pessimistic quantile
+    # past warning), which the warning rule then withdraws while the critical one fires.
+    "risk_warning": 30,
+    # Drivers that never raise an incident: uptime_days crosses its thresholds by age alone
+    # (kernel patching overdue); that is a ticket, not a predicted incident.
+    "incident_ignored_drivers": (_M["uptime_days"].name,),
+    # -- exporter health --
+    # Severity of the exporter-health alerts: losing the forecasts loses early warnings, while
+    # the reactive node alerts keep working, so nobody is woken up for it.
+    "health_severity": "warning",
+    # `profile` label of exporter-health alerts; `server` is the exporter's instance label, or
+    # this value where there is no instance (absent()).
+    "health_profile": "exporter",
+    "absent_server": "exporter",
+    # The exporter target is down (up == 0), or there is no target of the job at all.
+    "for_exporter_down": "10m",
+    "for_exporter_absent": "15m",
+    # The exporter is up but serves no model (it refuses to start without one, so this means a
+    # bundle was removed or failed to load on reload).
+    "for_no_model": "10m",
+    # Forecasts are stale when the last successful cycle is older than this. It matches the
+    # exporter's default max_snapshot_age (15m), after which the exporter drops its forecasts
+    # and every predicted alert above goes quiet.
+    "staleness_max": "15m",
+    "for_stale": "5m",
+    # Share of cycles that got no data from Prometheus, over the window (6 cycles in 30m).
+    "cycle_failure_ratio": 0.25,
+    "cycle_failure_window": "30m",
+    "for_cycles_failing": "15m",
+    # Share of the exporter's queries to Prometheus that failed (14 queries per cycle).
+    "query_failure_ratio": 0.1,
+    "query_failure_window": "10m",
+    "for_queries_failing": "15m",
+    # A server's forecasts are not trusted when less than this share of its 24h context exists.
+    "completeness_min": 0.75,
+    "for_low_completeness": "30m",
+}
+
+
+@dataclass(frozen=True)
+class Family:
+    """One predicted-breach alert: its name, what it is about and the metrics it watches."""
+
+    alertname: str
+    title: str
+    metrics: tuple[Metric, ...]
+    note: str
+
+
+FAMILIES: tuple[Family, ...] = (
+    Family(
+        "LinborgMemoryExhaustionPredicted",
+        "Memory exhaustion",
+        (_M["mem_used_pct"],),
+        "Memory (excluding caches) running out ends in swapping or the OOM killer.",
+    ),
+    Family(
+        "LinborgSwapThrashingPredicted",
+        "Swap thrashing",
+        (_M["swap_used_pct"],),
+        "Growing swap use means memory pressure; past it the host spends its time paging.",
+    ),
+    Family(
+        "LinborgDiskFullPredicted",
+        "Disk full",
+        (_M["disk_usage_pct"],),
+        "A full data filesystem stops writes: databases, logs and ingestion fail.",
+    ),
+    Family(
+        "LinborgIOBottleneckPredicted",
+        "I/O bottleneck",
+        (_M["cpu_iowait_pct"],),
+        "Thresholds are per profile (linborg/thresholds.yaml) and the exporter computes the time "
+        "to breach against the server's own profile, so a database at its usual 15% iowait stays "
+        "quiet while an ml_compute worker at a few percent does not.",
+    ),
+    Family(
+        "LinborgConnectionLeakPredicted",
+        "Connection leak",
+        (_M["back_close_wait"], _M["front_close_wait"]),
+        "Connections piling up in CLOSE_WAIT mean the application does not close sockets; file "
+        "descriptors or ports run out next.",
+    ),
+    Family(
+        "LinborgCPUSaturationPredicted",
+        "CPU saturation",
+        (_M["cpu_idle_pct"], _M["cpu_user_pct"], _M["load_average"]),
+        "A saturated CPU queues work: latency grows and batch deadlines slip.",
+    ),
+)
+
+INCIDENT = "LinborgPredictedIncident"
+EXPORTER_DOWN = "LinborgExporterDown"
+EXPORTER_ABSENT = "LinborgExporterAbsent"
+NO_MODEL = "LinborgNoModelLoaded"
+STALE = "LinborgForecastsStale"
+CYCLES_FAILING = "LinborgExporterCyclesFailing"
+QUERIES_FAILING = "LinborgPrometheusQueriesFailing"
+LOW_COMPLETENESS = "LinborgLowDataCompleteness"
+
+LEVELS = ("critical", "warning")  # order of the rules: critical first (the warning reads ALERTS)
+
+_DURATION = re.compile(r"^(\d+)([smhd])$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def seconds(duration: str) -> int:
+    """Return the seconds of a Prometheus duration such as '15m' or '8h'."""
+    m = _DURATION.match(duration)
+    if not m:
+        raise ValueError(f"'{duration}' is not a duration like 30s, 5m, 2h or 1d")
+    return int(m.group(1)) * _UNITS[m.group(2)]
+
+
+# --- small builders -----------------------------------------------------------------------------
+
+
+def _selector(name: str, cfg: Mapping[str, Any], **matchers: str) -> str:
+    """Return ``name{job="...",k="v",...}``; a value starting with '=~' or '!~' is a regex."""
+    parts = [f'job="{cfg["exporter_job"]}"']
+    for key, value in matchers.items():
+        op = "="
+        if value[:2] in ("=~", "!~"):
+            op, value = value[:2], value[2:]
+        parts.append(f'{key}{op}"{value}"')
+    return f"{name}{{{','.join(parts)}}}"
+
+
+def _regex(values: list[str] | tuple[str, ...]) -> str:
+    return "|".join(values)
+
+
+def _fmt(value: float, m: Metric) -> str:
+    """Return a threshold with its unit, e.g. '95%' or '500 connections'."""
+    return f"{value:g}%" if m.unit == "percent" else f"{value:g} {m.unit}"
+
+
+def _value_fmt(m: Metric) -> str:
+    """Return the Go printf format of a forecast value of ``m``."""
+    return "%.1f%%" if m.unit == "percent" else f"%.1f {m.unit}"
+
+
+def _below(m: Metric) -> bool:
+    return m.direction == "below"
+
+
+def _pessimistic(m: Metric) -> str:
+    return "0.1" if _below(m) else "0.9"
+
+
+def _quantile(q: str, m: Metric) -> str:
+    return _pessimistic(m) if q == "pessimistic" else q
+
+
+def _quantile_name(q: str, m: Metric) -> str:
+    if q == "pessimistic":
+        return f"pessimistic (p{round(float(_pessimistic(m)) * 100)})"
+    return f"p{round(float(q) * 100)}"
+
+
+def _horizons_within(cfg: Mapping[str, Any], lead: str) -> str:
+    return _regex([h for h in cfg["horizons"] if seconds(h) <= seconds(lead)])
+
+
+def _profile_groups(thresholds: Thresholds, m: Metric, level: str) -> list[tuple[float, list[str]]]:
+    """Return [(threshold, profiles)] for ``m`` at ``level``, in contract profile order."""
+    groups: dict[float, list[str]] = {}
+    for prof in PROFILE_NAMES:
+        groups.setdefault(getattr(thresholds.get(prof, m.name), level), []).append(prof)
+    return list(groups.items())
+
+
+def _runbook(cfg: Mapping[str, Any], alertname: str) -> str:
+    return f"{cfg['runbook_base_url']}#{alertname.lower()}"
+
+
+def _server_dashboard(cfg: Mapping[str, Any]) -> str:
+    return f"{cfg['grafana_url']}/d/{DASHBOARD_UIDS['server']}?var-server={{{{ $labels.server }}}}"
+
+
+def _exporter_dashboard(cfg: Mapping[str, Any]) -> str:
+    return f"{cfg['grafana_url']}/d/{DASHBOARD_UIDS['exporter']}"
+
+
+def _query_value(promql: str, args: str, fmt: str) -> str:
+    """Return a template printing the first value of a PromQL query built with printf."""
+    return (
+        f'{{{{ with printf "{promql}" {args} | query }}}}'
+        f"{{{{ . | first | value | {fmt} }}}}{{{{ else }}}}unknown{{{{ end }}}}"
+    )
+
+
+def _level_for(level: str, cfg: Mapping[str, Any]) -> tuple[str, str, str]:
+    """Return (quantile, lead time, for) of a severity."""
+    return cfg[f"{level}_quantile"], cfg[f"{level}_lead_time"], cfg[f"for_{level}"]
+
+
+def _unless_critical_fires(alertname: str, on: str) -> str:
+    return (
+        f"unless on({on})\n"
+        f'  ALERTS{{alertname="{alertname}",severity="critical",alertstate="firing"}}'
+    )
+
+
+# --- predicted breaches -------------------------------------------------------------------------
+
+
+def _choose(branches: list[tuple[list[str], str]], label: str) -> str:
+    """Return a Go template printing the text of the branch whose names hold ``$labels.<label>``.
+
+    The last branch is the ``else``: the expression already limits the label to the names given.
+    """
+    if len(branches) == 1:
+        return branches[0][1]
+    out = ""
+    for i, (names, text) in enumerate(branches[:-1]):
+        test = (
+            f'eq $labels.{label} "{names[0]}"'
+            if len(names) == 1
+            else f'match "^({_regex(names)})$" $labels.{label}'
+        )
+        out += f"{{{{ {'if' if i == 0 else 'else if'} {test} }}}}{text}"
+    return out + f"{{{{ else }}}}{branches[-1][1]}{{{{ end }}}}"
+
+
+def _per_metric(metrics: list[Metric], text: Callable[[Metric], str]) -> str:
+    """Return a Go template printing ``text(m)`` for the metric in ``$labels.metric``."""
+    groups: dict[str, list[str]] = {}
+    for m in metrics:
+        groups.setdefault(text(m), []).append(m.name)
+    return _choose([(names, t) for t, names in groups.items()], "metric")
+
+
+def _threshold_of(thresholds: Thresholds, level: str) -> Callable[[Metric], str]:
+    """Return m -> a Go template printing the ``level`` threshold of m for ``$labels.profile``."""
+
+    def text(m: Metric) -> str:
+        groups = _profile_groups(thresholds, m, level)
+        # The group with most profiles is the 'else' branch (the default); ties: the first.
+        default = max(groups, key=lambda g: len(g[1]))
+        ordered = [g for g in groups if g is not default] + [default]
+        return _choose([(profs, _fmt(v, m)) for v, profs in ordered], "profile")
+
+    return text
+
+
+def _peak_of(cfg: Mapping[str, Any], q: str, lead: str) -> Callable[[Metric], str]:
+    """Return m -> a template printing the worst forecast of m at quantile q within ``lead``."""
+
+    def text(m: Metric) -> str:
+        return _query_value(
+            f"{'min' if _below(m) else 'max'}(linborg_forecast{{job='{cfg['exporter_job']}',"
+            f"server='%s',metric='%s',q='{_quantile(q, m)}',"
+            f"horizon=~'{_horizons_within(cfg, lead)}'}})",
+            "$labels.server $labels.metric",
+            f'printf "{_value_fmt(m)}"',
+        )
+
+    return text
+
+
+@dataclass(frozen=True)
+class _Texts:
+    """Annotation pieces of a predicted alert, each a Go template over $labels.metric."""
+
+    threshold: str
+    peak: str
+    qname: str
+    verb: str
+    crosses: str
+    worst: str
+
+
+def _texts(metrics: list[Metric], level: str, cfg: Mapping, thresholds: Thresholds) -> _Texts:
+    q, lead, _ = _level_for(level, cfg)
+    return _Texts(
+        threshold=_per_metric(metrics, _threshold_of(thresholds, level)),
+        peak=_per_metric(metrics, _peak_of(cfg, q, lead)),
+        qname=_per_metric(metrics, lambda m: _quantile_name(q, m)),
+        verb=_per_metric(metrics, lambda m: "falls to" if _below(m) else "reaches"),
+        crosses=_per_metric(metrics, lambda m: "falls below" if _below(m) else "crosses"),
+        worst=_per_metric(metrics, lambda m: "Lowest" if _below(m) else "Highest"),
+    )
+
+
+def _metric_matcher(metrics: list[Metric]) -> str:
+    names = [m.name for m in metrics]
+    return names[0] if len(names) == 1 else "=~" + _regex(names)
+
+
+def _family_rule(fam: Family, level: str, cfg: Mapping, thresholds: Thresholds) -> dict:
+    q, lead, for_ = _level_for(level, cfg)
+    metrics = list(fam.metrics)
+    ttb = _selector(
+        "linborg_time_to_breach_seconds",
+        cfg,
+        metric=_metric_matcher(metrics),
+        level=level,
+        q=q,
+    )
+    expr = f"{ttb} <= {seconds(lead)}"
+    if level == "warning":
+        expr += "\n" + _unless_critical_fires(fam.alertname, "server, metric") + "\n"
+    t = _texts(metrics, level, cfg, thresholds)
+    when = "{{ $value | humanizeDuration }}"
+    return {
+        "alert": fam.alertname,
+        "expr": expr,
+        "for": for_,
+        "labels": {"severity": level},
+        "annotations": {
+            "summary": (
+                f"{fam.title} predicted on {{{{ $labels.server }}}}: {{{{ $labels.metric }}}} "
+                f"{t.verb} {level} {t.threshold} in {when}."
+            ),
+            "description": (
+                f"The {t.qname} forecast of {{{{ $labels.metric }}}} on {{{{ $labels.server }}}} "
+                f"(profile {{{{ $labels.profile }}}}) {t.crosses} the {level} threshold of "
+                f"{t.threshold} in {when} (alerting lead time {lead}). {t.worst} {t.qname} "
+                f"forecast within {lead}: {t.peak}. {fam.note}"
+            ),
+            "predicted_value": t.peak,
+            "threshold": t.threshold,
+            "lead_time": when,
+            "runbook_url": _runbook(cfg, fam.alertname),
+            "dashboard_url": _server_dashboard(cfg),
+        },
+    }
+
+
+def family_rules(cfg: Mapping[str, Any], thresholds: Thresholds) -> list[dict]:
+    """Return the predicted-breach rules: per family a critical rule, then a warning rule."""
+    return [_family_rule(fam, level, cfg, thresholds) for fam in FAMILIES for level in LEVELS]
+
+
+def _incident_rule(level: str, cfg: Mapping[str, Any], thresholds: Thresholds) -> dict:
+    q, lead, for_ = _level_for(level, cfg)
+    metrics = [m for m in METRICS if m.name not in cfg["incident_ignored_drivers"]]
+    risk_min = cfg[f"risk_{level}"]
+    risk = _selector(
+        "linborg_risk_score",
+        cfg,
+        window=cfg["risk_window"],
+        driver="!~" + _regex(cfg["incident_ignored_drivers"]),
+    )
+    ttb = _selector("linborg_time_to_breach_seconds", cfg, level=level, q=q)
+    expr = (
+        f'label_replace({risk}, "metric", "$1", "driver", "(.*)") >= {risk_min}\n'
+        f"and on(server, metric)\n"
+        f"  {ttb} <= {seconds(lead)}\n"
+    )
+    if level == "warning":
+        expr += _unless_critical_fires(INCIDENT, "server") + "\n"
+    when = _query_value(
+        f"min(linborg_time_to_breach_seconds{{job='{cfg['exporter_job']}',server='%s',"
+        f"metric='%s',level='{level}',q='{q}'}})",
+        "$labels.server $labels.metric",
+        "humanizeDuration",
+    )
+    t = _texts(metrics, level, cfg, thresholds)
+    score = '{{ $value | printf "%.0f" }}'
+    return {
+        "alert": INCIDENT,
+        "expr": expr,
+        "for": for_,
+        "labels": {"severity": level},
+        "annotations": {
+            "summary": (
+                f"Predicted incident on {{{{ $labels.server }}}} (risk {score}): "
+                f"{{{{ $labels.metric }}}} {t.verb} {level} {t.threshold} in {when}."
+            ),
+            "description": (
+                f"The {cfg['risk_window']} risk score of {{{{ $labels.server }}}} (profile "
+                f"{{{{ $labels.profile }}}}) is {score} (alerting at {risk_min} for {level}), "
+                f"driven by {{{{ $labels.metric }}}}, whose {t.qname} forecast {t.crosses} the "
+                f"{level} threshold of {t.threshold} in {when} (alerting lead time {lead}). "
+                f"{t.worst} {t.qname} forecast within {lead}: {t.peak}."
+            ),
+            "predicted_value": t.peak,
+            "threshold": t.threshold,
+            "lead_time": when,
+            "runbook_url": _runbook(cfg, INCIDENT),
+            "dashboard_url": _server_dashboard(cfg),
+        },
+    }
+
+
+def incident_rules(cfg: Mapping[str, Any], thresholds: Thresholds) -> list[dict]:
+    """Return the two LinborgPredictedIncident rules, critical first."""
+    return [_incident_rule(level, cfg, thresholds) for level in LEVELS]
+
+
+# --- exporter health ----------------------------------------------------------------------------
+
+
+def _health_rule(
+    alertname: str,
+    expr: str,
+    for_: str,
+    cfg: Mapping[str, Any],
+    summary: str,
+    description: str,
+    threshold: str,
+    server: str = "{{ $labels.instance }}",
+) -> dict:
+    return {
+        "alert": alertname,
+        "expr": expr,
+        "for": for_,
+        "labels": {
+            "severity": cfg["health_severity"],
+            "server": server,
+            "profile": cfg["health_profile"],
+        },
+        "annotations": {
+            "summary": summary,
+            "description": description,
+            "threshold": threshold,
+            "runbook_url": _runbook(cfg, alertname),
+            "dashboard_url": _exporter_dashboard(cfg),
+        },
+    }
+
+
+def health_rules(cfg: Mapping[str, Any]) -> list[dict]:
+    """Return the exporter-health rules."""
+    job = cfg["exporter_job"]
+    up = f'up{{job="{job}"}}'
+    stale = cfg["staleness_max"]
+    cycles_w, queries_w = cfg["cycle_failure_window"], cfg["query_failure_window"]
+    cycle_ratio, query_ratio = cfg["cycle_failure_ratio"], cfg["query_failure_ratio"]
+    pct = "{{ $value | humanizePercentage }}"
+    return [
+        _health_rule(
+            EXPORTER_DOWN,
+            f"{up} == 0",
+            cfg["for_exporter_down"],
+            cfg,
+            "LINBORG exporter {{ $labels.instance }} is down.",
+            f"Prometheus has not scraped the LINBORG exporter {{{{ $labels.instance }}}} (job "
+            f"{job}) for {cfg['for_exporter_down']}: the servers it forecasts have no forecasts, "
+            f"risk scores or predicted alerts.",
+            "up == 0",
+        ),
+        _health_rule(
+            EXPORTER_ABSENT,
+            f"absent({up})",
+            cfg["for_exporter_absent"],
+            cfg,
+            f"No LINBORG exporter target (job {job}) is being scraped.",
+            f"Prometheus has no target of job {job} for {cfg['for_exporter_absent']}: no server "
+            f"is forecast and no predicted alert can fire. The scrape configuration or service "
+            f"discovery lost the exporter.",
+            f"no up{{job={job}}} series",
+            server=cfg["absent_server"],
+        ),
+        _health_rule(
+            NO_MODEL,
+            f"{up} == 1\nunless on(job, instance)\n  "
+            + _selector("linborg_model_info", cfg)
+            + "\n",
+            cfg["for_no_model"],
+            cfg,
+            "LINBORG exporter {{ $labels.instance }} serves no model.",
+            f"The exporter {{{{ $labels.instance }}}} answers scrapes but exposes no "
+            f"linborg_model_info for {cfg['for_no_model']}: no model is loaded, so it produces "
+            f"no forecasts.",
+            "linborg_model_info absent",
+        ),
+        _health_rule(
+            STALE,
+            f"time() - {_selector('linborg_exporter_last_success_timestamp_seconds', cfg)}"
+            f" > {seconds(stale)}",
+            cfg["for_stale"],
+            cfg,
+            "LINBORG forecasts from {{ $labels.instance }} are stale.",
+            f"The last successful cycle of the exporter {{{{ $labels.instance }}}} was "
+            f"{{{{ $value | humanizeDuration }}}} ago (limit {stale}). Past its "
+            f"max_snapshot_age the exporter stops exporting forecasts, and every predicted "
+            f"alert for its servers goes quiet.",
+            stale,
+        ),
+        _health_rule(
+            CYCLES_FAILING,
+            f"rate({_selector('linborg_exporter_cycle_failures_total', cfg)}[{cycles_w}])\n"
+            f"/\nrate({_selector('linborg_exporter_cycles_total', cfg)}[{cycles_w}])\n"
+            f"> {cycle_ratio}\n",
+            cfg["for_cycles_failing"],
+            cfg,
+            "LINBORG exporter {{ $labels.instance }} fails cycles.",
+            f"{pct} of the exporter's cycles in the last {cycles_w} got no data from "
+            f"Prometheus (limit {cycle_ratio:.0%}). Failed cycles keep the previous forecasts, "
+            f"which age towards max_snapshot_age.",
+            f"{cycle_ratio:.0%} of cycles over {cycles_w}",
+        ),
+        _health_rule(
+            QUERIES_FAILING,
+            f"rate({_selector('linborg_exporter_query_failures_total', cfg)}[{queries_w}])\n"
+            f"/\nrate({_selector('linborg_exporter_queries_total', cfg)}[{queries_w}])\n"
+            f"> {query_ratio}\n",
+            cfg["for_queries_failing"],
+            cfg,
+            "LINBORG exporter {{ $labels.instance }}: Prometheus queries failing.",
+            f"{pct} of the exporter's queries to Prometheus failed over the last {queries_w} "
+            f"(limit {query_ratio:.0%}). The metrics whose queries fail get no new history, so "
+            f"their forecasts degrade.",
+            f"{query_ratio:.0%} of queries over {queries_w}",
+        ),
+        {
+            "alert": LOW_COMPLETENESS,
+            "expr": f"{_selector('linborg_data_completeness_ratio', cfg)} "
+            f"< {cfg['completeness_min']}",
+            "for": cfg["for_low_completeness"],
+            "labels": {"severity": cfg["health_severity"]},
+            "annotations": {
+                "summary": "Forecasts for {{ $labels.server }} rest on incomplete data.",
+                "description": (
+                    f"Only {pct} of the 24h history of {{{{ $labels.server }}}} (profile "
+                    f"{{{{ $labels.profile }}}}) that the model reads is present (limit "
+                    f"{cfg['completeness_min']:.0%}). Its forecasts, risk score and predicted "
+                    f"alerts are less reliable; missing metrics may be absent altogether."
+                ),
+                "threshold": f"{cfg['completeness_min']:.0%}",
+                "runbook_url": _runbook(cfg, LOW_COMPLETENESS),
+                "dashboard_url": _server_dashboard(cfg),
+            },
+        },
+    ]
+
+
+# --- the file -----------------------------------------------------------------------------------
+
+
+class _Dumper(yaml.SafeDumper):
+    """Write multi-line strings (expressions) as literal blocks."""
+
+
+def _str(dumper: yaml.SafeDumper, data: str) -> yaml.Node:
+    style = "|" if "\n" in data else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
+
+
+_Dumper.add_representer(str, _str)
+
+
+def rule_groups(config: Mapping[str, Any] | None = None) -> dict:
+    """Return the rule file as data; ``config`` overrides keys of CONFIG."""
+    cfg = {**CONFIG, **(config or {})}
+    unknown = set(cfg) - set(CONFIG)
+    if unknown:
+        raise KeyError(f"unknown alert rule settings: {', '.join(sorted(unknown))}")
+    thresholds = load_thresholds(*cfg["thresholds_files"])
+    return {
+        "groups": [
+            {
+                "name": "linborg-predicted",
+                "rules": incident_rules(cfg, thresholds) + family_rules(cfg, thresholds),
+            },
+            {"name": "linborg-exporter", "rules": health_rules(cfg)},
+        ]
+    }
+
+
+def render(config: Mapping[str, Any] | None = None) -> str:
+    """Return the YAML text of prometheus/rules/linborg.alerts.yml."""
+    return yaml.dump(
+        rule_groups(config),
+        Dumper=_Dumper,
+        sort_keys=False,
+        width=1_000_000,
+        allow_unicode=True,
+        default_flow_style=False,
+    )

@@ -1,0 +1,262 @@
+"""The generated alert rules: current, valid for promtool, unit-tested, documented and linked."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from realstack import require
+
+from exporter.config import DEFAULT_HORIZONS
+from linborg import alert_rules
+from linborg.contract import METRIC_NAMES, METRICS, PROFILE_NAMES
+from linborg.dashboards import DASHBOARD_UIDS
+from linborg.risk import assess
+from linborg.rulefiles import HEADER, RULE_FILES
+from linborg.thresholds import load_thresholds
+
+ROOT = Path(__file__).resolve().parents[1]
+RULES = ROOT / "prometheus" / "rules" / "linborg.alerts.yml"
+UNIT_TESTS = ROOT / "prometheus" / "tests" / "alerts_test.yml"
+RUNBOOKS = ROOT / "docs" / "runbooks.md"
+GOLDEN = ROOT / "tests" / "golden" / "metrics.txt"
+
+ALL_ANNOTATIONS = {"summary", "description", "threshold", "runbook_url", "dashboard_url"}
+PREDICTED_ANNOTATIONS = ALL_ANNOTATIONS | {"predicted_value", "lead_time"}
+#: Exporter series that carry the real server and profile labels.
+PER_SERVER_SERIES = {
+    "linborg_risk_score",
+    "linborg_time_to_breach_seconds",
+    "linborg_data_completeness_ratio",
+}
+
+
+def _rules() -> list[dict]:
+    doc = yaml.safe_load(RULES.read_text())
+    return [rule for group in doc["groups"] for rule in group["rules"]]
+
+
+def _alertnames() -> list[str]:
+    return sorted({rule["alert"] for rule in _rules()})
+
+
+def _is_predicted(rule: dict) -> bool:
+    return "linborg_time_to_breach_seconds" in rule["expr"]
+
+
+def _promtool(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [require("promtool"), *args], capture_output=True, text=True, timeout=120, cwd=ROOT
+    )
+
+
+def _github_anchor(heading: str) -> str:
+    """Return the anchor GitHub gives a Markdown heading."""
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return text.replace(" ", "-")
+
+
+def _exported_names() -> set[str]:
+    """Return every series name the exporter exposes, from the golden /metrics text."""
+    names = set()
+    for line in GOLDEN.read_text().splitlines():
+        if line.startswith("# TYPE "):
+            names.add(line.split()[2])
+    assert names, f"{GOLDEN} has no # TYPE lines"
+    return names
+
+
+# --- generated and valid ------------------------------------------------------------------------
+
+
+def test_committed_rule_file_is_what_linborg_rules_writes():
+    module = RULE_FILES[RULES.name]
+    assert module == alert_rules.__name__
+    expected = HEADER.format(module=module.replace(".", "/")) + alert_rules.render()
+    assert RULES.read_text() == expected, f"{RULES} is stale: run `linborg rules`"
+
+
+def test_render_is_deterministic():
+    assert alert_rules.render() == alert_rules.render()
+
+
+def test_promtool_check_rules_passes():
+    out = _promtool("check", "rules", str(RULES))
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "SUCCESS" in out.stdout
+
+
+def test_promtool_unit_tests_pass():
+    out = _promtool("test", "rules", str(UNIT_TESTS))
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_unit_tests_load_the_committed_rule_file():
+    doc = yaml.safe_load(UNIT_TESTS.read_text())
+    assert doc["rule_files"] == ["../rules/linborg.alerts.yml"]
+    assert (UNIT_TESTS.parent / doc["rule_files"][0]).resolve() == RULES
+
+
+def test_every_alert_and_severity_is_unit_tested_on_both_sides():
+    doc = yaml.safe_load(UNIT_TESTS.read_text())
+    quiet: set[str] = set()
+    firing: set[tuple[str, str]] = set()
+    for group in doc["tests"]:
+        assert group.get("name"), "every test group is named after the behaviour it proves"
+        for case in group.get("alert_rule_test", []):
+            alerts = case.get("exp_alerts") or []
+            if not alerts:
+                quiet.add(case["alertname"])
+            for alert in alerts:
+                labels = alert["exp_labels"]
+                assert {"severity", "server", "profile"} <= set(labels), (group["name"], labels)
+                assert alert.get("exp_annotations"), group["name"]
+                firing.add((case["alertname"], labels["severity"]))
+    wanted = {(rule["alert"], rule["labels"]["severity"]) for rule in _rules()}
+    assert wanted - firing == set(), "rules without a firing test case"
+    assert set(_alertnames()) - quiet == set(), "alerts without a not-firing test case"
+
+
+# --- labels, annotations and links --------------------------------------------------------------
+
+
+def test_every_alert_has_severity_server_profile_and_the_annotations():
+    for rule in _rules():
+        name = rule["alert"]
+        labels = rule.get("labels", {})
+        assert labels.get("severity") in ("critical", "warning"), name
+        if not {"server", "profile"} <= set(labels):
+            # Then they must come from an exporter series that carries them, never aggregated.
+            first = re.match(r"\s*(?:label_replace\()?([a-z_]+)\{", rule["expr"]).group(1)
+            assert first in PER_SERVER_SERIES, (name, rule["expr"])
+            assert not re.search(r"\b(sum|avg|max|min|count|topk)\b", rule["expr"]), name
+        wanted = PREDICTED_ANNOTATIONS if _is_predicted(rule) else ALL_ANNOTATIONS
+        missing = wanted - set(rule.get("annotations", {}))
+        assert not missing, f"{name} lacks annotations {sorted(missing)}"
+        assert all(v.strip() for v in rule["annotations"].values()), name
+
+
+def test_absent_based_alerts_name_server_and_profile_themselves():
+    absent = [rule for rule in _rules() if "absent(" in rule["expr"]]
+    assert absent
+    for rule in absent:
+        assert "{{" not in rule["labels"]["server"], "absent() has no instance label to use"
+        assert rule["labels"]["profile"]
+
+
+def test_every_runbook_url_points_at_a_section_of_docs_runbooks():
+    text = RUNBOOKS.read_text()
+    anchors = {_github_anchor(h) for h in re.findall(r"^#{1,6} (.+)$", text, re.MULTILINE)}
+    base = alert_rules.CONFIG["runbook_base_url"]
+    assert base.endswith("docs/runbooks.md")
+    for rule in _rules():
+        url = rule["annotations"]["runbook_url"]
+        assert url.startswith(base + "#"), url
+        assert url.split("#", 1)[1] in anchors, f"{url}: no such section in {RUNBOOKS.name}"
+    # Links between sections resolve too.
+    for target in re.findall(r"\]\(#([^)]+)\)", text):
+        assert target in anchors, f"docs/runbooks.md links to missing #{target}"
+
+
+def test_every_dashboard_url_names_a_known_dashboard():
+    grafana = alert_rules.CONFIG["grafana_url"]
+    for rule in _rules():
+        url = rule["annotations"]["dashboard_url"]
+        assert url.startswith(f"{grafana}/d/"), url
+        uid = re.match(r"[^?#/]+", url[len(f"{grafana}/d/") :]).group(0)
+        assert uid in DASHBOARD_UIDS.values(), f"{rule['alert']}: unknown dashboard {uid}"
+        per_server = "server" not in rule.get("labels", {})
+        assert ("var-server={{ $labels.server }}" in url) == per_server, url
+
+
+def test_every_linborg_series_used_is_one_the_exporter_exposes():
+    exposed = _exported_names()
+    for rule in _rules():
+        text = rule["expr"] + " ".join(rule["annotations"].values())
+        for name in re.findall(r"\blinborg_[a-z0-9_]+", text):
+            assert name in exposed, f"{rule['alert']} uses {name}, not on the exporter's /metrics"
+
+
+def test_every_metric_name_in_the_rules_is_a_contract_metric():
+    for rule in _rules():
+        text = rule["expr"] + " ".join(rule["annotations"].values())
+        for values in re.findall(r'\b(?:metric|driver)(?:=|=~|!~)"([^"]*)"', text):
+            for name in values.split("|"):
+                assert name in METRIC_NAMES, f"{rule['alert']}: unknown metric {name!r}"
+        for name in re.findall(r'\$labels\.metric "([^"]+)"', text):
+            assert name in METRIC_NAMES, f"{rule['alert']}: unknown metric {name!r}"
+        for names in re.findall(r'match "\^\(([^)]*)\)\$" \$labels\.metric', text):
+            assert set(names.split("|")) <= set(METRIC_NAMES), rule["alert"]
+        for names in re.findall(r'match "\^\(([^)]*)\)\$" \$labels\.profile', text):
+            assert set(names.split("|")) <= set(PROFILE_NAMES), rule["alert"]
+
+
+# --- knobs --------------------------------------------------------------------------------------
+
+
+def test_config_lead_times_and_risk_thresholds_are_consistent():
+    cfg = alert_rules.CONFIG
+    crit = alert_rules.seconds(cfg["critical_lead_time"])
+    warn = alert_rules.seconds(cfg["warning_lead_time"])
+    assert crit <= warn <= 8 * 3600, "the exporter predicts breaches up to 8h ahead"
+    assert cfg["risk_warning"] <= cfg["risk_critical"], "critical must imply warning"
+    assert cfg["critical_quantile"] == "0.5" and cfg["warning_quantile"] == "pessimistic"
+    assert tuple(cfg["horizons"]) == DEFAULT_HORIZONS, "the horizons the exporter exposes"
+
+
+def test_a_p50_critical_breach_within_the_lead_time_always_clears_the_critical_risk():
+    """The risk threshold never vetoes what the time to breach already says (linborg/risk.py)."""
+    cfg = alert_rules.CONFIG
+    lead_steps = alert_rules.seconds(cfg["critical_lead_time"]) // 300
+    thresholds = load_thresholds()
+    name = METRICS[0].name
+    limit = thresholds.get("generic", name).critical
+    # The weakest case: p50 touches the critical threshold at the last step of the lead time
+    # only, with a wide spread.
+    fc = np.zeros((1, len(METRICS), 96, 3))
+    fc[0, 0, :, :] = [limit - 40, limit - 30, limit - 20]
+    fc[0, 0, lead_steps - 1, :] = [limit - 10, limit, limit + 10]
+    present = np.zeros((1, len(METRICS)), bool)
+    present[0, 0] = True
+    result = assess(fc, ["generic"], [m.name for m in METRICS], thresholds, present=present)
+    assert result.time_to_breach[0, 0, 1, 0] == lead_steps * 300
+    assert result.score[0] >= cfg["risk_critical"], result.score[0]
+
+
+def test_threshold_annotations_follow_threshold_overrides(tmp_path):
+    override = tmp_path / "thresholds.yaml"
+    override.write_text("profiles:\n  database:\n    cpu_iowait_pct: {warning: 33, critical: 44}\n")
+    text = alert_rules.render({"thresholds_files": (str(override),)})
+    assert 'if eq $labels.profile "database" }}33%' in text
+    assert 'if eq $labels.profile "database" }}30%' not in text
+    assert text != alert_rules.render()
+
+
+def test_unknown_settings_are_refused():
+    with pytest.raises(KeyError, match="for_critcal"):
+        alert_rules.render({"for_critcal": "5m"})
+
+
+def test_settings_reach_the_rules():
+    text = alert_rules.render(
+        {
+            "exporter_job": "forecasts",
+            "runbook_base_url": "https://wiki.example/runbooks.md",
+            "grafana_url": "https://grafana.example",
+            "for_critical": "20m",
+        }
+    )
+    assert 'job="linborg-exporter"' not in text and 'job="forecasts"' in text
+    assert "https://wiki.example/runbooks.md#linborgpredictedincident" in text
+    assert "https://grafana.example/d/linborg-server?var-server=" in text
+    assert "for: 20m" in text
+
+
+def test_prometheus_readme_lists_every_alert():
+    readme = (ROOT / "prometheus" / "README.md").read_text()
+    for name in _alertnames():
+        assert f"| {name} |" in readme, f"prometheus/README.md does not list {name}"
