@@ -28,6 +28,7 @@ from trainer.model import (
     MIN_SCALE,
     QUANTILES,
     Forecaster,
+    center_steps_of,
     make_loss,
     make_normalizer,
     profile_codes,
@@ -112,6 +113,7 @@ def save_bundle(
         **contract_fields(),
         "model_class": "TemporalFusionTransformer",
         "hparams": _plain_hparams(model),
+        "center_steps": center_steps_of(model),
         "training": training,
         "evaluation": evaluation or {},
         "code_revision": code_revision(),
@@ -181,7 +183,7 @@ def load_bundle(directory: str | Path, chunk: int = 100) -> Forecaster:
             **hp,
             loss=make_loss(),
             logging_metrics=nn.ModuleList([]),
-            output_transformer=make_normalizer(),
+            output_transformer=make_normalizer(int(spec.get("center_steps", ENCODER_STEPS))),
         )
     except (KeyError, TypeError, ValueError) as err:
         raise BundleError(f"model bundle {directory}: bad hyperparameters ({err})") from None

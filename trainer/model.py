@@ -42,6 +42,13 @@ MIN_SCALE = {
     "uptime_days": 0.05,
 }
 
+#: Each window is centred on the mean of its last CENTER_STEPS steps (the last hour) and scaled
+#: by the standard deviation of the whole 24 hours. Centring on the recent level makes "stay
+#: where it is now" the network's zero, so a metric that has climbed to 99% is forecast from
+#: 99%, not pulled back to the day's mean. Bundles record it; older ones used 288 (the whole
+#: window) and still load.
+CENTER_STEPS = 12
+
 #: Hyperparameters of each preset. ``max_minutes`` bounds wall-clock training time.
 PRESETS = {
     "tiny": dict(
@@ -156,9 +163,22 @@ def make_loss() -> MultiLoss:
     )
 
 
-def make_normalizer() -> MultiNormalizer:
-    """Return the target normaliser: per-window standardisation of each metric."""
-    return MultiNormalizer([FlooredEncoderNormalizer(min_scale=MIN_SCALE[m]) for m in METRIC_NAMES])
+def make_normalizer(center_steps: int = CENTER_STEPS) -> MultiNormalizer:
+    """Return the target normaliser: per-window standardisation of each metric.
+
+    The centre is the mean of the last ``center_steps`` encoder steps, the scale the standard
+    deviation of the whole encoder window (floored by MIN_SCALE).
+    """
+    length = (center_steps, ENCODER_STEPS) if center_steps < ENCODER_STEPS else None
+    return MultiNormalizer(
+        [FlooredEncoderNormalizer(min_scale=MIN_SCALE[m], max_length=length) for m in METRIC_NAMES]
+    )
+
+
+def center_steps_of(model: TemporalFusionTransformer) -> int:
+    """Return the steps the model's target normaliser centres on."""
+    length = model.output_transformer.normalizers[0].max_length
+    return ENCODER_STEPS if length is None else int(length[0])
 
 
 def profile_encoder() -> NaNLabelEncoder:
@@ -238,6 +258,7 @@ class Forecaster:
         self.spec = spec
         self.chunk = chunk
         self._min_scale = torch.tensor([MIN_SCALE[m] for m in METRIC_NAMES])
+        self.center_steps = center_steps_of(model)
         self._profile_code = profile_codes()
         lo = np.array([METRICS_BY_NAME[m].min for m in METRIC_NAMES], np.float32)
         hi = np.array([METRICS_BY_NAME[m].max for m in METRIC_NAMES], np.float32)
@@ -251,7 +272,7 @@ class Forecaster:
         ends = np.broadcast_to(np.asarray(end_time_idx, np.int64), (b,))
         steps = ends[:, None] - ENCODER_STEPS + 1 + np.arange(total)[None, :]
         known = torch.from_numpy(known_features(steps))
-        center = enc.mean(1)
+        center = enc[:, -self.center_steps :].mean(1)
         scale = (enc.std(1) + torch.finfo(torch.float32).eps).clamp_min(self._min_scale)
         cont = torch.zeros(
             b, total, len(PRESENT_COLUMNS) + len(MODEL_TIME_FEATURES) + len(METRIC_NAMES)
