@@ -14,7 +14,7 @@ import datetime as dt
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
@@ -45,8 +45,11 @@ class LiveFleet:
         seed: int,
         origin: dt.datetime,
         clock: Callable[[], float] = time.time,
+        scenarios: Iterable[tuple[dt.datetime, dict]] = (),
     ):
         self.sim = Simulator(fleet, seed, origin)
+        for at, request in scenarios:  # the same script as the backfill, so the two agree
+            self.sim.schedule(at, request)
         self.clock = clock
         self.labels = label_sets(fleet)
         self.lock = threading.Lock()

@@ -58,11 +58,18 @@ def simulate(
     start: dt.datetime,
     steps: int,
     progress: bool = False,
+    scenarios: Iterable[tuple[dt.datetime, dict]] = (),
 ) -> tuple[pd.DataFrame, list[Incident], Simulator]:
-    """Return (long table, incident labels, simulator) for ``steps`` steps from ``start``."""
+    """Return (long table, incident labels, simulator) for ``steps`` steps from ``start``.
+
+    ``scenarios``: (time, request) pairs applied when the simulation reaches each time (see
+    ``Simulator.schedule``), e.g. an incident scripted for a demo or a test.
+    """
     if steps < 1:
         raise ContractError(f"nothing to generate: {steps} steps")
     sim = Simulator(fleet, seed, start)
+    for at, request in scenarios:
+        sim.schedule(at, request)
     n = len(fleet)
     values = {m: np.empty((n, steps)) for m in METRIC_NAMES}
     states = np.empty((n, steps), np.int8)
@@ -183,6 +190,7 @@ def write_openmetrics(
     start: dt.datetime,
     end: dt.datetime,
     job: str = DEFAULT_JOB,
+    scenarios: Iterable[tuple[dt.datetime, dict]] = (),
 ) -> tuple[Path, int]:
     """Write the history from ``start`` to ``end`` (inclusive) as OpenMetrics for backfill.
 
@@ -193,7 +201,7 @@ def write_openmetrics(
     steps = int((end - start).total_seconds()) // STEP_SECONDS + 1
     if steps < 1:
         raise ContractError(f"backfill end {end} is before its start {start}")
-    frame, _, _ = simulate(fleet, seed, start, steps)
+    frame, _, _ = simulate(fleet, seed, start, steps, scenarios=scenarios)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     labels = label_sets(fleet, job)

@@ -156,6 +156,7 @@ class Simulator:
         self.inc_end = np.zeros(n, int)
         self.inc_label = [None] * n
         self.forced_healthy_until = np.full(n, -1)
+        self.scheduled: list[tuple[int, dict]] = []
 
     # --- time ---------------------------------------------------------------------------------
 
@@ -295,9 +296,41 @@ class Simulator:
 
     # --- one step -----------------------------------------------------------------------------
 
+    def schedule(self, at: dt.datetime, request: dict) -> None:
+        """Apply a scenario when the simulation reaches ``at`` (a scripted incident).
+
+        ``request`` holds ``servers`` (names) and ``scenario``, and optionally ``incident``,
+        ``precursor_minutes`` and ``duration_minutes``, as for ``apply_scenario``. It is checked
+        now, so a bad script fails before any step is simulated.
+        """
+        known = {"servers", "scenario", "incident", "precursor_minutes", "duration_minutes"}
+        extra = sorted(set(request) - known)
+        if extra or "servers" not in request or "scenario" not in request:
+            raise ContractError(
+                f"bad scheduled scenario {request!r}: needs servers and scenario"
+                + (f"; unknown keys {extra}" if extra else "")
+            )
+        k = int((align(at) - self.origin).total_seconds()) // STEP_SECONDS
+        if k < self.k:
+            raise ContractError(f"scheduled scenario at {at} is before the simulation's now")
+        missing = [s for s in request["servers"] if s not in self.index]
+        if missing:
+            raise ContractError(f"bad scheduled scenario: unknown servers {missing}")
+        self.scheduled.append((k, dict(request)))
+        self.scheduled.sort(key=lambda item: item[0])
+
     def step(self) -> tuple[dt.datetime, dict[str, np.ndarray], np.ndarray]:
         """Advance one step; return (timestamp, {metric: values}, state codes)."""
         k = self.k
+        while self.scheduled and self.scheduled[0][0] <= k:
+            _, req = self.scheduled.pop(0)
+            self.apply_scenario(
+                req["servers"],
+                req["scenario"],
+                req.get("incident"),
+                req.get("precursor_minutes"),
+                req.get("duration_minutes"),
+            )
         t = self.time_of(k)
         n = len(self.fleet)
         r = self.rng

@@ -110,7 +110,11 @@ def start_prometheus(
             raise AssertionError("prometheus exited:\n" + proc.output())
         return requests.get(url + "/-/ready", timeout=2).status_code == 200
 
-    poll(ready, 60, "prometheus to be ready")
+    try:
+        poll(ready, 60, "prometheus to be ready")
+    except AssertionError:
+        proc.stop()
+        raise
     return proc, url
 
 

@@ -345,3 +345,50 @@ def test_openmetrics_backfill_matches_history_values(tmp_path):
     first = next(x for x in text.splitlines() if x.startswith("linborg_mem_used_pct{"))
     assert first.endswith(f" {int(START.timestamp())}")
     assert 'job="linborg-generator"' in first
+
+
+def test_scheduled_scenario_gives_the_same_incident_in_history_and_live_fleet():
+    from generator.live import LiveFleet
+
+    fleet = build_fleet({"ml_compute": 2})
+    origin = dt.datetime(2026, 1, 5, tzinfo=dt.UTC)
+    at = origin + dt.timedelta(hours=10)
+    script = [
+        (
+            at,
+            {
+                "servers": ["ppml0002"],
+                "scenario": "degrading",
+                "incident": "memory_leak",
+                "precursor_minutes": 90,
+            },
+        ),
+    ]
+    frame, incidents, _ = simulate(fleet, 3, origin, 200, scenarios=script)
+    scripted = [i for i in incidents if i.source == "scenario"]
+    assert len(scripted) == 1 and scripted[0].server == "ppml0002"
+    assert scripted[0].precursor_start == at
+    assert scripted[0].onset == at + dt.timedelta(minutes=90)
+    # A live fleet with the same script, at the step of that onset, serves the same values.
+    live = LiveFleet(
+        fleet, 3, origin, clock=lambda: scripted[0].onset.timestamp(), scenarios=script
+    )
+    row = frame[(frame["server"] == "ppml0002") & (frame["timestamp"] == scripted[0].onset)]
+    assert live.values["mem_used_pct"][1] == pytest.approx(row["mem_used_pct"].iloc[0])
+    assert row["mem_used_pct"].iloc[0] > 90  # the leak is visible
+
+
+def test_bad_scheduled_scenarios_fail_before_simulating():
+    from generator.simulate import Simulator
+
+    fleet = build_fleet({"ml_compute": 1})
+    origin = dt.datetime(2026, 1, 5, tzinfo=dt.UTC)
+    sim = Simulator(fleet, 1, origin)
+    with pytest.raises(ContractError, match="unknown servers"):
+        sim.schedule(origin, {"servers": ["ppdb999"], "scenario": "degrading"})
+    with pytest.raises(ContractError, match="needs servers and scenario"):
+        sim.schedule(origin, {"server": "ppml0001", "scenario": "degrading"})
+    sim.step()
+    sim.step()
+    with pytest.raises(ContractError, match="before"):
+        sim.schedule(origin, {"servers": ["ppml0001"], "scenario": "healthy"})
