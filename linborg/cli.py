@@ -229,6 +229,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log", default="out/sink.jsonl", help="JSON-lines file to append to")
     p.set_defaults(func=cmd_sink)
 
+    from linborg.stack import add_parsers as add_stack
+
+    add_stack(sub)
+
     from generator.cli import add_parser as add_generate
 
     add_generate(sub)

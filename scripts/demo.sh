@@ -1,14 +1,12 @@
 #!/usr/bin/env bash
-# Set everything up, then run the main job that exists so far: the synthetic fleet's live
-# endpoint, with 24 h+ of history written for Prometheus backfill first. Until the one-command
-# demo lands (issue 8) it does not start Prometheus, the exporter or Alertmanager itself.
-# Ctrl-C stops it. Flags go to `linborg generate serve` (e.g. --listen 127.0.0.1:9200).
+# The whole system on loopback, no Docker: set everything up (apt packages, virtualenv), then
+# run `linborg demo`: a synthetic fleet with 26 h of history backfilled into a real Prometheus,
+# its live endpoint, node_exporter, the exporter with the shipped model, the real rules, a real
+# Alertmanager routing to a local webhook sink, and a scripted incident whose predicted-incident
+# page reaches the sink before its onset. Ctrl-C stops everything.
+# Flags go to `linborg demo` (ports: --prometheus-port 19090 ...; --fast for short intervals).
+# `.venv/bin/linborg status` tells what is running, on which ports, with which model.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
-mkdir -p out
-echo "Load the history into a fresh Prometheus with:"
-echo "  promtool tsdb create-blocks-from openmetrics out/backfill.om out/prometheus-data"
-echo "Start an incident on a server with:"
-echo "  .venv/bin/linborg generate scenario --server ppdb001 degrading --incident disk_fill"
-exec .venv/bin/linborg generate serve --backfill out/backfill.om "$@"
+exec .venv/bin/linborg demo "$@"

@@ -1,0 +1,571 @@
+"""The whole system on loopback, without Docker: the demo and the end-to-end test run this.
+
+Started in order: a webhook sink (Alertmanager's receivers point at it), the synthetic fleet's
+live endpoint (its last 26 hours backfilled into Prometheus with promtool first, with the same
+scripted incident), node_exporter, Alertmanager, Prometheus with the real rules, and the
+exporter serving the model bundle. Every process listens on 127.0.0.1 only; ``stop()`` ends
+them all, and a state file in the working folder lets ``status`` tell what is running.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import requests
+import yaml
+
+from linborg.contract import STEP_SECONDS, ContractError
+
+REPO = Path(__file__).resolve().parent.parent
+STATE_FILE = "stack.json"
+
+#: Binaries the stack needs, with the Debian package that has each (first name found wins).
+BINARIES = {
+    "prometheus": (("prometheus",), "prometheus"),
+    "promtool": (("promtool",), "prometheus"),
+    "alertmanager": (("prometheus-alertmanager", "alertmanager"), "prometheus-alertmanager"),
+    "node_exporter": (
+        ("prometheus-node-exporter", "node_exporter"),
+        "prometheus-node-exporter",
+    ),
+}
+
+
+@dataclass
+class Ports:
+    """Loopback ports of the stack's services."""
+
+    prometheus: int = 9090
+    alertmanager: int = 9093
+    node_exporter: int = 9100
+    generator: int = 9105
+    exporter: int = 9106
+    sink: int = 9099
+
+
+@dataclass
+class Script:
+    """The incident scripted into the demo fleet.
+
+    The precursor started ``precursor_minutes - onset_in_minutes`` before the stack starts, so
+    the history already shows it developing; the labelled onset is ``onset_in_minutes`` after
+    the start. Every other server is kept healthy for the next day so it pages no one.
+    """
+
+    server: str = "ppml0003"
+    incident: str = "memory_leak"
+    precursor_minutes: int = 180
+    onset_in_minutes: int = 60
+    duration_minutes: int = 120
+
+
+@dataclass
+class Options:
+    """How the stack runs. The defaults are the demo's; the end-to-end test shortens them."""
+
+    workdir: Path = Path("out/stack")
+    ports: Ports = field(default_factory=Ports)
+    composition: dict[str, int] = field(
+        default_factory=lambda: {
+            "ml_compute": 4,
+            "database": 3,
+            "web_api": 3,
+            "conductor_mgmt": 1,
+            "data_ingest": 2,
+            "risk_analytics": 2,
+            "generic": 1,
+        }
+    )
+    seed: int = 11
+    model: Path = REPO / "models" / "default"
+    script: Script = field(default_factory=Script)
+    exporter_interval: str = "1m"
+    scrape_interval: str = "10s"
+    evaluation_interval: str = "10s"
+    #: Overrides of linborg/alert_rules.py CONFIG (the test shortens the ``for:`` guards).
+    rule_overrides: dict = field(default_factory=dict)
+    alert_group_wait: str | None = None
+    history_hours: int = 26
+
+
+def find_binaries() -> tuple[dict[str, str], list[str]]:
+    """Return (name -> path of each binary found, the problems for those missing)."""
+    found, missing = {}, []
+    for name, (candidates, package) in BINARIES.items():
+        path = next((p for c in candidates if (p := shutil.which(c))), None)
+        if path:
+            found[name] = path
+        else:
+            missing.append(f"{name} (Debian/Ubuntu package '{package}')")
+    return found, missing
+
+
+def port_problems(ports: Ports) -> list[str]:
+    """Return one line per port of ``ports`` that is already taken on 127.0.0.1."""
+    problems = []
+    for name, port in asdict(ports).items():
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                flag = "--" + name.replace("_", "-") + "-port"
+                problems.append(f"port {port} ({name}) is in use; choose another with {flag}")
+    return problems
+
+
+def wait_until(check: Callable[[], object], timeout: float, what: str, interval: float = 0.5):
+    """Call ``check`` until it returns something truthy; raise ContractError after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            result = check()
+            if result:
+                return result
+        except (requests.RequestException, ValueError, KeyError) as err:
+            last = err
+        time.sleep(interval)
+    raise ContractError(f"timed out after {timeout:.0f}s waiting for {what} (last error: {last})")
+
+
+class Service:
+    """One started binary, its output in a log file."""
+
+    def __init__(self, name: str, args: list[str], log: Path):
+        self.name = name
+        self.args = args
+        self.log = log
+        self._out = log.open("ab")
+        self.proc = subprocess.Popen(
+            args, stdout=self._out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self._out.close()
+
+    def tail(self, lines: int = 20) -> str:
+        text = self.log.read_text(errors="replace").splitlines()
+        return "\n".join(text[-lines:])
+
+
+def _ready(url: str, service: Service) -> Callable[[], bool]:
+    def check() -> bool:
+        if not service.alive():
+            raise ContractError(f"{service.name} exited; its log ends:\n{service.tail()}")
+        return requests.get(url, timeout=2).status_code == 200
+
+    return check
+
+
+def prometheus_config(opts: Options, rule_files: list[Path]) -> str:
+    """Return prometheus/prometheus.yml with this stack's ports, intervals and rule paths."""
+    doc = yaml.safe_load((REPO / "prometheus" / "prometheus.yml").read_text())
+    p = opts.ports
+    doc["global"] = {
+        "scrape_interval": opts.scrape_interval,
+        "evaluation_interval": opts.evaluation_interval,
+    }
+    doc["rule_files"] = [str(f) for f in rule_files]
+    doc["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] = [
+        f"127.0.0.1:{p.alertmanager}"
+    ]
+    ports = {"linborg-generator": p.generator, "linborg-exporter": p.exporter}
+    ports["node"] = p.node_exporter
+    for job in doc["scrape_configs"]:
+        job["static_configs"][0]["targets"] = [f"127.0.0.1:{ports[job['job_name']]}"]
+    return yaml.safe_dump(doc, sort_keys=False)
+
+
+class Stack:
+    """Start, watch and stop the local stack."""
+
+    def __init__(self, opts: Options, log: Callable[[str], None] = print):
+        self.opts = opts
+        self.log = log
+        self.services: list[Service] = []
+        self.sink = None
+        self.generator = None
+        self.live = None
+        self.started_at: dt.datetime | None = None
+        self.incident: dict | None = None
+
+    # --- start --------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start everything and return when every service answers; stop all on failure."""
+        opts = self.opts
+        bins, missing = find_binaries()
+        if missing:
+            raise ContractError(
+                "missing programs: "
+                + "; ".join(missing)
+                + ". Install them with: sudo apt-get install -y prometheus "
+                "prometheus-alertmanager prometheus-node-exporter (or run scripts/bootstrap.sh)"
+            )
+        busy = port_problems(opts.ports)
+        if busy:
+            raise ContractError("; ".join(busy))
+        if not (opts.model / "model.json").exists():
+            raise ContractError(f"model bundle {opts.model}: not found (model.json missing)")
+        try:
+            self._start(bins)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self, bins: dict[str, str]) -> None:
+        from generator.fleet import build_fleet
+        from generator.live import LiveFleet, serve
+        from generator.output import write_openmetrics
+        from linborg.sink import WebhookSink
+
+        opts, p = self.opts, self.opts.ports
+        work = opts.workdir.resolve()
+        if work.exists():
+            shutil.rmtree(work)  # a fresh stack each run: running it twice works
+        work.mkdir(parents=True)
+        now = dt.datetime.now(dt.UTC)
+        self.started_at = now
+        origin = (now - dt.timedelta(hours=opts.history_hours)).replace(
+            minute=0, second=0, microsecond=0
+        )
+        fleet = build_fleet(opts.composition)
+        names = [s.name for s in fleet]
+        sc = opts.script
+        if sc.server not in names:
+            raise ContractError(f"scripted server {sc.server} is not in the fleet")
+        step = dt.timedelta(seconds=STEP_SECONDS)
+        onset_at = now + dt.timedelta(minutes=sc.onset_in_minutes)
+        precursor_at = onset_at - dt.timedelta(minutes=sc.precursor_minutes)
+        precursor_at = origin + ((precursor_at - origin) // step) * step
+        others = [n for n in names if n != sc.server]
+        # "healthy" holds for a day: once at the start of the history, once an hour ago.
+        script = [
+            (origin + step, {"servers": others, "scenario": "healthy"}),
+            (
+                origin + ((now - dt.timedelta(hours=1) - origin) // step) * step,
+                {"servers": others, "scenario": "healthy"},
+            ),
+            (
+                precursor_at,
+                {
+                    "servers": [sc.server],
+                    "scenario": "degrading",
+                    "incident": sc.incident,
+                    "precursor_minutes": sc.precursor_minutes,
+                    "duration_minutes": sc.duration_minutes,
+                },
+            ),
+        ]
+        self.log(f"stack: working folder {work}")
+
+        self.sink = WebhookSink(
+            "127.0.0.1", p.sink, log_path=work / "sink.jsonl", stream=sys.stdout
+        ).start()
+
+        self.live = LiveFleet(fleet, opts.seed, origin, scenarios=script)
+        self.generator = serve(self.live, "127.0.0.1", p.generator)
+        scripted = [i for i in self.live.sim.incidents if i.source == "scenario"]
+        self.incident = {
+            "server": sc.server,
+            "type": sc.incident,
+            "onset": (precursor_at + dt.timedelta(minutes=sc.precursor_minutes)).isoformat(),
+            "precursor_start": precursor_at.isoformat(),
+            "labelled": [i.as_dict() for i in scripted],
+        }
+        self.log(
+            f"stack: fleet of {len(fleet)} servers; scripted {sc.incident} on {sc.server}, "
+            f"precursor since {precursor_at:%H:%M}, onset at {onset_at:%H:%M} UTC"
+        )
+
+        self.log(f"stack: backfilling {opts.history_hours} h of history with promtool")
+        om, _ = write_openmetrics(
+            work / "backfill.om", fleet, opts.seed, origin, self.live.step_time, scenarios=script
+        )
+        result = subprocess.run(
+            [bins["promtool"], "tsdb", "create-blocks-from", "openmetrics", str(om),
+             str(work / "prometheus-data")],
+            capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+        if result.returncode != 0:
+            raise ContractError("promtool backfill failed:\n" + result.stderr[-2000:])
+
+        node = Service(
+            "node_exporter",
+            [bins["node_exporter"], f"--web.listen-address=127.0.0.1:{p.node_exporter}",
+             "--collector.tcpstat"],
+            work / "node_exporter.log",
+        )  # fmt: skip
+        self.services.append(node)
+
+        from linborg.amconfig import local_config
+
+        am_config = work / "alertmanager.yml"
+        am_config.write_text(
+            local_config(
+                (REPO / "alertmanager" / "alertmanager.yml").read_text(),
+                self.sink.url,
+                work / "secrets",
+                group_wait=opts.alert_group_wait,
+                group_interval=opts.alert_group_wait,
+            )
+        )
+        am = Service(
+            "alertmanager",
+            [bins["alertmanager"], f"--config.file={am_config}",
+             f"--web.listen-address=127.0.0.1:{p.alertmanager}", "--cluster.listen-address=",
+             f"--storage.path={work / 'alertmanager-data'}"],
+            work / "alertmanager.log",
+        )  # fmt: skip
+        self.services.append(am)
+
+        rules = [REPO / "prometheus" / "rules" / "node_exporter.rules.yml"]
+        if opts.rule_overrides:
+            from linborg.alert_rules import CONFIG, render
+
+            alerts = work / "linborg.alerts.yml"
+            alerts.write_text(render({**CONFIG, **opts.rule_overrides}))
+            rules.append(alerts)
+        else:
+            rules.append(REPO / "prometheus" / "rules" / "linborg.alerts.yml")
+        prom_config = work / "prometheus.yml"
+        prom_config.write_text(prometheus_config(opts, rules))
+        prom = Service(
+            "prometheus",
+            [bins["prometheus"], f"--config.file={prom_config}",
+             f"--storage.tsdb.path={work / 'prometheus-data'}",
+             f"--web.listen-address=127.0.0.1:{p.prometheus}",
+             "--storage.tsdb.retention.time=30d"],
+            work / "prometheus.log",
+        )  # fmt: skip
+        self.services.append(prom)
+
+        exporter_config = work / "exporter.yml"
+        exporter_config.write_text(
+            yaml.safe_dump(
+                {
+                    "prometheus": {"url": f"http://127.0.0.1:{p.prometheus}", "timeout": "30s"},
+                    "model": {"bundle": str(opts.model)},
+                    "interval": opts.exporter_interval,
+                    "threads": 1,
+                },
+                sort_keys=False,
+            )
+        )
+        self._wait_ready(am, f"http://127.0.0.1:{p.alertmanager}/-/ready", 60)
+        self._wait_ready(prom, f"http://127.0.0.1:{p.prometheus}/-/ready", 120)
+        self._wait_ready(node, f"http://127.0.0.1:{p.node_exporter}/metrics", 30)
+        exporter = Service(
+            "exporter",
+            [sys.executable, "-m", "linborg", "serve", f"--config.file={exporter_config}",
+             f"--web.listen-address=127.0.0.1:{p.exporter}"],
+            work / "exporter.log",
+        )  # fmt: skip
+        self.services.append(exporter)
+        self._wait_ready(exporter, f"http://127.0.0.1:{p.exporter}/readyz", 300)
+        self.write_state()
+
+    def _wait_ready(self, service: Service, url: str, timeout: float) -> None:
+        wait_until(_ready(url, service), timeout, f"{service.name} at {url}")
+        self.log(f"stack: {service.name} ready")
+
+    # --- state --------------------------------------------------------------------------------
+
+    def urls(self) -> dict[str, str]:
+        p = self.opts.ports
+        return {
+            "prometheus": f"http://127.0.0.1:{p.prometheus}",
+            "alertmanager": f"http://127.0.0.1:{p.alertmanager}",
+            "exporter": f"http://127.0.0.1:{p.exporter}/metrics",
+            "generator": f"http://127.0.0.1:{p.generator}/metrics",
+            "node_exporter": f"http://127.0.0.1:{p.node_exporter}/metrics",
+            "sink": f"http://127.0.0.1:{p.sink}/received",
+        }
+
+    def write_state(self) -> None:
+        """Write what runs where into the working folder, for ``status``."""
+        state = {
+            "pid": os.getpid(),
+            "started_at": self.started_at.isoformat() if self.started_at else None,
+            "model": str(self.opts.model),
+            "urls": self.urls(),
+            "processes": {s.name: s.proc.pid for s in self.services},
+            "incident": self.incident,
+        }
+        (self.opts.workdir / STATE_FILE).write_text(json.dumps(state, indent=1) + "\n")
+
+    # --- stop ---------------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Stop every service (the exporter first) and the in-process endpoints."""
+        for service in reversed(self.services):
+            with contextlib.suppress(Exception):
+                service.stop()
+        self.services = []
+        if self.generator is not None:
+            self.generator.shutdown()
+            self.generator.server_close()
+            self.generator = None
+        if self.sink is not None:
+            self.sink.stop()
+            self.sink = None
+        with contextlib.suppress(OSError):
+            (self.opts.workdir / STATE_FILE).unlink()
+
+
+def status(workdir: Path) -> dict:
+    """Return what a stack started from ``workdir`` runs now (empty when none)."""
+    path = Path(workdir) / STATE_FILE
+    if not path.exists():
+        return {}
+    state = json.loads(path.read_text())
+    alive = {}
+    for name, pid in state.get("processes", {}).items():
+        try:
+            os.kill(pid, 0)
+            alive[name] = True
+        except OSError:
+            alive[name] = False
+    state["alive"] = alive
+    try:
+        os.kill(state["pid"], 0)
+        state["running"] = True
+    except (OSError, KeyError):
+        state["running"] = False
+    return state
+
+
+# --- the `linborg demo` and `linborg status` commands --------------------------------------
+
+
+def _print_welcome(stack: Stack) -> None:
+    u = stack.urls()
+    inc = stack.incident or {}
+    onset = dt.datetime.fromisoformat(inc["onset"]) if inc.get("onset") else None
+    lines = [
+        "",
+        "LINBORG is running on loopback. Open:",
+        f"  Prometheus     {u['prometheus']}/graph?g0.expr="
+        "linborg_risk_score%7Bwindow%3D%228h%22%7D",
+        f"  alerts         {u['prometheus']}/alerts",
+        f"  Alertmanager   {u['alertmanager']}",
+        f"  exporter       {u['exporter']}",
+        f"  generator      {u['generator']}",
+        f"  node_exporter  {u['node_exporter']}",
+        f"  webhook sink   {u['sink']}  (stands in for PagerDuty and Slack; log: "
+        f"{stack.opts.workdir / 'sink.jsonl'})",
+        "",
+        f"Model bundle: {stack.opts.model}",
+    ]
+    if onset:
+        lines += [
+            f"Scripted incident: {inc['type']} on {inc['server']}, developing since "
+            f"{dt.datetime.fromisoformat(inc['precursor_start']):%H:%M} UTC, labelled onset "
+            f"{onset:%H:%M} UTC.",
+            "Watch linborg_time_to_breach_seconds and linborg_risk_score for it; the "
+            "LinborgPredictedIncident page reaches the sink (printed below) once its `for:` "
+            "guard has held, about ten minutes from now, before the onset.",
+        ]
+    lines += ["", "Ctrl-C stops everything.", ""]
+    print("\n".join(lines), flush=True)
+
+
+def cmd_demo(args) -> int:
+    """Run the stack until interrupted."""
+    import signal
+    import threading
+
+    ports = Ports(
+        prometheus=args.prometheus_port,
+        alertmanager=args.alertmanager_port,
+        node_exporter=args.node_exporter_port,
+        generator=args.generator_port,
+        exporter=args.exporter_port,
+        sink=args.sink_port,
+    )
+    opts = Options(workdir=Path(args.workdir), ports=ports, model=Path(args.model))
+    if args.fast:  # the test's pace: everything within a few minutes
+        opts.exporter_interval = "10s"
+        opts.scrape_interval = opts.evaluation_interval = "2s"
+        opts.rule_overrides = {"for_critical": "20s", "for_warning": "20s"}
+        opts.alert_group_wait = "1s"
+    running = status(opts.workdir)
+    if running.get("running"):
+        raise ContractError(
+            f"a stack from {opts.workdir} is already running (pid {running['pid']}); stop it "
+            "with Ctrl-C in its terminal, or use another --workdir and ports"
+        )
+    stack = Stack(opts, log=lambda line: print(line, flush=True))
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        stack.start()
+        _print_welcome(stack)
+        while not stop.is_set():
+            stop.wait(5)
+            dead = [s.name for s in stack.services if not s.alive()]
+            if dead:
+                print(f"stack: {', '.join(dead)} stopped unexpectedly; see the logs in "
+                      f"{opts.workdir}", file=sys.stderr)  # fmt: skip
+                return 1
+    except KeyboardInterrupt:
+        pass
+    finally:
+        print("stack: stopping", flush=True)
+        stack.stop()
+    return 0
+
+
+def cmd_status(args) -> int:
+    """Print what a stack started from ``--workdir`` runs."""
+    state = status(Path(args.workdir))
+    if not state or not state.get("running"):
+        print(f"no LINBORG stack is running from {args.workdir}")
+        return 1
+    print(f"LINBORG stack (pid {state['pid']}), started {state['started_at']}")
+    print(f"model bundle: {state['model']}")
+    for name, url in state["urls"].items():
+        pid = state["processes"].get(name)
+        alive = state["alive"].get(name, True)
+        how = f"pid {pid}" if pid else "in the stack process"
+        print(f"  {name:<14} {'up  ' if alive else 'DOWN'} {url}  ({how})")
+    return 0
+
+
+def add_parsers(sub) -> None:
+    """Add `demo` and `status` to the `linborg` parser."""
+    p = sub.add_parser("demo", help="run the whole system on loopback (no Docker)")
+    p.add_argument("--workdir", default="out/demo", help="folder for data, configs and logs")
+    p.add_argument("--model", default=str(REPO / "models" / "default"), help="model bundle")
+    d = Ports()
+    for name in asdict(d):
+        flag = "--" + name.replace("_", "-") + "-port"
+        p.add_argument(flag, type=int, default=getattr(d, name), help=f"{name} port")
+    p.add_argument(
+        "--fast", action="store_true", help="short intervals and alert guards (tests, a quick look)"
+    )
+    p.set_defaults(func=cmd_demo)
+    p = sub.add_parser("status", help="tell what the demo stack runs, where, with which model")
+    p.add_argument("--workdir", default="out/demo")
+    p.set_defaults(func=cmd_status)
