@@ -16,6 +16,8 @@ from linborg.features import ENCODER_STEPS
 
 _LO = np.array([METRICS_BY_NAME[m].min for m in METRIC_NAMES])
 _HI = np.array([METRICS_BY_NAME[m].max for m in METRIC_NAMES])
+#: Series up to this many samples (steady-state cycles fetch 3) are placed by a Python loop.
+SHORT_SERIES = 16
 
 
 @dataclass
@@ -68,20 +70,48 @@ class RollingWindow:
         values: np.ndarray,
     ) -> None:
         """Place one series' samples (Unix seconds, values) into the window."""
+        start = self.start_step
+        if len(timestamps) <= SHORT_SERIES:
+            self._add_short(server, profile, profile_reason, metric_index, timestamps, values)
+            return
         steps = (np.asarray(timestamps, np.float64) // STEP_SECONDS).astype(np.int64)
-        keep = (steps >= self.start_step) & (steps <= self.end_step)
+        keep = (steps >= start) & (steps <= self.end_step)
         if not keep.any():
             return
+        w = self._server(server, profile, profile_reason)
+        steps, vals = steps[keep], np.asarray(values, np.float64)[keep]
+        valid = np.isfinite(vals) & (vals >= _LO[metric_index]) & (vals <= _HI[metric_index])
+        self.invalid_samples += int((~valid).sum())
+        w.values[steps[valid] - start, metric_index] = vals[valid]
+        first = int(steps.min())
+        w.first_step = first if w.first_step is None else min(w.first_step, first)
+
+    def _server(self, server: str, profile: str, profile_reason: str) -> ServerWindow:
         w = self.servers.get(server)
         if w is None:
             w = self.servers[server] = ServerWindow(profile, profile_reason)
         w.profile, w.profile_reason = profile, profile_reason
-        steps, vals = steps[keep], np.asarray(values, np.float64)[keep]
-        valid = np.isfinite(vals) & (vals >= _LO[metric_index]) & (vals <= _HI[metric_index])
-        self.invalid_samples += int((~valid).sum())
-        w.values[steps[valid] - self.start_step, metric_index] = vals[valid]
-        first = int(steps.min())
-        w.first_step = first if w.first_step is None else min(w.first_step, first)
+        return w
+
+    def _add_short(self, server, profile, reason, j: int, timestamps, values) -> None:
+        """Place a few samples with plain Python: far cheaper than numpy for steady cycles."""
+        lo, hi, start, end = float(_LO[j]), float(_HI[j]), self.start_step, self.end_step
+        pairs = zip(np.asarray(timestamps).tolist(), np.asarray(values).tolist(), strict=True)
+        placed = [(int(t // STEP_SECONDS), v) for t, v in pairs]
+        placed = [(k, v) for k, v in placed if start <= k <= end]
+        if not placed:
+            return
+        w = self._server(server, profile, reason)
+        column = w.values[:, j]
+        first = w.first_step
+        for k, v in placed:
+            if first is None or k < first:
+                first = k
+            if not lo <= v <= hi:  # NaN, inf and out-of-range samples fail this test
+                self.invalid_samples += 1
+                continue
+            column[k - start] = v
+        w.first_step = first
 
     def arrays(self, names: list[str]) -> np.ndarray:
         """Return (len(names), ENCODER_STEPS, 14) copies of the named servers' windows."""
