@@ -8,6 +8,8 @@ then only joins that text with the few self-metrics that prometheus-client rende
 
 from __future__ import annotations
 
+import functools
+import gzip
 import math
 import threading
 import time
@@ -23,6 +25,9 @@ from exporter.cycle import Exporter, Snapshot, horizon_steps
 from linborg.contract import CONTRACT_VERSION, METRIC_NAMES, NAMESPACE
 
 QUANTILE_INDEX = {0.1: 0, 0.5: 1, 0.9: 2}
+#: Per-server text longer than this is gzip-compressed right after the cycle, so that no
+#: scrape pays for it; shorter text is compressed at the first scrape that asks.
+GZIP_AHEAD_BYTES = 1_000_000
 LEVELS = ("warning", "critical")
 TTB_QUANTILES = ("0.5", "pessimistic")
 
@@ -74,13 +79,18 @@ def _forecast_template(keep: list[int], horizons, qtext: list[str]) -> str:
     return "".join(lines)
 
 
-@dataclass(frozen=True)
+@dataclass
 class Rendered:
     """The per-server families of one snapshot as exposition text."""
 
     text: bytes
     dropped: int  # series over the per-server budget, not exported
     series: int  # series exported
+
+    @functools.cached_property
+    def gzipped(self) -> bytes:
+        """The text as one gzip member (compressed once per snapshot, fast level)."""
+        return gzip.compress(self.text, compresslevel=1)
 
 
 def render_per_server(snap: Snapshot | None, horizons, quantiles, budget: int) -> Rendered:
@@ -222,6 +232,8 @@ class MetricsPage:
                     snap, horizon_steps(cfg), cfg.quantiles, cfg.series_budget_per_server
                 )
                 self._for = snap
+                if len(self._rendered.text) > GZIP_AHEAD_BYTES:
+                    self._rendered.gzipped  # noqa: B018 - compress now, not in a scrape
             return self._rendered
 
     def current(self) -> Rendered:
@@ -236,9 +248,17 @@ class MetricsPage:
         stale = Snapshot(snap.time, snap.end_step, not_forecast=snap.not_forecast)
         return render_per_server(stale, [], [], 0)
 
-    def render(self) -> bytes:
-        """Return the whole /metrics text."""
-        return self.current().text + generate_latest(self.registry)
+    def render(self, gzipped: bool = False) -> bytes:
+        """Return the whole /metrics text, or it gzip-compressed.
+
+        Compressed, it is two gzip members (the per-server text compressed once per snapshot,
+        then the self-metrics), which every gzip reader, Prometheus' included, reads as one.
+        """
+        rendered = self.current()
+        rest = generate_latest(self.registry)
+        if gzipped:
+            return rendered.gzipped + gzip.compress(rest, compresslevel=1)
+        return rendered.text + rest
 
 
 class SelfCollector(Collector):

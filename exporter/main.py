@@ -71,7 +71,15 @@ def make_handler(page, ready):
         def do_GET(self):  # noqa: N802 - the stdlib's name
             path = self.path.split("?", 1)[0]
             if path == "/metrics":
-                self._send(200, page.render(), CONTENT_TYPE_LATEST)
+                zipped = "gzip" in self.headers.get("Accept-Encoding", "")
+                body = page.render(gzipped=zipped)
+                self.send_response(200)
+                self.send_header("Content-Type", CONTENT_TYPE_LATEST)
+                if zipped:
+                    self.send_header("Content-Encoding", "gzip")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
             elif path == "/healthz":
                 self._send(200, b"ok\n")
             elif path == "/readyz":

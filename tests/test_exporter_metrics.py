@@ -90,3 +90,17 @@ def test_series_budget_is_enforced_and_counted(world):
     assert (
         registry.get_sample_value("linborg_exporter_series_dropped", {"reason": "over_budget"}) > 0
     )
+
+
+def test_gzipped_page_is_the_same_text(world):
+    import gzip
+
+    from test_exporter_cycle import make
+
+    exp, _, _ = make(world)
+    exp.run_once(at(30))
+    page = MetricsPage(exp, clock=lambda: at(30) + 60, build="test")
+    plain = page.render()
+    zipped = page.render(gzipped=True)
+    assert len(zipped) < len(plain) / 4
+    assert gzip.decompress(zipped) == plain  # two members read as one stream
