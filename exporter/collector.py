@@ -309,6 +309,16 @@ class SelfCollector(Collector):
             ),
             ("exporter_received_bytes", "Bytes received from Prometheus.", stats.bytes_received),
             (
+                "model_reloads",
+                "Model bundles reloaded (SIGHUP or changed files).",
+                stats.model_reloads,
+            ),
+            (
+                "model_reload_failures",
+                "Model reloads refused (bad bundle); the previous model kept serving.",
+                stats.model_reload_failures,
+            ),
+            (
                 "exporter_invalid_samples",
                 "NaN, infinite or out-of-range samples treated as missing.",
                 stats.invalid_samples,

@@ -69,6 +69,8 @@ class Stats:
     invalid_samples: int = 0
     last_pull_seconds: float = 0.0
     consecutive_failures: int = 0
+    model_reloads: int = 0
+    model_reload_failures: int = 0
 
 
 class Exporter:
@@ -109,11 +111,10 @@ class Exporter:
         """Return one query_range answer for steps first..last, or None if it failed.
 
         Once Prometheus has not answered at all in this cycle, the remaining queries are not
-        sent (counted as failed): a Prometheus that is down is not asked 14 more times.
+        sent (nor counted as queries): a Prometheus that is down is not asked 14 more times.
         """
         if self._unreachable:
-            self.stats.query_failures += 1
-            return None
+            return None  # not sent: the cycle already knows Prometheus is not answering
         began = time.perf_counter()
         before = getattr(self.client, "bytes_received", 0)
         self.stats.queries += 1
@@ -191,13 +192,13 @@ class Exporter:
         eligible = []
         min_steps = cfg.min_history_seconds // STEP_SECONDS
         for server, sw in sorted(w.servers.items()):
-            if shard_of(server, cfg.shard_count) != cfg.shard_index:
-                not_forecast[server] = (sw.profile, "outside_shard")
-                continue
             have = ~np.isnan(sw.values)
             seen = have.any(axis=1)
             if not seen[-VANISHED_STEPS:].any():
                 continue  # vanished (or never seen): not forecast, not exported
+            if shard_of(server, cfg.shard_count) != cfg.shard_index:
+                not_forecast[server] = (sw.profile, "outside_shard")
+                continue
             history = ENCODER_STEPS - int(np.argmax(seen))
             if history < min(min_steps, ENCODER_STEPS):
                 not_forecast[server] = (sw.profile, "too_little_history")

@@ -40,11 +40,13 @@ class ModelHolder:
             forecaster = load_bundle(self.path)
         except BundleError as err:
             self.reload_failures += 1
+            self.exporter.stats.model_reload_failures += 1
             log.error("model reload (%s) refused, keeping the current model: %s", reason, err)
             return
         self.exporter.forecaster = forecaster
         self.stamp = self._stamp()
         self.reloads += 1
+        self.exporter.stats.model_reloads += 1
         log.info("model reloaded (%s) from %s", reason, self.path)
 
     def check_files(self) -> None:
@@ -145,7 +147,9 @@ def run(args: argparse.Namespace) -> int:
     )
     exporter = Exporter(config, client, forecaster, thresholds)
     holder = ModelHolder(exporter, config.model_bundle)
-    page = MetricsPage(exporter)
+    from linborg.cli import _version
+
+    page = MetricsPage(exporter, build=_version())
 
     def ready():
         if exporter.forecaster is None:

@@ -35,7 +35,11 @@ def test_missing_bundle_or_bad_config_exit_2_with_a_clear_message(tmp_path):
 
 
 class Holder:
-    forecaster = "the old model"
+    def __init__(self):
+        from exporter.cycle import Stats
+
+        self.forecaster = "the old model"
+        self.stats = Stats()
 
 
 def test_a_bad_bundle_on_reload_is_refused_and_the_old_one_keeps_serving(tmp_path):
@@ -50,7 +54,9 @@ def test_a_bad_bundle_on_reload_is_refused_and_the_old_one_keeps_serving(tmp_pat
     (bundle / SPEC).write_text(json.dumps(spec))
     holder.check_files()  # the file changed: reload is tried and refused
     assert exporter.forecaster == "the old model" and holder.reload_failures == 1
+    assert exporter.stats.model_reload_failures == 1  # linborg_model_reload_failures_total
     spec["metrics"] = json.loads((ROOT / "models" / "default" / SPEC).read_text())["metrics"]
     (bundle / SPEC).write_text(json.dumps(spec))
     holder.reload("SIGHUP")
     assert exporter.forecaster != "the old model" and holder.reloads == 1
+    assert exporter.stats.model_reloads == 1
