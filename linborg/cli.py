@@ -233,6 +233,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_stack(sub)
 
+    p = sub.add_parser("dashboards", help="generate the Grafana dashboards from code")
+    p.add_argument("--out", default="grafana/dashboards", help="folder to write into")
+    p.set_defaults(func=cmd_dashboards)
+
     from generator.cli import add_parser as add_generate
 
     add_generate(sub)
@@ -251,6 +255,16 @@ def cmd_rules(args) -> int:
     from pathlib import Path
 
     from linborg.rulefiles import write_all
+
+    for path in write_all(Path(args.out)):
+        print(path)
+    return 0
+
+
+def cmd_dashboards(args) -> int:
+    from pathlib import Path
+
+    from grafana.dashboards import write_all
 
     for path in write_all(Path(args.out)):
         print(path)

@@ -340,7 +340,10 @@ class Stack:
         )  # fmt: skip
         self.services.append(am)
 
-        rules = [REPO / "prometheus" / "rules" / "node_exporter.rules.yml"]
+        rules = [
+            REPO / "prometheus" / "rules" / "node_exporter.rules.yml",
+            REPO / "prometheus" / "rules" / "linborg.quality.rules.yml",
+        ]
         if opts.rule_overrides:
             from linborg.alert_rules import CONFIG, render
 
