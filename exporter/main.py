@@ -56,8 +56,14 @@ class ModelHolder:
             self.reload("bundle files changed")
 
 
-def make_handler(page, ready):
+def make_handler(page, ready, api=None):
+    """Return the HTTP handler: /metrics, /healthz, /readyz and the forecast path API."""
     from prometheus_client import CONTENT_TYPE_LATEST
+
+    from exporter.promapi import ForecastPathAPI
+
+    if api is None:
+        api = ForecastPathAPI(page.exporter, page.clock)
 
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, format, *args):  # noqa: A002 - the stdlib's signature
@@ -70,9 +76,15 @@ def make_handler(page, ready):
             self.end_headers()
             self.wfile.write(body)
 
+        def _api(self, method: str):
+            code, body = api.serve(method, self.path, self.headers, self.rfile)
+            self._send(code, body, "application/json")
+
         def do_GET(self):  # noqa: N802 - the stdlib's name
             path = self.path.split("?", 1)[0]
-            if path == "/metrics":
+            if path.startswith("/api/v1/"):
+                self._api("GET")
+            elif path == "/metrics":
                 zipped = "gzip" in self.headers.get("Accept-Encoding", "")
                 body = page.render(gzipped=zipped)
                 self.send_response(200)
@@ -89,6 +101,12 @@ def make_handler(page, ready):
                 self._send(200 if ok else 503, (why + "\n").encode())
             else:
                 self._send(404, b"not found\n")
+
+        def do_POST(self):  # noqa: N802 - the stdlib's name
+            if self.path.startswith("/api/v1/"):
+                self._api("POST")
+            else:
+                self._send(405, b"method not allowed\n")
 
     return Handler
 
@@ -112,6 +130,7 @@ def run(args: argparse.Namespace) -> int:
     from exporter.collector import MetricsPage
     from exporter.config import load_config, parse_shard
     from exporter.cycle import Exporter
+    from exporter.promapi import ForecastPathAPI
     from linborg.contract import ContractError
     from linborg.prom import PrometheusClient
     from linborg.thresholds import load_thresholds
@@ -158,8 +177,9 @@ def run(args: argparse.Namespace) -> int:
             return False, "no successful cycle yet"
         return True, "ready"
 
+    api = ForecastPathAPI(exporter, build=_version())
     try:
-        httpd = ThreadingHTTPServer((host or "0.0.0.0", int(port)), make_handler(page, ready))
+        httpd = ThreadingHTTPServer((host or "0.0.0.0", int(port)), make_handler(page, ready, api))
     except OSError as err:
         raise ContractError(f"cannot listen on {args.web_listen_address}: {err.strerror}") from None
     httpd.daemon_threads = True

@@ -1,0 +1,909 @@
+"""The forecast path API: the latest forecast paths through a read-only Prometheus HTTP API.
+
+Prometheus cannot store samples in the future, so the exporter answers a small subset of the
+Prometheus query API itself, from the snapshot of the last completed cycle. A Prometheus-type
+Grafana data source pointed at the exporter then draws the forecast fan beyond "now".
+
+One series family is served, ``linborg_forecast_path{server, profile, metric, q}``: the 96
+forecast steps of each present metric of each forecast server, at their own future timestamps
+(step k of a cycle that ended at step ``end_step`` is at ``(end_step + k + 1) * 300`` seconds).
+A stale snapshot (older than ``max_snapshot_age``) serves nothing.
+
+Queries may only be plain vector selectors, ``name{label op "value", ...}`` with the
+operators ``=``, ``!=``, ``=~`` and ``!~`` (regular expressions fully anchored), and constant
+scalar arithmetic such as Grafana's health check ``1+1``. Anything else is refused with HTTP
+400 and a Prometheus-style ``bad_data`` error; nothing is evaluated with ``eval``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import json
+import logging
+import math
+import re
+import time
+import urllib.parse
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+from linborg.contract import METRIC_NAMES, NAMESPACE, STEP_SECONDS
+
+log = logging.getLogger("linborg.exporter")
+
+#: The one series family this API serves.
+SERIES_NAME = f"{NAMESPACE}_forecast_path"
+#: Value of the ``q`` label of each quantile, in the order of the forecast's last axis.
+QUANTILE_LABELS = ("0.1", "0.5", "0.9")
+SERIES_HELP = (
+    "Forecast of a LINBORG metric at quantile q for a future 5-minute step, from the last "
+    "cycle (served only by the forecast path API)."
+)
+#: The Prometheus version whose API this mirrors (Grafana reads it from buildinfo).
+PROMETHEUS_API_VERSION = "2.42.0"
+#: How far back a query looks for the latest sample, as Prometheus' default lookback delta.
+LOOKBACK_MS = 5 * 60 * 1000
+#: Prometheus refuses range queries with more points per series than this.
+MAX_POINTS_PER_SERIES = 11_000
+#: Samples one query may return. Prometheus' default (--query.max-samples) is 50 million; an
+#: answer here is built as Python lists in the exporter's memory, so the cap is lower.
+MAX_SAMPLES = 1_000_000
+#: Largest POST body read, in bytes.
+MAX_BODY_BYTES = 1 << 20
+
+STEP_MS = STEP_SECONDS * 1000
+#: The earliest and latest times Prometheus accepts (its minTime and maxTime), in ms.
+MIN_TIME_MS = -(2**63) // 1_000_000
+MAX_TIME_MS = (2**63 - 1) // 1_000_000
+STATUS_OF = {"bad_data": 400, "not_found": 404, "execution": 422, "internal": 500}
+SELECTOR_EXAMPLE = f'{SERIES_NAME}{{server="...",metric="..."}}'
+
+
+class APIError(Exception):
+    """Raise to answer with a Prometheus-style error: ``kind`` is its errorType."""
+
+    def __init__(self, kind: str, message: str):
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+
+
+# --- The query language subset ---------------------------------------------------------------
+
+
+class ParseError(Exception):
+    """Raise for a query outside the supported subset; ``pos`` is the offset it is about."""
+
+    def __init__(self, pos: int, message: str, unsupported: bool = False):
+        super().__init__(message)
+        self.pos = pos
+        self.message = message
+        self.unsupported = unsupported
+
+    def describe(self, text: str) -> str:
+        """Return the message with Prometheus' ``line:column:`` position in ``text``."""
+        before = text[: self.pos]
+        line = before.count("\n") + 1
+        col = self.pos - (before.rfind("\n") + 1) + 1
+        if self.unsupported:
+            return (
+                f"{line}:{col}: {self.message} are not supported by the LINBORG forecast path "
+                f"API; use a plain vector selector such as {SELECTOR_EXAMPLE}"
+            )
+        return f"{line}:{col}: parse error: {self.message}"
+
+
+@dataclass(frozen=True)
+class Matcher:
+    """One label matcher: ``name op value``; regular expressions match the whole value."""
+
+    name: str
+    op: str  # "=", "!=", "=~" or "!~"
+    value: str
+
+    def __post_init__(self):
+        if self.op in ("=~", "!~"):
+            try:
+                pattern = re.compile(self.value, re.DOTALL)
+            except re.error as err:
+                raise ValueError(f"invalid regular expression {self.value!r}: {err}") from None
+            object.__setattr__(self, "_pattern", pattern)
+
+    def matches(self, value: str) -> bool:
+        """Return whether a label value (empty string for a missing label) matches."""
+        if self.op == "=":
+            return value == self.value
+        if self.op == "!=":
+            return value != self.value
+        found = self._pattern.fullmatch(value) is not None
+        return found if self.op == "=~" else not found
+
+
+@dataclass(frozen=True)
+class Selector:
+    """A vector selector: all matchers, the metric name among them as ``__name__="..."``."""
+
+    matchers: tuple[Matcher, ...]
+
+
+@dataclass(frozen=True)
+class Scalar:
+    """A constant scalar expression, already computed."""
+
+    value: float
+
+
+_IDENT = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")
+_NUMBER = re.compile(r"0[xX][0-9a-fA-F]+|(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_DURATION_TOKEN = re.compile(r"(?:[0-9]+(?:ms|[smhdwy]))+(?![a-zA-Z0-9_.])")
+_SIMPLE_ESCAPES = {
+    "a": "\a",
+    "b": "\b",
+    "f": "\f",
+    "n": "\n",
+    "r": "\r",
+    "t": "\t",
+    "v": "\v",
+    "\\": "\\",
+}
+#: Words PromQL reserves; none of them can be a metric name.
+_AGGREGATIONS = frozenset(
+    [
+        "sum",
+        "avg",
+        "count",
+        "min",
+        "max",
+        "group",
+        "stddev",
+        "stdvar",
+        "topk",
+        "bottomk",
+        "count_values",
+        "quantile",
+    ]
+)
+_KEYWORDS = _AGGREGATIONS | frozenset(
+    [
+        "and",
+        "or",
+        "unless",
+        "atan2",
+        "by",
+        "without",
+        "on",
+        "ignoring",
+        "group_left",
+        "group_right",
+        "bool",
+        "offset",
+    ]
+)
+_TWO_CHAR = ("==", "!=", "=~", "!~", ">=", "<=")
+_COMPARISONS = frozenset(("==", "!=", ">", "<", ">=", "<="))
+_SET_OPERATORS = frozenset(("and", "or", "unless", "atan2", "bool", "on", "ignoring"))
+_ONE_CHAR = "={}(),[]+-*/%^@<>"
+
+
+@dataclass(frozen=True)
+class _Token:
+    kind: str  # ident, number, duration, string, punct, end
+    text: str
+    pos: int
+    value: object = None
+
+
+def _unquote(text: str, start: int) -> tuple[str, int]:
+    """Read the quoted string at ``text[start]``; return its value and the offset after it."""
+    quote = text[start]
+    i = start + 1
+    if quote == "`":
+        end = text.find("`", i)
+        if end < 0:
+            raise ParseError(start, "unterminated raw string")
+        return text[i:end], end + 1
+    out = []
+    while True:
+        if i >= len(text) or text[i] == "\n":
+            raise ParseError(start, "unterminated quoted string")
+        c = text[i]
+        if c == quote:
+            return "".join(out), i + 1
+        if c != "\\":
+            out.append(c)
+            i += 1
+            continue
+        if i + 1 >= len(text):
+            raise ParseError(start, "unterminated quoted string")
+        e = text[i + 1]
+        if e in _SIMPLE_ESCAPES:
+            out.append(_SIMPLE_ESCAPES[e])
+            i += 2
+        elif e == quote:
+            out.append(quote)
+            i += 2
+        elif e in "xuU01234567":
+            digits, base = {"x": (2, 16), "u": (4, 16), "U": (8, 16)}.get(e, (3, 8))
+            first = i + 1 if base == 8 else i + 2
+            code = text[first : first + digits]
+            allowed = "01234567" if base == 8 else "0123456789abcdefABCDEF"
+            if len(code) != digits or any(ch not in allowed for ch in code):
+                raise ParseError(i, f"invalid escape sequence in string: \\{e}{code}")
+            n = int(code, base)
+            if n > 0x10FFFF or 0xD800 <= n <= 0xDFFF or (base == 8 and n > 255):
+                raise ParseError(i, f"invalid escape sequence in string: \\{e}{code}")
+            out.append(chr(n))
+            i = first + digits
+        else:
+            raise ParseError(i, f"invalid escape sequence in string: \\{e}")
+
+
+def tokenize(text: str) -> list[_Token]:
+    """Split a query into tokens; the last one has kind ``end``."""
+    tokens = []
+    i = 0
+    while i < len(text):
+        c = text[i]
+        if c in " \t\r\n":
+            i += 1
+        elif c == "#":
+            end = text.find("\n", i)
+            i = len(text) if end < 0 else end
+        elif c in "\"'`":
+            value, j = _unquote(text, i)
+            tokens.append(_Token("string", text[i:j], i, value))
+            i = j
+        elif m := _DURATION_TOKEN.match(text, i):
+            tokens.append(_Token("duration", m.group(), i))
+            i = m.end()
+        elif m := _NUMBER.match(text, i):
+            j = m.end()
+            if j < len(text) and (text[j].isalnum() or text[j] in "_."):
+                raise ParseError(i, f"bad number or duration syntax: {text[i : j + 1]!r}")
+            word = m.group()
+            try:
+                value = float(int(word, 16)) if word[:2] in ("0x", "0X") else float(word)
+            except OverflowError:
+                value = math.inf
+            tokens.append(_Token("number", word, i, value))
+            i = j
+        elif c.isascii() and (c.isalpha() or c in "_:"):
+            m = _IDENT.match(text, i)
+            tokens.append(_Token("ident", m.group(), i))
+            i = m.end()
+        elif text[i : i + 2] in _TWO_CHAR:
+            tokens.append(_Token("punct", text[i : i + 2], i))
+            i += 2
+        elif c in _ONE_CHAR:
+            tokens.append(_Token("punct", c, i))
+            i += 1
+        else:
+            raise ParseError(i, f"unexpected character: {c!r}")
+    tokens.append(_Token("end", "", len(text)))
+    return tokens
+
+
+class _Parser:
+    """A recursive-descent parser of the supported subset (no evaluation of arbitrary code)."""
+
+    def __init__(self, text: str):
+        self.tokens = tokenize(text)
+        self.i = 0
+
+    def peek(self, ahead: int = 0) -> _Token:
+        return self.tokens[min(self.i + ahead, len(self.tokens) - 1)]
+
+    def take(self) -> _Token:
+        tok = self.peek()
+        self.i += 1
+        return tok
+
+    def parse(self) -> Selector | Scalar:
+        if self.peek().kind == "end":
+            raise ParseError(0, "no expression found in input")
+        expr = self.additive()
+        self.finish_operand(expr, closing=())
+        return expr
+
+    def finish_operand(self, expr, closing: tuple[str, ...]) -> None:
+        """Check what follows a complete expression: the end, or a closing parenthesis."""
+        tok = self.peek()
+        if tok.kind == "end" or tok.text in closing:
+            return
+        if tok.text == "[":
+            raise ParseError(tok.pos, "range vectors and subqueries", unsupported=True)
+        if tok.text in ("offset", "@"):
+            raise ParseError(tok.pos, "offset and @ modifiers", unsupported=True)
+        if tok.text in _COMPARISONS and tok.kind == "punct":
+            raise ParseError(tok.pos, "comparison operators", unsupported=True)
+        if tok.text in _SET_OPERATORS and tok.kind == "ident":
+            raise ParseError(tok.pos, "binary operators on vectors", unsupported=True)
+        raise ParseError(tok.pos, f"unexpected {_describe(tok)}")
+
+    # Constant arithmetic: + - (lowest), * / %, unary signs, ^ (right-associative, highest).
+    def additive(self):
+        left = self.multiplicative()
+        while self.peek().text in ("+", "-") and self.peek().kind == "punct":
+            op = self.take()
+            right = self.multiplicative()
+            left = _arith(op, left, right)
+        return left
+
+    def multiplicative(self):
+        left = self.unary()
+        while self.peek().text in ("*", "/", "%") and self.peek().kind == "punct":
+            op = self.take()
+            right = self.unary()
+            left = _arith(op, left, right)
+        return left
+
+    def unary(self):
+        tok = self.peek()
+        if tok.kind == "punct" and tok.text in ("+", "-"):
+            self.take()
+            operand = self.unary()
+            if not isinstance(operand, Scalar):
+                raise ParseError(tok.pos, "unary operators on vectors", unsupported=True)
+            return Scalar(-operand.value if tok.text == "-" else operand.value)
+        return self.power()
+
+    def power(self):
+        base = self.primary()
+        tok = self.peek()
+        if tok.kind == "punct" and tok.text == "^":
+            self.take()
+            return _arith(tok, base, self.unary())
+        return base
+
+    def primary(self):
+        tok = self.peek()
+        if tok.kind == "number":
+            self.take()
+            return Scalar(tok.value)
+        if tok.kind == "string":
+            raise ParseError(tok.pos, "string literals", unsupported=True)
+        if tok.kind == "duration":
+            raise ParseError(tok.pos, f"unexpected duration {tok.text!r}")
+        if tok.text == "(":
+            self.take()
+            if self.peek().text == ")":
+                raise ParseError(self.peek().pos, 'unexpected ")"')
+            inner = self.additive()
+            self.finish_operand(inner, closing=(")",))
+            if self.take().text != ")":
+                raise ParseError(tok.pos, "unclosed left parenthesis")
+            return inner
+        if tok.text == "{":
+            return self.selector(None)
+        if tok.kind == "ident":
+            low = tok.text.lower()
+            if low in ("inf", "nan"):
+                self.take()
+                return Scalar(math.inf if low == "inf" else math.nan)
+            if self.peek(1).text == "(" or tok.text in _AGGREGATIONS:
+                raise ParseError(tok.pos, "functions and aggregations", unsupported=True)
+            if tok.text in _KEYWORDS:
+                raise ParseError(tok.pos, f"unexpected keyword {tok.text!r}")
+            self.take()
+            return self.selector(tok)
+        raise ParseError(tok.pos, f"unexpected {_describe(tok)}")
+
+    def selector(self, name: _Token | None) -> Selector:
+        start = self.peek().pos if name is None else name.pos
+        matchers = []
+        if self.peek().text == "{":
+            self.take()
+            matchers = self.matchers()
+            if name is not None and any(m.name == "__name__" for m in matchers):
+                raise ParseError(start, f"metric name must not be set twice: {name.text!r}")
+        if name is not None:
+            matchers.insert(0, Matcher("__name__", "=", name.text))
+        if all(m.matches("") for m in matchers):
+            raise ParseError(start, "vector selector must contain at least one non-empty matcher")
+        return Selector(tuple(matchers))
+
+    def matchers(self) -> list[Matcher]:
+        out = []
+        while True:
+            tok = self.take()
+            if tok.text == "}" and tok.kind == "punct":
+                return out
+            if tok.kind != "ident" or not _LABEL_NAME.match(tok.text):
+                raise ParseError(tok.pos, f"unexpected {_describe(tok)} in label matching")
+            op = self.take()
+            if op.kind != "punct" or op.text not in ("=", "!=", "=~", "!~"):
+                raise ParseError(
+                    op.pos, f"unexpected {_describe(op)} in label matching, expected an operator"
+                )
+            value = self.take()
+            if value.kind != "string":
+                raise ParseError(
+                    value.pos, f"unexpected {_describe(value)} in label matching, expected string"
+                )
+            try:
+                out.append(Matcher(tok.text, op.text, value.value))
+            except ValueError as err:
+                raise ParseError(value.pos, str(err)) from None
+            after = self.take()
+            if after.text == "}" and after.kind == "punct":
+                return out
+            if after.text != ",":
+                raise ParseError(
+                    after.pos, f"unexpected {_describe(after)} in label matching, expected , or }}"
+                )
+
+
+def _describe(tok: _Token) -> str:
+    if tok.kind == "end":
+        return "end of input"
+    return f"{tok.kind} {tok.text!r}" if tok.kind != "punct" else repr(tok.text)
+
+
+def _arith(op: _Token, left, right) -> Scalar:
+    """Compute constant arithmetic like PromQL (IEEE floats: 1/0 is +Inf, 0/0 is NaN)."""
+    if not (isinstance(left, Scalar) and isinstance(right, Scalar)):
+        raise ParseError(op.pos, "binary operators on vectors", unsupported=True)
+    a, b = left.value, right.value
+    if op.text == "+":
+        return Scalar(a + b)
+    if op.text == "-":
+        return Scalar(a - b)
+    if op.text == "*":
+        return Scalar(a * b)
+    if op.text == "/":
+        if b != 0:
+            return Scalar(a / b)
+        if a == 0 or math.isnan(a):
+            return Scalar(math.nan)
+        return Scalar(math.copysign(math.inf, a) * math.copysign(1, b))
+    if op.text == "%":
+        return Scalar(math.nan if b == 0 or math.isinf(a) else math.fmod(a, b))
+    try:
+        return Scalar(math.pow(a, b))
+    except OverflowError:
+        return Scalar(math.inf)
+    except ValueError:
+        return Scalar(math.nan)
+
+
+def parse_query(text: str) -> Selector | Scalar:
+    """Parse a query of the supported subset; raise ParseError with a position otherwise."""
+    try:
+        return _Parser(text).parse()
+    except RecursionError:
+        raise ParseError(0, "expression nested too deeply") from None
+
+
+def parse_selector(text: str) -> Selector:
+    """Parse a series selector (as in ``match[]``); raise ParseError otherwise."""
+    expr = parse_query(text)
+    if not isinstance(expr, Selector):
+        raise ParseError(0, "expected a vector selector")
+    return expr
+
+
+# --- Parameters, parsed like Prometheus ------------------------------------------------------
+
+_FLOAT = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?\Z")
+_RFC3339 = re.compile(
+    r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:\d{2})\Z", re.IGNORECASE
+)
+_DURATION = re.compile(
+    r"(?:(\d+)y)?(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?(?:(\d+)ms)?\Z"
+)
+_DURATION_MS = (365 * 86_400_000, 7 * 86_400_000, 86_400_000, 3_600_000, 60_000, 1000, 1)
+
+
+def parse_time_ms(text: str) -> int:
+    """Return a Unix timestamp or RFC 3339 time as milliseconds; raise ValueError otherwise."""
+    if _FLOAT.match(text):
+        try:
+            d = decimal.Decimal(text)
+            if abs(d) > MAX_TIME_MS // 1000 + 1:
+                raise ValueError(text)
+        except decimal.DecimalException:
+            raise ValueError(text) from None
+        whole = int(d)
+        frac = (d - whole) * 1000
+        ms = whole * 1000 + int(frac.quantize(decimal.Decimal(1), decimal.ROUND_HALF_UP))
+    elif _RFC3339.match(text):
+        t = dt.datetime.fromisoformat(text.upper().replace("Z", "+00:00"))
+        ms = (t - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) // dt.timedelta(milliseconds=1)
+    else:
+        raise ValueError(text)
+    if not MIN_TIME_MS <= ms <= MAX_TIME_MS:
+        raise ValueError(text)
+    return ms
+
+
+def parse_duration_ns(text: str) -> int:
+    """Return float seconds or a Prometheus duration ("5m", "1h30m") in nanoseconds.
+
+    Raise OverflowError for a duration beyond int64 nanoseconds, ValueError for other text.
+    """
+    if _FLOAT.match(text):
+        try:
+            ns = decimal.Decimal(text) * 1_000_000_000
+            if not -(2**63) <= ns < 2**63:
+                raise OverflowError(text)
+        except decimal.DecimalException:
+            raise OverflowError(text) from None
+        return int(ns)
+    m = _DURATION.match(text)
+    if text == "" or m is None:
+        raise ValueError(text)
+    ms = sum(int(v) * unit for v, unit in zip(m.groups(), _DURATION_MS, strict=True) if v)
+    if ms * 1_000_000 >= 2**63:
+        raise OverflowError(text)
+    return ms * 1_000_000
+
+
+def _time_param(params, name: str, default: int | None = None) -> int:
+    text = _param(params, name)
+    if text == "" and default is not None:
+        return default
+    try:
+        return parse_time_ms(text)
+    except ValueError:
+        raise APIError(
+            "bad_data", f'invalid parameter "{name}": cannot parse "{text}" to a valid timestamp'
+        ) from None
+
+
+def _param(params: dict[str, list[str]], name: str) -> str:
+    values = params.get(name)
+    return values[0] if values else ""
+
+
+def _query_param(params, name: str = "query") -> Selector | Scalar:
+    text = _param(params, name)
+    try:
+        return parse_query(text)
+    except ParseError as err:
+        raise APIError("bad_data", f'invalid parameter "{name}": {err.describe(text)}') from None
+
+
+def _match_params(params) -> list[Selector]:
+    out = []
+    for text in params.get("match[]", []):
+        try:
+            out.append(parse_selector(text))
+        except ParseError as err:
+            raise APIError(
+                "bad_data", f'invalid parameter "match[]": {err.describe(text)}'
+            ) from None
+    return out
+
+
+# --- Wire formats ----------------------------------------------------------------------------
+
+
+def format_value(v: float) -> str:
+    """Return a sample value as Prometheus writes it: shortest decimal, no exponent."""
+    if math.isnan(v):
+        return "NaN"
+    if math.isinf(v):
+        return "+Inf" if v > 0 else "-Inf"
+    text = repr(float(v))
+    if "e" in text:
+        text = format(decimal.Decimal(text), "f")
+    return text[:-2] if text.endswith(".0") else text
+
+
+def _ts(ms: int) -> int | float:
+    """Return a millisecond timestamp as the JSON number of seconds Prometheus writes."""
+    return ms // 1000 if ms % 1000 == 0 else ms / 1000
+
+
+# --- The served series -----------------------------------------------------------------------
+
+
+class ForecastPaths:
+    """The series a snapshot serves: present metrics of forecast servers, fresh snapshots only."""
+
+    def __init__(self, snap=None):
+        if snap is None or snap.forecast is None or not len(snap.servers):
+            self.servers: tuple[str, ...] = ()
+            self.profiles: tuple[str, ...] = ()
+            self.values = np.zeros((0, len(METRIC_NAMES), 0, len(QUANTILE_LABELS)), np.float32)
+            self.present = np.zeros((0, len(METRIC_NAMES)), bool)
+            self.first_ms = 0
+            return
+        self.servers = tuple(snap.servers)
+        self.profiles = tuple(snap.profiles)
+        self.values = snap.forecast
+        self.present = np.asarray(snap.present, bool)
+        self.first_ms = (snap.end_step + 1) * STEP_MS
+
+    @property
+    def steps(self) -> int:
+        return self.values.shape[2]
+
+    def select(self, selectors: Iterable[Selector]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Return (server, metric, quantile) indices of the series any selector matches.
+
+        They come sorted by label set, as Prometheus sorts them.
+        """
+        mask = np.zeros((len(self.servers), len(METRIC_NAMES), len(QUANTILE_LABELS)), bool)
+        for sel in selectors:
+            mask |= self._mask(sel)
+        si, mj, qk = np.nonzero(mask)
+        order = sorted(
+            range(len(si)),
+            key=lambda n: (
+                METRIC_NAMES[mj[n]],
+                self.profiles[si[n]],
+                QUANTILE_LABELS[qk[n]],
+                self.servers[si[n]],
+            ),
+        )
+        return si[order], mj[order], qk[order]
+
+    def _mask(self, sel: Selector) -> np.ndarray:
+        on_server = np.ones(len(self.servers), bool)
+        on_metric = np.ones(len(METRIC_NAMES), bool)
+        on_q = np.ones(len(QUANTILE_LABELS), bool)
+        for m in sel.matchers:
+            if m.name == "server":
+                on_server &= np.fromiter(map(m.matches, self.servers), bool, len(self.servers))
+            elif m.name == "profile":
+                ok = {p: m.matches(p) for p in set(self.profiles)}
+                on_server &= np.fromiter((ok[p] for p in self.profiles), bool, len(self.servers))
+            elif m.name == "metric":
+                on_metric &= np.fromiter(map(m.matches, METRIC_NAMES), bool, len(METRIC_NAMES))
+            elif m.name == "q":
+                on_q &= np.fromiter(map(m.matches, QUANTILE_LABELS), bool, len(QUANTILE_LABELS))
+            elif not m.matches(SERIES_NAME if m.name == "__name__" else ""):
+                on_server[:] = False  # a missing label is the empty string, as in Prometheus
+        mask = self.present & on_server[:, None] & on_metric[None, :]
+        return mask[:, :, None] & on_q[None, None, :]
+
+    def labels(self, s: int, j: int, k: int) -> dict[str, str]:
+        """Return the label set of one series, names sorted."""
+        return {
+            "__name__": SERIES_NAME,
+            "metric": METRIC_NAMES[j],
+            "profile": self.profiles[s],
+            "q": QUANTILE_LABELS[k],
+            "server": self.servers[s],
+        }
+
+    def step_at(self, t_ms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Return the latest step at or before each time within the lookback, and which have one."""
+        k = np.floor_divide(t_ms - self.first_ms, STEP_MS)
+        k = np.minimum(k, self.steps - 1)
+        ok = (k >= 0) & (t_ms - (self.first_ms + k * STEP_MS) <= LOOKBACK_MS)
+        return np.where(ok, k, 0), ok
+
+
+# --- The API ---------------------------------------------------------------------------------
+
+
+class ForecastPathAPI:
+    """Answer /api/v1/... requests from the latest snapshot of ``source``.
+
+    ``source`` has ``snapshot`` and ``config`` (the Exporter); ``clock`` says what now is.
+    """
+
+    def __init__(self, source, clock: Callable[[], float] = time.time, build: str = "dev"):
+        self.source = source
+        self.clock = clock
+        self.build = build
+        self.routes = {
+            "/api/v1/query": self.query,
+            "/api/v1/query_range": self.query_range,
+            "/api/v1/series": self.series,
+            "/api/v1/labels": self.labels,
+            "/api/v1/metadata": self.metadata,
+            "/api/v1/query_exemplars": self.query_exemplars,
+            "/api/v1/status/buildinfo": self.buildinfo,
+            "/api/v1/rules": lambda params, now_ms: {"groups": []},
+            "/api/v1/alerts": lambda params, now_ms: {"alerts": []},
+        }
+
+    def paths(self, now: float) -> ForecastPaths:
+        """Return the series to serve at ``now``: none once the snapshot is stale."""
+        snap = self.source.snapshot
+        if snap is None or now - snap.time > self.source.config.max_snapshot_age_seconds:
+            return ForecastPaths()
+        return ForecastPaths(snap)
+
+    def serve(self, method: str, target: str, headers, rfile) -> tuple[int, bytes]:
+        """Answer one HTTP request (the handler's path, headers and body stream) as JSON."""
+        path, _, query = target.partition("?")
+        body = b""
+        if method == "POST":
+            try:
+                length = int(headers.get("Content-Length") or 0)
+            except ValueError:
+                length = -1
+            if not 0 <= length <= MAX_BODY_BYTES:
+                return _error("bad_data", "missing, invalid or too large Content-Length")
+            body = rfile.read(length)
+        return self.answer(method, path, query, body, headers.get("Content-Type", ""))
+
+    def answer(
+        self, method: str, path: str, query: str = "", body: bytes = b"", content_type: str = ""
+    ) -> tuple[int, bytes]:
+        """Answer GET or POST ``path`` with its URL query and form body; return status, JSON."""
+        try:
+            params = urllib.parse.parse_qs(query, keep_blank_values=True)
+            if method == "POST" and content_type.split(";")[0].strip().lower() == (
+                "application/x-www-form-urlencoded"
+            ):
+                form = urllib.parse.parse_qs(body.decode("utf-8"), keep_blank_values=True)
+                for name, values in params.items():  # body values first, as Go's ParseForm
+                    form.setdefault(name, []).extend(values)
+                params = form
+            path = urllib.parse.unquote(path)
+            now_ms = round(self.clock() * 1000)
+            if path.startswith("/api/v1/label/") and path.endswith("/values"):
+                name = path[len("/api/v1/label/") : -len("/values")]
+                data = self.label_values(name, params, now_ms)
+            elif path in self.routes:
+                data = self.routes[path](params, now_ms)
+            else:
+                raise APIError("not_found", f"no such endpoint: {path}")
+        except APIError as err:
+            return _error(err.kind, err.message)
+        except UnicodeDecodeError:
+            return _error("bad_data", "the request body is not UTF-8")
+        except Exception:  # a bug here must not take the exporter down, nor hang the client
+            log.exception("forecast path API: %s %s failed", method, path)
+            return _error("internal", "internal error; see the exporter's log")
+        return 200, json.dumps(
+            {"status": "success", "data": data}, separators=(",", ":"), allow_nan=False
+        ).encode()
+
+    # Endpoints: each takes the request parameters and now (ms) and returns "data".
+
+    def query(self, params, now_ms: int):
+        expr = _query_param(params)
+        t_ms = _time_param(params, "time", default=now_ms)
+        if isinstance(expr, Scalar):
+            return {"resultType": "scalar", "result": [_ts(t_ms), format_value(expr.value)]}
+        paths = self.paths(now_ms / 1000)
+        si, mj, qk = paths.select([expr])
+        k, ok = paths.step_at(np.array([t_ms], np.int64))
+        result = []
+        if ok[0] and len(si):
+            values = paths.values[si, mj, k[0], qk].tolist()
+            for n, v in enumerate(values):
+                if not math.isnan(v):
+                    labels = paths.labels(si[n], mj[n], qk[n])
+                    result.append({"metric": labels, "value": [_ts(t_ms), format_value(v)]})
+        return {"resultType": "vector", "result": result}
+
+    def query_range(self, params, now_ms: int):
+        expr = _query_param(params)
+        start = _time_param(params, "start")
+        end = _time_param(params, "end")
+        if end < start:
+            raise APIError("bad_data", "end timestamp must not be before start time")
+        step_text = _param(params, "step")
+        try:
+            step_ns = parse_duration_ns(step_text)
+        except OverflowError:
+            raise APIError(
+                "bad_data",
+                f'invalid parameter "step": cannot parse "{step_text}" to a valid duration. '
+                "It overflows int64",
+            ) from None
+        except ValueError:
+            raise APIError(
+                "bad_data",
+                f'invalid parameter "step": cannot parse "{step_text}" to a valid duration',
+            ) from None
+        step_ms = step_ns // 1_000_000
+        if step_ms <= 0:
+            raise APIError(
+                "bad_data",
+                "zero or negative query resolution step widths are not accepted. "
+                "Try a positive integer",
+            )
+        if (end - start) * 1_000_000 // step_ns > MAX_POINTS_PER_SERIES:
+            raise APIError(
+                "bad_data",
+                f"exceeded maximum resolution of {MAX_POINTS_PER_SERIES:,} points per timeseries. "
+                "Try decreasing the query resolution (?step=XX)",
+            )
+        times = np.arange(start, end + 1, step_ms, dtype=np.int64)
+        if isinstance(expr, Scalar):
+            v = format_value(expr.value)
+            values = [[_ts(t), v] for t in times.tolist()]
+            return {"resultType": "matrix", "result": [{"metric": {}, "values": values}]}
+        paths = self.paths(now_ms / 1000)
+        si, mj, qk = paths.select([expr])
+        k, ok = paths.step_at(times)
+        times, k = times[ok], k[ok]
+        if len(si) * len(times) > MAX_SAMPLES:
+            raise APIError(
+                "execution",
+                "query processing would load too many samples into memory in query execution "
+                f"({len(si)} series x {len(times)} steps; at most {MAX_SAMPLES:,} samples)",
+            )
+        result = []
+        if len(times):
+            stamps = [_ts(t) for t in times.tolist()]
+            block = paths.values[si[:, None], mj[:, None], k[None, :], qk[:, None]].tolist()
+            for n, row in enumerate(block):
+                values = [[t, format_value(v)] for t, v in zip(stamps, row, strict=True) if v == v]
+                if values:
+                    result.append({"metric": paths.labels(si[n], mj[n], qk[n]), "values": values})
+        return {"resultType": "matrix", "result": result}
+
+    def _time_range(self, params) -> None:
+        """Check optional start and end like Prometheus (the series are not cut by them)."""
+        start = _time_param(params, "start", default=MIN_TIME_MS)
+        end = _time_param(params, "end", default=MAX_TIME_MS)
+        if end < start:
+            raise APIError("bad_data", "end timestamp must not be before start time")
+
+    def _listed(self, params, now_ms: int, need_match: bool = False):
+        self._time_range(params)
+        selectors = _match_params(params)
+        if need_match and not selectors:
+            raise APIError("bad_data", "no match[] parameter provided")
+        paths = self.paths(now_ms / 1000)
+        if not selectors:
+            selectors = [Selector((Matcher("__name__", "=", SERIES_NAME),))]
+        return paths, paths.select(selectors)
+
+    def series(self, params, now_ms: int):
+        paths, (si, mj, qk) = self._listed(params, now_ms, need_match=True)
+        return [paths.labels(s, j, k) for s, j, k in zip(si, mj, qk, strict=True)]
+
+    def labels(self, params, now_ms: int):
+        paths, (si, _, _) = self._listed(params, now_ms)
+        return ["__name__", "metric", "profile", "q", "server"] if len(si) else []
+
+    def label_values(self, name: str, params, now_ms: int):
+        if not _LABEL_NAME.match(name):
+            raise APIError("bad_data", f'invalid label name: "{name}"')
+        paths, (si, mj, qk) = self._listed(params, now_ms)
+        if not len(si):
+            return []
+        if name == "__name__":
+            return [SERIES_NAME]
+        if name == "server":
+            return sorted({paths.servers[s] for s in si})
+        if name == "profile":
+            return sorted({paths.profiles[s] for s in si})
+        if name == "metric":
+            return sorted({METRIC_NAMES[j] for j in mj})
+        if name == "q":
+            return sorted({QUANTILE_LABELS[k] for k in qk})
+        return []
+
+    def metadata(self, params, now_ms: int):
+        wanted = _param(params, "metric")
+        limit = _param(params, "limit")
+        if limit and not re.fullmatch(r"[+-]?[0-9]+", limit):
+            raise APIError("bad_data", "limit must be a number")
+        if (wanted and wanted != SERIES_NAME) or (limit and int(limit) == 0):
+            return {}
+        return {SERIES_NAME: [{"type": "gauge", "help": SERIES_HELP, "unit": ""}]}
+
+    def query_exemplars(self, params, now_ms: int):
+        _query_param(params)
+        self._time_range(params)
+        return []
+
+    def buildinfo(self, params, now_ms: int):
+        return {
+            "version": PROMETHEUS_API_VERSION,
+            "revision": f"linborg-{self.build}",
+            "branch": "linborg-forecast-path-api",
+            "buildUser": "linborg",
+            "buildDate": "",
+            "goVersion": "none (the LINBORG exporter's forecast path API, Python)",
+        }
+
+
+def _error(kind: str, message: str) -> tuple[int, bytes]:
+    body = {"status": "error", "errorType": kind, "error": message}
+    return STATUS_OF[kind], json.dumps(body, separators=(",", ":")).encode()
