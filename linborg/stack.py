@@ -5,6 +5,14 @@ live endpoint (its last 26 hours backfilled into Prometheus with promtool first,
 scripted incident), node_exporter, Alertmanager, Prometheus with the real rules, and the
 exporter serving the model bundle. Every process listens on 127.0.0.1 only; ``stop()`` ends
 them all, and a state file in the working folder lets ``status`` tell what is running.
+
+With ``Options.replay_hours``, past forecasts are made before Prometheus starts serving: a
+Prometheus holding only the backfilled history answers an in-process exporter (the same model,
+configuration and code as ``linborg serve``) that runs one cycle per 5-minute step over the
+last ``replay_hours``; each cycle's per-server families are backfilled with the cycle's own
+timestamp. They are real model outputs, but computed at start-up over the past rather than
+observed live, so rules and panels that read ``linborg_forecast ... offset <horizon>`` have
+data at once. Nothing else of the exporter (its self-metrics) is replayed.
 """
 
 from __future__ import annotations
@@ -13,6 +21,7 @@ import contextlib
 import datetime as dt
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -63,10 +72,10 @@ class Script:
     the start. Every other server is kept healthy for the next day so it pages no one.
     """
 
-    server: str = "ppml0003"
-    incident: str = "memory_leak"
-    precursor_minutes: int = 180
-    onset_in_minutes: int = 60
+    server: str = "ppweb002"
+    incident: str = "connection_leak"
+    precursor_minutes: int = 300
+    onset_in_minutes: int = 120
     duration_minutes: int = 120
 
 
@@ -97,6 +106,13 @@ class Options:
     rule_overrides: dict = field(default_factory=dict)
     alert_group_wait: str | None = None
     history_hours: int = 26
+    #: Hours of exporter cycles replayed over the backfilled history (0: none); see the module
+    #: docstring. The history then reaches at least a day before the first replayed cycle.
+    replay_hours: int = 0
+    #: Spans left out of the backfilled history, server -> (hours ago, hours ago), older first:
+    #: a server monitored only for the last few hours, or one with a gap in its history. The
+    #: live endpoint serves every server.
+    history_gaps: dict[str, tuple[float, float]] = field(default_factory=dict)
 
 
 def find_binaries() -> tuple[dict[str, str], list[str]]:
@@ -116,6 +132,9 @@ def port_problems(ports: Ports) -> list[str]:
     problems = []
     for name, port in asdict(ports).items():
         with socket.socket() as s:
+            # As servers do: connections of a previous run in TIME_WAIT do not block the port;
+            # a process listening on it does.
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 s.bind(("127.0.0.1", port))
             except OSError:
@@ -178,6 +197,45 @@ def _ready(url: str, service: Service) -> Callable[[], bool]:
     return check
 
 
+def _backfill(promtool: str, om: Path, data: Path) -> None:
+    """Create TSDB blocks in ``data`` from the OpenMetrics file ``om``."""
+    result = subprocess.run(
+        [promtool, "tsdb", "create-blocks-from", "openmetrics", str(om), str(data)],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    if result.returncode != 0:
+        raise ContractError(f"promtool backfill of {om.name} failed:\n" + result.stderr[-2000:])
+
+
+def _cut_history(om: Path, gaps: dict[str, tuple[float, float]], now: dt.datetime) -> None:
+    """Drop the samples of ``gaps`` (server -> (hours ago, hours ago)) from ``om``."""
+    end = now.timestamp()
+    spans = {server: (end - a * 3600, end - b * 3600) for server, (a, b) in gaps.items()}
+    kept = []
+    with om.open() as lines:
+        for line in lines:
+            found = None if line.startswith("#") else re.search(r'server="([^"]*)"', line)
+            span = spans.get(found.group(1)) if found else None
+            if span and span[0] <= float(line.rsplit(" ", 1)[1]) < span[1]:
+                continue
+            kept.append(line)
+    om.write_text("".join(kept))
+
+
+def _add_samples(families: dict[str, list[str]], text: str, labels: str, t: int) -> None:
+    """Add the samples of exposition ``text`` to ``families`` with ``labels`` and time ``t``."""
+    head = ""
+    for line in text.splitlines(keepends=True):
+        if line.startswith("# HELP"):
+            head = line
+        elif line.startswith("# TYPE"):
+            head += line
+            families.setdefault(head, [])
+        else:
+            series, value = line.rstrip("\n").rsplit(" ", 1)
+            families[head].append(f"{series[:-1]},{labels}}} {value} {t}\n")
+
+
 def prometheus_config(opts: Options, rule_files: list[Path]) -> str:
     """Return prometheus/prometheus.yml with this stack's ports, intervals and rule paths."""
     doc = yaml.safe_load((REPO / "prometheus" / "prometheus.yml").read_text())
@@ -209,6 +267,7 @@ class Stack:
         self.live = None
         self.started_at: dt.datetime | None = None
         self.incident: dict | None = None
+        self.replay: dict | None = None
 
     # --- start --------------------------------------------------------------------------------
 
@@ -247,9 +306,8 @@ class Stack:
         work.mkdir(parents=True)
         now = dt.datetime.now(dt.UTC)
         self.started_at = now
-        origin = (now - dt.timedelta(hours=opts.history_hours)).replace(
-            minute=0, second=0, microsecond=0
-        )
+        hours = max(opts.history_hours, opts.replay_hours + 25 if opts.replay_hours else 0)
+        origin = (now - dt.timedelta(hours=hours)).replace(minute=0, second=0, microsecond=0)
         fleet = build_fleet(opts.composition)
         names = [s.name for s in fleet]
         sc = opts.script
@@ -260,13 +318,13 @@ class Stack:
         precursor_at = onset_at - dt.timedelta(minutes=sc.precursor_minutes)
         precursor_at = origin + ((precursor_at - origin) // step) * step
         others = [n for n in names if n != sc.server]
-        # "healthy" holds for a day: once at the start of the history, once an hour ago.
+        # "healthy" holds for a day: from the start of the history once a day, and an hour ago.
+        healthy = {"servers": others, "scenario": "healthy"}
+        hour_ago = origin + ((now - dt.timedelta(hours=1) - origin) // step) * step
+        days = [origin + step + dt.timedelta(days=k) for k in range(hours // 24 + 1)]
         script = [
-            (origin + step, {"servers": others, "scenario": "healthy"}),
-            (
-                origin + ((now - dt.timedelta(hours=1) - origin) // step) * step,
-                {"servers": others, "scenario": "healthy"},
-            ),
+            *((at, healthy) for at in days if at < hour_ago),
+            (hour_ago, healthy),
             (
                 precursor_at,
                 {
@@ -299,17 +357,15 @@ class Stack:
             f"precursor since {precursor_at:%H:%M}, onset at {onset_at:%H:%M} UTC"
         )
 
-        self.log(f"stack: backfilling {opts.history_hours} h of history with promtool")
+        self.log(f"stack: backfilling {hours} h of history with promtool")
         om, _ = write_openmetrics(
             work / "backfill.om", fleet, opts.seed, origin, self.live.step_time, scenarios=script
         )
-        result = subprocess.run(
-            [bins["promtool"], "tsdb", "create-blocks-from", "openmetrics", str(om),
-             str(work / "prometheus-data")],
-            capture_output=True, text=True, timeout=600,
-        )  # fmt: skip
-        if result.returncode != 0:
-            raise ContractError("promtool backfill failed:\n" + result.stderr[-2000:])
+        if opts.history_gaps:
+            _cut_history(om, opts.history_gaps, now)
+        _backfill(bins["promtool"], om, work / "prometheus-data")
+        if opts.replay_hours:
+            self._replay(bins, now)
 
         node = Service(
             "node_exporter",
@@ -365,17 +421,7 @@ class Stack:
         self.services.append(prom)
 
         exporter_config = work / "exporter.yml"
-        exporter_config.write_text(
-            yaml.safe_dump(
-                {
-                    "prometheus": {"url": f"http://127.0.0.1:{p.prometheus}", "timeout": "30s"},
-                    "model": {"bundle": str(opts.model)},
-                    "interval": opts.exporter_interval,
-                    "threads": 1,
-                },
-                sort_keys=False,
-            )
-        )
+        exporter_config.write_text(yaml.safe_dump(self._exporter_settings(), sort_keys=False))
         self._wait_ready(am, f"http://127.0.0.1:{p.alertmanager}/-/ready", 60)
         self._wait_ready(prom, f"http://127.0.0.1:{p.prometheus}/-/ready", 120)
         self._wait_ready(node, f"http://127.0.0.1:{p.node_exporter}/metrics", 30)
@@ -392,6 +438,73 @@ class Stack:
     def _wait_ready(self, service: Service, url: str, timeout: float) -> None:
         wait_until(_ready(url, service), timeout, f"{service.name} at {url}")
         self.log(f"stack: {service.name} ready")
+
+    def _exporter_settings(self) -> dict:
+        """Return the exporter's configuration (exporter.yml) as data."""
+        return {
+            "prometheus": {
+                "url": f"http://127.0.0.1:{self.opts.ports.prometheus}",
+                "timeout": "30s",
+            },
+            "model": {"bundle": str(self.opts.model)},
+            "interval": self.opts.exporter_interval,
+            "threads": 1,
+        }
+
+    def _replay(self, bins: dict[str, str], now: dt.datetime) -> None:
+        """Replay exporter cycles over the backfilled history; backfill their forecasts."""
+        import torch
+
+        from exporter.collector import render_per_server
+        from exporter.config import config_from_dict
+        from exporter.cycle import Exporter, horizon_steps
+        from linborg.prom import PrometheusClient
+        from linborg.thresholds import load_thresholds
+        from trainer.bundle import load_bundle
+
+        opts, work = self.opts, self.opts.workdir.resolve()
+        cfg = config_from_dict(self._exporter_settings(), "replay")
+        data = work / "prometheus-data"
+        (work / "prometheus-replay.yml").write_text("global:\n  scrape_interval: 1m\n")
+        prom = Service(
+            "prometheus-replay",
+            [bins["prometheus"], f"--config.file={work / 'prometheus-replay.yml'}",
+             f"--storage.tsdb.path={data}", "--storage.tsdb.retention.time=30d",
+             f"--web.listen-address=127.0.0.1:{opts.ports.prometheus}"],
+            work / "prometheus-replay.log",
+        )  # fmt: skip
+        began = time.monotonic()
+        threads = torch.get_num_threads()
+        torch.set_num_threads(cfg.threads)
+        try:
+            self._wait_ready(prom, f"{cfg.prometheus_url}/-/ready", 120)
+            client = PrometheusClient(cfg.prometheus_url, timeout=cfg.timeout_seconds)
+            exporter = Exporter(cfg, client, load_bundle(opts.model), load_thresholds())
+            extra = f'instance="127.0.0.1:{opts.ports.exporter}",job="linborg-exporter"'
+            families: dict[str, list[str]] = {}
+            last = int(now.timestamp()) // STEP_SECONDS * STEP_SECONDS
+            cycles = range(last - opts.replay_hours * 3600, last + 1, STEP_SECONDS)
+            for t in cycles:
+                snap = exporter.run_once(float(t))
+                if snap is None:
+                    raise ContractError(f"replayed cycle at {t} got no data from Prometheus")
+                text = render_per_server(
+                    snap, horizon_steps(cfg), cfg.quantiles, cfg.series_budget_per_server
+                ).text.decode()
+                _add_samples(families, text, extra, t)
+        finally:
+            torch.set_num_threads(threads)
+            prom.stop()
+        om = work / "replay.om"
+        om.write_text(
+            "".join(head + "".join(lines) for head, lines in families.items()) + "# EOF\n"
+        )
+        _backfill(bins["promtool"], om, data)
+        self.replay = {"cycles": len(cycles), "seconds": round(time.monotonic() - began, 1)}
+        self.log(
+            f"stack: replayed {len(cycles)} exporter cycles over the past {opts.replay_hours} h "
+            f"in {self.replay['seconds']:.0f}s (forecasts made now over past data)"
+        )
 
     # --- state --------------------------------------------------------------------------------
 
@@ -486,9 +599,10 @@ def _print_welcome(stack: Stack) -> None:
             f"Scripted incident: {inc['type']} on {inc['server']}, developing since "
             f"{dt.datetime.fromisoformat(inc['precursor_start']):%H:%M} UTC, labelled onset "
             f"{onset:%H:%M} UTC.",
-            "Watch linborg_time_to_breach_seconds and linborg_risk_score for it; the "
-            "LinborgPredictedIncident page reaches the sink (printed below) once its `for:` "
-            "guard has held, about ten minutes from now, before the onset.",
+            "Watch linborg_risk_score and linborg_time_to_breach_seconds for it. The "
+            "LinborgPredictedIncident warning reaches the sink (printed below, as a Slack "
+            "post to #linborg-web-api) once its 15-minute `for:` guard has held, about 16 "
+            "minutes from now and long before the onset (--fast: about 1 minute).",
         ]
     lines += ["", "Ctrl-C stops everything.", ""]
     print("\n".join(lines), flush=True)

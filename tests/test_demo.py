@@ -57,12 +57,17 @@ def test_demo_starts_forecasts_pages_and_stops_cleanly_on_ctrl_c(tmp_path):
 
         poll(forecasts, 120, "forecasts in Prometheus")
         sink = f"http://127.0.0.1:{ports.sink}/received"
-        pages = poll(
-            lambda: [r for r in requests.get(sink, timeout=5).json() if r["path"] == "/pagerduty"],
+        posts = poll(
+            lambda: [
+                r
+                for r in requests.get(sink, timeout=5).json()
+                if r["path"].startswith("/slack/")
+                and "LinborgPredictedIncident" in r["body"]["attachments"][0]["title"]
+            ],
             300,
-            "a predicted-incident page at the sink",
+            "the predicted-incident warning at the sink",
         )
-        assert "LinborgPredictedIncident" in pages[0]["body"]["payload"]["summary"]
+        assert "*ppweb002*" in posts[0]["body"]["attachments"][0]["text"]
     finally:
         proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
         try:
@@ -75,9 +80,11 @@ def test_demo_starts_forecasts_pages_and_stops_cleanly_on_ctrl_c(tmp_path):
     assert "stack: stopping" in output()
     assert "Traceback" not in output(), output()[-3000:]
     assert not (workdir / "stack.json").exists()
-    for port in asdict(ports).values():  # every service is gone
+    for port in asdict(ports).values():  # every service is gone: nothing listens
         with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             s.bind(("127.0.0.1", port))
+            s.listen()
 
 
 def test_demo_reports_a_busy_port_and_exits_2(tmp_path):
