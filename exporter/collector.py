@@ -159,7 +159,10 @@ def render_per_server(snap: Snapshot | None, horizons, quantiles, budget: int) -
                     tmpl = templates[key] = _forecast_template(keep, horizons, qtext)
                 flat = [v for j in keep for hv in values[i][j] for v in hv]
                 fam["forecast"].append(
-                    tmpl.replace("\x01", _fmt_esc(p)).replace("\x02", _fmt_esc(s)).format(*flat)
+                    tmpl.replace("\x01", _fmt_esc(p))
+                    .replace("\x02", _fmt_esc(s))
+                    .format(*flat)
+                    .encode()  # bytes now: the text is built once, never twice in memory
                 )
                 left -= need
             else:
@@ -198,8 +201,11 @@ def render_per_server(snap: Snapshot | None, horizons, quantiles, budget: int) -
                 f'{n}_server_not_forecast{{profile="{_esc(prof)}",reason="{reason}",'
                 f'server="{_esc(server)}"}} 1.0\n'
             )
-    text = "".join(_header(name) + "".join(lines) for name, lines in fam.items())
-    return Rendered(text.encode(), dropped, series)
+    parts = []
+    for name, lines in fam.items():
+        parts.append(_header(name).encode())
+        parts.extend(x if isinstance(x, bytes) else x.encode() for x in lines)
+    return Rendered(b"".join(parts), dropped, series)
 
 
 class MetricsPage:

@@ -311,12 +311,17 @@ class Forecaster:
         values = np.asarray(values, np.float32)
         if values.ndim != 3 or values.shape[1:] != (ENCODER_STEPS, len(METRIC_NAMES)):
             raise ValueError(f"windows must be (servers, {ENCODER_STEPS}, 14), got {values.shape}")
-        filled, present, completeness = fill_window(values)
-        ends = np.broadcast_to(np.asarray(end_time_idx, np.int64), (len(values),))
-        out = np.empty((len(values), len(METRIC_NAMES), HORIZON_STEPS, len(QUANTILES)), np.float32)
-        for a in range(0, len(values), self.chunk):
+        n, m = len(values), len(METRIC_NAMES)
+        ends = np.broadcast_to(np.asarray(end_time_idx, np.int64), (n,))
+        out = np.empty((n, m, HORIZON_STEPS, len(QUANTILES)), np.float32)
+        present = np.empty((n, m), np.float32)
+        completeness = np.empty((n, m))
+        # Filled per chunk, so memory grows with the chunk, not with the fleet.
+        for a in range(0, n, self.chunk):
             b = slice(a, a + self.chunk)
-            out[b] = self.raw(self.inputs(filled[b], present[b], profiles[b], ends[b]))
-        out = np.sort(np.clip(out, *self._range), axis=-1)
-        out = np.where(present[:, :, None, None] > 0, out, np.nan)
+            filled, present[b], completeness[b] = fill_window(values[b])
+            out[b] = self.raw(self.inputs(filled, present[b], profiles[b], ends[b]))
+        np.clip(out, *self._range, out=out)  # in place: at 10,000 servers each copy is 160 MB
+        out.sort(axis=-1)
+        out[present <= 0] = np.nan
         return Forecast(out, present > 0, completeness)
