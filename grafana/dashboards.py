@@ -52,6 +52,10 @@ DEFAULT_METRIC = METRICS_BY_NAME["mem_used_pct"].name
 #: The server dashboard shows the past 6 hours and, for the forecast fans, the next 8: every
 #: panel shares this x axis, so the fan continues where the actuals end.
 SERVER_TIME = ("now-6h", "now+8h")
+#: Relative time of the server dashboard's instant-query tables. Grafana runs an instant query
+#: at the end of the panel's time range, which is now+8h on that dashboard, where Prometheus
+#: has nothing; with this override the panel's range ends now.
+SERVER_INSTANT_TIME = "1h"
 #: Cost of one incident that was not prevented (the Impact dashboard's default; a textbox).
 COST_PER_INCIDENT = "50000"
 #: Servers listed in the fleet dashboard's "top at-risk" table.
@@ -633,6 +637,7 @@ def server(thresholds: Thresholds) -> G.Dashboard:
                 ],
                 description="Seconds until the forecast at q first crosses the level; absent "
                 "when it does not within 8h.",
+                timeFrom=SERVER_INSTANT_TIME,
                 transformations=[
                     {"id": "organize", "options": {"excludeByName": {"Time": True}}},
                 ],
@@ -1195,10 +1200,15 @@ def impact(thresholds: Thresholds) -> G.Dashboard:
     """Return the impact dashboard: incidents predicted ahead of time and what they would cost."""
     firing = f'ALERTS{{alertname="{INCIDENT}", alertstate="firing"}}'
     caught = f"count(count by (server, metric) (count_over_time({firing}[$__range]))) or vector(0)"
-    lead = (
-        'min by (server, metric) (linborg_time_to_breach_seconds{level="critical", q="0.5"})\n'
-        f'and on (server, metric) ALERTS{{alertname="{INCIDENT}", alertstate="firing", '
-        'severity="critical"}'
+    # Each firing incident alert with the time to breach its own rule reads: the p50 forecast
+    # to the critical threshold for critical, the pessimistic one to the warning threshold for
+    # warning (the warning rule skips servers with a critical incident firing).
+    lead = "\nor\n".join(
+        f'(\n  min by (server, metric) (linborg_time_to_breach_seconds{{level="{level}", '
+        f'q="{alert_rules.CONFIG[f"{level}_quantile"]}"}})\n'
+        f'  and on (server, metric) ALERTS{{alertname="{INCIDENT}", alertstate="firing", '
+        f'severity="{level}"}}\n)'
+        for level in alert_rules.LEVELS
     )
     items = [
         (
@@ -1226,9 +1236,12 @@ def impact(thresholds: Thresholds) -> G.Dashboard:
         ),
         (
             _stat(
-                "Median lead time of critical predicted incidents now",
+                "Median lead time of predicted incidents firing now",
                 [(f"quantile(0.5, {lead})", "")],
                 unit="s",
+                description="Over the firing predicted-incident alerts: time until the forecast "
+                "their rule reads crosses the threshold (critical: p50 to critical; warning: "
+                "the pessimistic quantile to warning).",
                 graphMode="none",
             ),
             6,

@@ -237,6 +237,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="grafana/dashboards", help="folder to write into")
     p.set_defaults(func=cmd_dashboards)
 
+    from grafana.preview import add_parser as add_previews
+
+    add_previews(sub)
+
     from generator.cli import add_parser as add_generate
 
     add_generate(sub)

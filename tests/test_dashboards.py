@@ -180,7 +180,7 @@ def test_metric_horizon_and_quantile_labels_are_known_values():
             for value in re.findall(r'\bhorizon="([^"]*)"', expr):
                 assert value in dashboards.HORIZONS, (uid, title, value)
             for value in re.findall(r'\bq="([^"]*)"', expr):
-                assert value in ("0.1", "0.5", "0.9"), (uid, title, value)
+                assert value in ("0.1", "0.5", "0.9", "pessimistic"), (uid, title, value)
 
 
 def test_panel_queries_fill_in_every_variable():
