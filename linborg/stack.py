@@ -317,6 +317,7 @@ class Stack:
         onset_at = now + dt.timedelta(minutes=sc.onset_in_minutes)
         precursor_at = onset_at - dt.timedelta(minutes=sc.precursor_minutes)
         precursor_at = origin + ((precursor_at - origin) // step) * step
+        onset_at = precursor_at + dt.timedelta(minutes=sc.precursor_minutes)  # on the step grid
         others = [n for n in names if n != sc.server]
         # "healthy" holds for a day: from the start of the history once a day, and an hour ago.
         healthy = {"servers": others, "scenario": "healthy"}
