@@ -245,9 +245,13 @@ def run(args: argparse.Namespace) -> int:
     )
     with contextlib.suppress(KeyboardInterrupt):
         stop.wait()
+    log.info("stopping")
     scheduler.shutdown(wait=False)
     httpd.shutdown()
-    return 0
+    # A cycle still running holds only memory (the exporter writes nothing to disk): do not
+    # wait for its inference to end before exiting.
+    logging.shutdown()
+    os._exit(0)
 
 
 def add_parser(sub) -> None:

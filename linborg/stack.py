@@ -173,14 +173,19 @@ class Service:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
-    def stop(self) -> None:
+    def terminate(self) -> None:
+        """Ask the process to stop (SIGTERM); ``stop()`` then waits for it."""
         if self.proc.poll() is None:
             self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+
+    def stop(self, grace: float = 15) -> None:
+        """Stop the process: SIGTERM, and SIGKILL if it is still there after ``grace`` s."""
+        self.terminate()
+        try:
+            self.proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
         self._out.close()
 
     def tail(self, lines: int = 20) -> str:
@@ -535,7 +540,10 @@ class Stack:
     # --- stop ---------------------------------------------------------------------------------
 
     def stop(self) -> None:
-        """Stop every service (the exporter first) and the in-process endpoints."""
+        """Stop every service and the in-process endpoints, within about 15 seconds."""
+        for service in reversed(self.services):  # all at once: the waits overlap
+            with contextlib.suppress(Exception):
+                service.terminate()
         for service in reversed(self.services):
             with contextlib.suppress(Exception):
                 service.stop()

@@ -71,7 +71,7 @@ def test_demo_starts_forecasts_pages_and_stops_cleanly_on_ctrl_c(tmp_path):
     finally:
         proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
         try:
-            code = proc.wait(60)
+            code = proc.wait(120)
         except subprocess.TimeoutExpired:
             proc.kill()
             raise
