@@ -645,6 +645,9 @@ def cmd_demo(args) -> int:
     stack = Stack(opts, log=lambda line: print(line, flush=True))
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    # Ctrl-C stops the stack even when this process inherited SIGINT as ignored (started in
+    # the background by a shell without job control, as CI scripts do).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         stack.start()
         _print_welcome(stack)
