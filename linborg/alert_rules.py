@@ -29,8 +29,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import yaml
-
 from linborg.contract import METRICS, METRICS_BY_NAME, PROFILE_NAMES, Metric
 from linborg.dashboards import DASHBOARD_UIDS, DEFAULT_GRAFANA_URL
 from linborg.thresholds import Thresholds, load_thresholds
@@ -615,18 +613,6 @@ def health_rules(cfg: Mapping[str, Any]) -> list[dict]:
 # --- the file -----------------------------------------------------------------------------------
 
 
-class _Dumper(yaml.SafeDumper):
-    """Write multi-line strings (expressions) as literal blocks."""
-
-
-def _str(dumper: yaml.SafeDumper, data: str) -> yaml.Node:
-    style = "|" if "\n" in data else None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
-
-
-_Dumper.add_representer(str, _str)
-
-
 def rule_groups(config: Mapping[str, Any] | None = None) -> dict:
     """Return the rule file as data; ``config`` overrides keys of CONFIG."""
     cfg = {**CONFIG, **(config or {})}
@@ -647,11 +633,6 @@ def rule_groups(config: Mapping[str, Any] | None = None) -> dict:
 
 def render(config: Mapping[str, Any] | None = None) -> str:
     """Return the YAML text of prometheus/rules/linborg.alerts.yml."""
-    return yaml.dump(
-        rule_groups(config),
-        Dumper=_Dumper,
-        sort_keys=False,
-        width=1_000_000,
-        allow_unicode=True,
-        default_flow_style=False,
-    )
+    from linborg.rulefiles import dump_rules
+
+    return dump_rules(rule_groups(config))

@@ -33,8 +33,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import yaml
-
 from linborg.contract import METRICS
 
 # --- knobs: change them here, run `linborg rules`, commit the regenerated rule file ------------
@@ -143,24 +141,8 @@ def rule_groups(config: Mapping[str, Any] | None = None) -> dict:
     return {"groups": [{"name": cfg["group_name"], "interval": cfg["interval"], "rules": rules}]}
 
 
-class _Dumper(yaml.SafeDumper):
-    """Write multi-line strings (expressions) as literal blocks."""
-
-
-def _str(dumper: yaml.SafeDumper, data: str) -> yaml.Node:
-    style = "|" if "\n" in data else None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
-
-
-_Dumper.add_representer(str, _str)
-
-
 def render(config: Mapping[str, Any] | None = None) -> str:
     """Return the YAML text of prometheus/rules/linborg.quality.rules.yml."""
-    return yaml.dump(
-        rule_groups(config),
-        Dumper=_Dumper,
-        sort_keys=False,
-        width=1_000_000,
-        default_flow_style=False,
-    )
+    from linborg.rulefiles import dump_rules
+
+    return dump_rules(rule_groups(config))
