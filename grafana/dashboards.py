@@ -1342,13 +1342,9 @@ def render_all() -> dict[str, str]:
 
 def write_all(out_dir: Path) -> list[Path]:
     """Write every dashboard into ``out_dir`` and return the paths written."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name, text in render_all().items():
-        path = out_dir / name
-        path.write_text(text)
-        written.append(path)
-    return written
+    from linborg.rulefiles import write_texts
+
+    return write_texts(render_all(), out_dir)
 
 
 # --- queries, for tests --------------------------------------------------------------------------

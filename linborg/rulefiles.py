@@ -54,12 +54,17 @@ def render_all() -> dict[str, str]:
     return out
 
 
-def write_all(out_dir: Path) -> list[Path]:
-    """Write every rule file into ``out_dir`` and return the paths written."""
+def write_texts(texts: dict[str, str], out_dir: Path) -> list[Path]:
+    """Write file name -> text into ``out_dir`` (generated artefacts) and return the paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    for name, text in render_all().items():
+    for name, text in texts.items():
         path = out_dir / name
         path.write_text(text)
         written.append(path)
     return written
+
+
+def write_all(out_dir: Path) -> list[Path]:
+    """Write every rule file into ``out_dir`` and return the paths written."""
+    return write_texts(render_all(), out_dir)

@@ -44,7 +44,7 @@ from grafana.dashboards import (
 )
 from grafana.preview import panel_range, relative_time
 from linborg.quality_rules import mae_record
-from linborg.stack import Options, Ports, Stack
+from linborg.stack import Options, Ports, Stack, fast
 
 REPLAY_HOURS = 9  # the longest horizon (8h) and an hour of the quality rules' window
 ADDED = "ppml0002"  # monitored for the last 3 hours only
@@ -62,18 +62,15 @@ def instant(url: str, query: str) -> list[dict]:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     ports = Ports(**{name: free_port() for name in asdict(Ports())})
-    opts = Options(
-        workdir=tmp_path_factory.mktemp("dashboards-live") / "stack",
-        ports=ports,
-        composition={"ml_compute": 3, "database": 2, "web_api": 2},
-        script=SCRIPT,
-        exporter_interval="10s",
-        scrape_interval="2s",
-        evaluation_interval="2s",
-        rule_overrides={"for_critical": "20s", "for_warning": "20s"},
-        alert_group_wait="1s",
-        replay_hours=REPLAY_HOURS,
-        history_gaps={ADDED: (48, 3), GAPPED: (14, 12)},
+    opts = fast(
+        Options(
+            workdir=tmp_path_factory.mktemp("dashboards-live") / "stack",
+            ports=ports,
+            composition={"ml_compute": 3, "database": 2, "web_api": 2},
+            script=SCRIPT,
+            replay_hours=REPLAY_HOURS,
+            history_gaps={ADDED: (48, 3), GAPPED: (14, 12)},
+        )
     )
     s = Stack(opts, log=lambda line: None)
     s.start()

@@ -16,7 +16,7 @@ import pytest
 import requests
 from realstack import free_port, poll
 
-from linborg.stack import Options, Ports, Script, Stack
+from linborg.stack import Options, Ports, Script, Stack, fast
 
 #: The demo's script: a connection leak on a web_api server, five hours of precursor, onset two
 #: hours after the stack starts. The shipped model's p90 crosses the warning threshold of
@@ -34,16 +34,13 @@ SCRIPT = Script(
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     ports = Ports(**{name: free_port() for name in asdict(Ports())})
-    opts = Options(
-        workdir=tmp_path_factory.mktemp("e2e") / "stack",
-        ports=ports,
-        composition={"ml_compute": 3, "database": 2, "web_api": 2},
-        script=SCRIPT,
-        exporter_interval="10s",
-        scrape_interval="2s",
-        evaluation_interval="2s",
-        rule_overrides={"for_critical": "20s", "for_warning": "20s"},
-        alert_group_wait="1s",
+    opts = fast(
+        Options(
+            workdir=tmp_path_factory.mktemp("e2e") / "stack",
+            ports=ports,
+            composition={"ml_compute": 3, "database": 2, "web_api": 2},
+            script=SCRIPT,
+        )
     )
     s = Stack(opts, log=lambda line: None)
     s.start()
