@@ -16,10 +16,8 @@ import datetime as dt
 import json
 import math
 import re
-import socket
 import textwrap
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import requests
@@ -297,19 +295,13 @@ def _has(prometheus: str, query: str) -> bool:
     return bool(resp.json()["data"]["result"])
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def demo(out: Path, workdir: Path, wait: float = 900) -> list[Path]:
     """Start a small stack with replayed forecasts, wait for a predicted incident, render."""
     from linborg.alert_rules import INCIDENT
     from linborg.quality_rules import mae_record
-    from linborg.stack import Options, Ports, Stack, wait_until
+    from linborg.stack import Options, Stack, free_stack_ports, wait_until
 
-    ports = Ports(**{name: _free_port() for name in asdict(Ports())})
+    ports = free_stack_ports()
     opts = Options(
         workdir=workdir,
         ports=ports,

@@ -160,6 +160,54 @@ def port_problems(ports: Ports) -> list[str]:
     return problems
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+_handed_out: set[int] = set()
+
+
+def free_ports(count: int) -> list[int]:
+    """Return ``count`` distinct TCP ports that are free on 127.0.0.1 right now.
+
+    They are chosen below the kernel's ephemeral range, so outgoing connections of services
+    already started (which take ephemeral ports) cannot take a port before its service binds
+    it, and never twice in one process.
+    """
+    import random
+
+    low, _ = _ephemeral_range()
+    top = low - 1 if low > 20000 else 60999
+    bottom = 20000 if low > 20000 else low
+    ports: list[int] = []
+    for _attempt in range(2000):
+        if len(ports) == count:
+            break
+        port = random.randint(bottom, top)
+        if port in _handed_out or port in ports:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        ports.append(port)
+    if len(ports) < count:
+        raise ContractError(f"found only {len(ports)} of {count} free ports on 127.0.0.1")
+    _handed_out.update(ports)
+    return ports
+
+
+def free_stack_ports() -> Ports:
+    """Ports for a stack in which every service listens on a free loopback port."""
+    names = list(asdict(Ports()))
+    return Ports(**dict(zip(names, free_ports(len(names)), strict=True)))
+
+
 def wait_until(check: Callable[[], object], timeout: float, what: str, interval: float = 0.5):
     """Call ``check`` until it returns something truthy; raise ContractError after ``timeout``."""
     deadline = time.monotonic() + timeout

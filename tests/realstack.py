@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Callable
@@ -11,12 +10,12 @@ from pathlib import Path
 
 import requests
 
+from linborg.stack import free_ports
+
 
 def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that is free right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """Return a TCP port on 127.0.0.1 that is free right now and not handed out before."""
+    return free_ports(1)[0]
 
 
 def require(binary: str) -> str:

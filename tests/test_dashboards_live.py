@@ -26,11 +26,10 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-from dataclasses import asdict
 
 import pytest
 import requests
-from realstack import free_port, poll, require
+from realstack import poll, require
 from test_e2e_alerts import SCRIPT
 
 from grafana.dashboards import (
@@ -44,7 +43,7 @@ from grafana.dashboards import (
 )
 from grafana.preview import panel_range, relative_time
 from linborg.quality_rules import mae_record
-from linborg.stack import Options, Ports, Stack, fast
+from linborg.stack import Options, Stack, fast, free_stack_ports
 
 REPLAY_HOURS = 9  # the longest horizon (8h) and an hour of the quality rules' window
 ADDED = "ppml0002"  # monitored for the last 3 hours only
@@ -61,7 +60,7 @@ def instant(url: str, query: str) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    ports = Ports(**{name: free_port() for name in asdict(Ports())})
+    ports = free_stack_ports()
     opts = fast(
         Options(
             workdir=tmp_path_factory.mktemp("dashboards-live") / "stack",

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 import requests
-from realstack import free_port, poll
+from realstack import poll
 
-from linborg.stack import Ports
+from linborg.stack import Ports, free_stack_ports
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -28,7 +28,7 @@ def demo_args(ports: Ports, workdir: Path) -> list[str]:
 
 @pytest.mark.integration
 def test_demo_starts_forecasts_pages_and_stops_cleanly_on_ctrl_c(tmp_path):
-    ports = Ports(**{name: free_port() for name in asdict(Ports())})
+    ports = free_stack_ports()
     workdir = tmp_path / "demo"
     log = (tmp_path / "demo.log").open("wb")
     proc = subprocess.Popen(
@@ -88,7 +88,7 @@ def test_demo_starts_forecasts_pages_and_stops_cleanly_on_ctrl_c(tmp_path):
 
 
 def test_demo_reports_a_busy_port_and_exits_2(tmp_path):
-    ports = Ports(**{name: free_port() for name in asdict(Ports())})
+    ports = free_stack_ports()
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", ports.prometheus))
         busy.listen()
@@ -114,3 +114,17 @@ def test_demo_names_the_missing_programs_and_their_packages(tmp_path):
         ("node_exporter", "prometheus-node-exporter"),
     ):
         assert f"{program} (Debian/Ubuntu package '{package}')" in result.stderr
+
+
+def test_free_stack_ports_are_distinct_bindable_and_outside_the_ephemeral_range():
+    low, high = (int(v) for v in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    seen: set[int] = set()
+    for _ in range(20):
+        ports = list(asdict(free_stack_ports()).values())
+        assert len(set(ports)) == len(ports)
+        assert not seen & set(ports), "a port was handed out twice"
+        seen.update(ports)
+        for port in ports:
+            assert not low <= port <= high
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", port))

@@ -10,13 +10,12 @@ scrapes and evaluates every 2 s, and the alerts' ``for:`` guards are 20 s instea
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import asdict
 
 import pytest
 import requests
-from realstack import free_port, poll
+from realstack import poll
 
-from linborg.stack import Options, Ports, Script, Stack, fast
+from linborg.stack import Options, Script, Stack, fast, free_stack_ports
 
 #: The demo's script: a connection leak on a web_api server, five hours of precursor, onset two
 #: hours after the stack starts. The shipped model's p90 crosses the warning threshold of
@@ -33,7 +32,7 @@ SCRIPT = Script(
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    ports = Ports(**{name: free_port() for name in asdict(Ports())})
+    ports = free_stack_ports()
     opts = fast(
         Options(
             workdir=tmp_path_factory.mktemp("e2e") / "stack",
