@@ -80,6 +80,10 @@ class Script:
     duration_minutes: int = 120
 
 
+#: The ``for:`` guard of the demo's alert rules (the shipped rules: 10 min and 15 min).
+DEMO_FOR = "5m"
+
+
 @dataclass
 class Options:
     """How the stack runs. The defaults are the demo's; the end-to-end test shortens them."""
@@ -103,8 +107,12 @@ class Options:
     exporter_interval: str = "1m"
     scrape_interval: str = "10s"
     evaluation_interval: str = "10s"
-    #: Overrides of linborg/alert_rules.py CONFIG (the test shortens the ``for:`` guards).
-    rule_overrides: dict = field(default_factory=dict)
+    #: Overrides of linborg/alert_rules.py CONFIG. The demo shortens the ``for:`` guards of
+    #: the shipped rules (10 min critical, 15 min warning) to DEMO_FOR, so that its alert
+    #: shows within about ten minutes; the tests shorten them further.
+    rule_overrides: dict = field(
+        default_factory=lambda: {"for_critical": DEMO_FOR, "for_warning": DEMO_FOR}
+    )
     alert_group_wait: str | None = None
     history_hours: int = 26
     #: Hours of exporter cycles replayed over the backfilled history (0: none); see the module
@@ -652,6 +660,11 @@ def status(workdir: Path) -> dict:
 def _print_welcome(stack: Stack) -> None:
     u = stack.urls()
     inc = stack.incident or {}
+    guard = stack.opts.rule_overrides.get("for_warning", "15m")
+    from linborg.alert_rules import seconds as parse_seconds
+
+    seconds = parse_seconds(guard)
+    minutes = f"{round(seconds / 60) + 1} minutes" if seconds >= 60 else "a minute"
     onset = dt.datetime.fromisoformat(inc["onset"]) if inc.get("onset") else None
     lines = [
         "",
@@ -675,8 +688,10 @@ def _print_welcome(stack: Stack) -> None:
             f"{onset:%H:%M} UTC.",
             "Watch linborg_risk_score and linborg_time_to_breach_seconds for it. The "
             "LinborgPredictedIncident warning reaches the sink (printed below, as a Slack "
-            "post to #linborg-web-api) once its 15-minute `for:` guard has held, about 16 "
-            "minutes from now and long before the onset (--fast: about 1 minute).",
+            f"post to #linborg-web-api) once its `for: {guard}` guard has held, about "
+            f"{minutes} from now and long before the onset.",
+            f"(The demo's alert rules wait `for: {guard}`; the shipped rules in "
+            "prometheus/rules/ wait 10 minutes (critical) and 15 minutes (warning).)",
         ]
     lines += ["", "Ctrl-C stops everything.", ""]
     print("\n".join(lines), flush=True)
