@@ -125,16 +125,17 @@ def bench(n: int, threads: int, scrapes: int) -> None:
     times = []
     for _ in range(scrapes):
         began = time.perf_counter()
-        text = page.render()
+        parts = page.render_parts()  # what the HTTP handler sends, part after part
         times.append(time.perf_counter() - began)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
-    lines = text.count(b"\n")
+    size = sum(len(p) for p in parts)
+    lines = sum(p.count(b"\n") for p in parts)
     api.kill()
     print(
         f"{n:>6} servers: first cycle {first:.1f} s ({first_bytes / 1e6:.1f} MB); steady cycle "
         f"median {np.median(steady):.2f} s (pull {np.median(pulls):.2f} s, render "
         f"{np.median(renders):.2f} s), {np.median(sizes) / 1e6:.2f} MB from Prometheus per "
-        f"cycle; scrape max {max(times):.3f} s over {scrapes} ({len(text) / 1e6:.1f} MB, "
+        f"cycle; scrape max {max(times):.3f} s over {scrapes} ({size / 1e6:.1f} MB, "
         f"{lines / 1e6:.2f}M lines); peak RSS {rss:.2f} GiB",
         flush=True,
     )

@@ -86,14 +86,15 @@ def make_handler(page, ready, api=None):
                 self._api("GET")
             elif path == "/metrics":
                 zipped = "gzip" in self.headers.get("Accept-Encoding", "")
-                body = page.render(gzipped=zipped)
+                parts = page.render_parts(gzipped=zipped)
                 self.send_response(200)
                 self.send_header("Content-Type", CONTENT_TYPE_LATEST)
                 if zipped:
                     self.send_header("Content-Encoding", "gzip")
-                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Content-Length", str(sum(len(b) for b in parts)))
                 self.end_headers()
-                self.wfile.write(body)
+                for part in parts:
+                    self.wfile.write(part)
             elif path == "/healthz":
                 self._send(200, b"ok\n")
             elif path == "/readyz":

@@ -15,7 +15,7 @@ metric risk, 0-100, and the metric that gives it is the driving metric.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -87,6 +87,10 @@ def threshold_arrays(
     return warn, crit, np.broadcast_to(direction, warn.shape)
 
 
+#: Servers assessed at a time (bounds the memory of ``assess``; the result is the same).
+BLOCK_SERVERS = 256
+
+
 def assess(
     forecast: np.ndarray,
     profiles: list[str],
@@ -106,6 +110,23 @@ def assess(
     servers, n_metrics, steps, _ = forecast.shape
     if len(profiles) != servers or len(metrics) != n_metrics:
         raise ContractError("profiles and metrics must match the forecast's first two axes")
+    if servers > BLOCK_SERVERS:
+        # In blocks: the temporaries below are ~40 float64 copies of the forecast window, which
+        # at 10,000 servers and 8 h would be over a gigabyte at once.
+        parts = [
+            assess(
+                forecast[a : a + BLOCK_SERVERS],
+                profiles[a : a + BLOCK_SERVERS],
+                metrics,
+                thresholds,
+                window_steps,
+                None if present is None else present[a : a + BLOCK_SERVERS],
+            )
+            for a in range(0, servers, BLOCK_SERVERS)
+        ]
+        return RiskResult(
+            *(np.concatenate([getattr(r, f.name) for r in parts]) for f in fields(RiskResult))
+        )
     window = max(1, min(window_steps, steps))
     f = np.sort(forecast[:, :, :window, :], axis=-1)  # quantiles must not cross
     warn, crit, direction = threshold_arrays(thresholds, profiles, metrics)

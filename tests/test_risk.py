@@ -127,3 +127,19 @@ def test_bad_shapes_are_refused():
         assess(np.zeros((1, 14, 96)), ["web_api"], list(METRIC_NAMES), TH)
     with pytest.raises(ContractError, match="must match"):
         assess(np.zeros((2, 14, 96, 3)), ["web_api"], list(METRIC_NAMES), TH)
+
+
+def test_a_fleet_larger_than_a_block_is_assessed_as_one_piece(monkeypatch):
+    import linborg.risk as risk
+
+    rng = np.random.default_rng(3)
+    profiles = ["web_api", "database", "ml_compute", "risk_analytics", "generic"] * 7  # 35
+    base = rng.uniform(0, 100, (len(profiles), len(METRIC_NAMES), 24, 1))
+    forecast = np.sort(base + rng.uniform(-20, 20, base.shape[:-1] + (3,)), axis=-1)
+    present = rng.uniform(size=(len(profiles), len(METRIC_NAMES))) > 0.1
+    whole = assess(forecast, profiles, list(METRIC_NAMES), TH, 24, present)
+    monkeypatch.setattr(risk, "BLOCK_SERVERS", 8)  # 5 blocks, the last one short
+    blocks = assess(forecast, profiles, list(METRIC_NAMES), TH, 24, present)
+    assert whole.score.max() > 0 and np.isfinite(whole.time_to_breach).any()
+    for name in ("score", "driver", "per_metric", "time_to_breach"):
+        np.testing.assert_array_equal(getattr(blocks, name), getattr(whole, name))

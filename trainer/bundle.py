@@ -169,7 +169,7 @@ def read_spec(directory: str | Path) -> dict:
     return spec
 
 
-def load_bundle(directory: str | Path, chunk: int = 100) -> Forecaster:
+def load_bundle(directory: str | Path, chunk: int = 50) -> Forecaster:
     """Load a bundle into a Forecaster; refuse a mismatched or corrupt one with the reason."""
     from safetensors import SafetensorError
     from safetensors.torch import load_model

@@ -253,10 +253,16 @@ class Forecast:
 class Forecaster:
     """Run a trained TFT on raw 24-hour windows; batched across servers, no pandas."""
 
-    def __init__(self, model: TemporalFusionTransformer, spec: dict, chunk: int = 100):
+    def __init__(
+        self, model: TemporalFusionTransformer, spec: dict, chunk: int = 50, fused: bool = True
+    ):
+        from trainer.fused import fused_selections
+
         self.model = model.eval()
         self.spec = spec
         self.chunk = chunk
+        # The batched variable selection (trainer/fused.py): same numbers, ~25% less time.
+        self._fused = fused_selections(model) if fused else {}
         self._min_scale = torch.tensor([MIN_SCALE[m] for m in METRIC_NAMES])
         self.center_steps = center_steps_of(model)
         self._profile_code = profile_codes()
@@ -270,8 +276,10 @@ class Forecaster:
         b = enc.shape[0]
         total = ENCODER_STEPS + HORIZON_STEPS
         ends = np.broadcast_to(np.asarray(end_time_idx, np.int64), (b,))
-        steps = ends[:, None] - ENCODER_STEPS + 1 + np.arange(total)[None, :]
-        known = torch.from_numpy(known_features(steps))
+        # Time features once per distinct end step (a fleet's windows usually share one).
+        uniq, which = np.unique(ends, return_inverse=True)
+        steps = uniq[:, None] - ENCODER_STEPS + 1 + np.arange(total)[None, :]
+        known = torch.from_numpy(known_features(steps))[torch.from_numpy(which.reshape(-1))]
         center = enc[:, -self.center_steps :].mean(1)
         scale = (enc.std(1) + torch.finfo(torch.float32).eps).clamp_min(self._min_scale)
         cont = torch.zeros(
@@ -298,7 +306,9 @@ class Forecaster:
 
     def raw(self, x: dict) -> np.ndarray:
         """Return the network's quantiles (B, 14, 96, 3) for an input dict."""
-        with torch.inference_mode():
+        from trainer.fused import installed
+
+        with torch.inference_mode(), installed(self._fused):
             out = self.model(x)["prediction"]
         return torch.stack(list(out), 1).numpy()
 
