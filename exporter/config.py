@@ -49,7 +49,11 @@ SCHEMA: dict[str, tuple[Any, str]] = {
     "labels.server": ("server", "Label naming the server in query results."),
     "labels.profile": ("profile", "Label naming the profile; absent -> hostname_patterns."),
     "hostname_patterns": ([], "List of {regex, profile}, tried in order (default: conventions)."),
-    "timezone": ("UTC", "IANA time zone of the fleet's business hours (time features)."),
+    "timezone": (
+        "UTC",
+        "IANA time zone of the fleet's business hours: the model's time features (morning "
+        "spike, market hours, end of day, weekend) are computed on this clock.",
+    ),
     "interval": ("5m", "How often a cycle runs."),
     "horizons": (list(DEFAULT_HORIZONS), "Forecast horizons exported (at most 8h)."),
     "quantiles": (list(DEFAULT_QUANTILES), "Quantiles exported, a subset of 0.1, 0.5, 0.9."),

@@ -216,7 +216,7 @@ class Exporter:
         if not eligible:
             return Snapshot(now, end_step, not_forecast=not_forecast, profile_fallbacks=fallbacks)
         windows = w.arrays(eligible)
-        fc = self.forecaster.predict(windows, profiles, end_step)
+        fc = self.forecaster.predict(windows, profiles, end_step, timezone=cfg.timezone)
         # A metric whose series vanished is no longer exported for that server.
         recent = ~np.isnan(windows[:, -VANISHED_STEPS:, :]).all(axis=1)
         present = fc.present & recent

@@ -61,9 +61,11 @@ class FakeModel:
 
     def __init__(self):
         self.batches = []
+        self.timezones = []
 
-    def predict(self, values, profiles, end_step):
+    def predict(self, values, profiles, end_step, timezone="UTC"):
         self.batches.append(len(values))
+        self.timezones.append(timezone)
         filled, present, completeness = fill_window(values)
         last = filled[:, -1, :]
         out = np.repeat(last[:, :, None, None], HORIZON_STEPS, axis=2)
@@ -108,6 +110,12 @@ def test_first_cycle_fills_24h_then_cycles_fetch_only_new_steps(world):
     assert len(prom.calls) == 14
     _, start, end = prom.calls[0]
     assert (end - start) / STEP_SECONDS == 3  # one new step plus two for late samples
+
+
+def test_the_configured_timezone_reaches_the_model(world):
+    exp, _, model = make(world, timezone="America/New_York")
+    exp.run_once(at(30))
+    assert model.timezones == ["America/New_York"]
 
 
 def test_snapshot_holds_forecast_risk_and_completeness(world):

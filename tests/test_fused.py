@@ -76,3 +76,13 @@ def test_a_batch_of_one_server_is_fused_too(shipped, windows):
     profiles, values, end = windows
     expected, got = raw_both(shipped, profiles[:1], values[:1], end)
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_time_features_follow_the_fleets_timezone(shipped, windows):
+    profiles, values, end = windows
+    utc = shipped.predict(values, profiles, end).values
+    again = shipped.predict(values, profiles, end, timezone="UTC").values
+    tokyo = shipped.predict(values, profiles, end, timezone="Asia/Tokyo").values
+    np.testing.assert_array_equal(utc, again)
+    # Market hours and the morning spike move by 9 hours: the forecast paths change.
+    assert np.nanmax(np.abs(tokyo - utc)) > 0.1

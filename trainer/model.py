@@ -270,8 +270,13 @@ class Forecaster:
         hi = np.array([METRICS_BY_NAME[m].max for m in METRIC_NAMES], np.float32)
         self._range = (lo[None, :, None, None], hi[None, :, None, None])
 
-    def inputs(self, filled: np.ndarray, present: np.ndarray, profiles, end_time_idx) -> dict:
-        """Return the TFT input dict for filled windows (the same tensors the dataset makes)."""
+    def inputs(
+        self, filled: np.ndarray, present: np.ndarray, profiles, end_time_idx, timezone="UTC"
+    ) -> dict:
+        """Return the TFT input dict for filled windows (the same tensors the dataset makes).
+
+        ``timezone``: where the fleet's business hours are (the time features' clock).
+        """
         enc = torch.from_numpy(np.ascontiguousarray(filled, np.float32))
         b = enc.shape[0]
         total = ENCODER_STEPS + HORIZON_STEPS
@@ -279,7 +284,8 @@ class Forecaster:
         # Time features once per distinct end step (a fleet's windows usually share one).
         uniq, which = np.unique(ends, return_inverse=True)
         steps = uniq[:, None] - ENCODER_STEPS + 1 + np.arange(total)[None, :]
-        known = torch.from_numpy(known_features(steps))[torch.from_numpy(which.reshape(-1))]
+        known = torch.from_numpy(known_features(steps, timezone))
+        known = known[torch.from_numpy(which.reshape(-1))]
         center = enc[:, -self.center_steps :].mean(1)
         scale = (enc.std(1) + torch.finfo(torch.float32).eps).clamp_min(self._min_scale)
         cont = torch.zeros(
@@ -312,8 +318,14 @@ class Forecaster:
             out = self.model(x)["prediction"]
         return torch.stack(list(out), 1).numpy()
 
-    def predict(self, values: np.ndarray, profiles: list[str], end_time_idx) -> Forecast:
+    def predict(
+        self, values: np.ndarray, profiles: list[str], end_time_idx, timezone: str = "UTC"
+    ) -> Forecast:
         """Forecast the 96 steps after ``end_time_idx`` from (servers, 288, 14) raw windows.
+
+        ``timezone`` is the IANA zone of the fleet's business hours: the time features
+        (morning spike, market hours, end of day, weekend) are computed on its clock, as the
+        training data's were on UTC.
 
         Missing samples are NaN. Metrics a server lacks get NaN forecasts and present=False;
         forecasts are clipped to each metric's valid range and quantiles kept in order.
@@ -330,7 +342,7 @@ class Forecaster:
         for a in range(0, n, self.chunk):
             b = slice(a, a + self.chunk)
             filled, present[b], completeness[b] = fill_window(values[b])
-            out[b] = self.raw(self.inputs(filled, present[b], profiles[b], ends[b]))
+            out[b] = self.raw(self.inputs(filled, present[b], profiles[b], ends[b], timezone))
         np.clip(out, *self._range, out=out)  # in place: at 10,000 servers each copy is 160 MB
         out.sort(axis=-1)
         out[present <= 0] = np.nan
