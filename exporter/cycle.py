@@ -190,6 +190,7 @@ class Exporter:
         w = self.window
         not_forecast: dict[str, tuple[str, str]] = {}
         eligible = []
+        fallbacks = 0  # servers of this shard whose profile fell back to generic
         min_steps = cfg.min_history_seconds // STEP_SECONDS
         for server, sw in sorted(w.servers.items()):
             have = ~np.isnan(sw.values)
@@ -199,6 +200,7 @@ class Exporter:
             if shard_of(server, cfg.shard_count) != cfg.shard_index:
                 not_forecast[server] = (sw.profile, "outside_shard")
                 continue
+            fallbacks += sw.profile_reason == "fallback"
             history = ENCODER_STEPS - int(np.argmax(seen))
             if history < min(min_steps, ENCODER_STEPS):
                 not_forecast[server] = (sw.profile, "too_little_history")
@@ -207,7 +209,6 @@ class Exporter:
                 not_forecast[server] = (sw.profile, "missing_series")
                 continue
             eligible.append(server)
-        fallbacks = sum(sw.profile_reason == "fallback" for sw in w.servers.values())
         if self.forecaster is None:
             for s in eligible:
                 not_forecast[s] = (w.servers[s].profile, "no_model")

@@ -154,6 +154,20 @@ def test_shards_partition_the_fleet_exactly_once(world):
     assert sorted(covered) == sorted(s.name for s in FLEET)
 
 
+def test_profile_fallbacks_are_counted_by_the_shard_that_owns_the_server(world):
+    frame = world.copy()
+    names = {s: f"host-{k}" for k, s in enumerate(sorted(frame["server"].unique()))}
+    frame["server"] = frame["server"].map(names)  # no hostname convention matches
+    total = 0
+    for i in range(3):
+        exp, _, _ = make(frame, shard=f"{i}/3", labels={"profile": "role"})  # no such label
+        snap = exp.run_once(at(30))
+        assert set(snap.profiles) <= {"generic"}
+        assert snap.profile_fallbacks == len(snap.servers)
+        total += snap.profile_fallbacks
+    assert total == len(names)
+
+
 def test_prometheus_down_keeps_the_last_snapshot_backs_off_and_recovers(world):
     exp, prom, _ = make(world)
     first = exp.run_once(at(30))
