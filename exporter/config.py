@@ -300,6 +300,20 @@ def load_config(path: str | Path) -> Config:
     return config_from_dict(doc, str(path))
 
 
+def make_client(config: Config, url: str | None = None):
+    """Return the PrometheusClient the configuration describes (URL, credentials, CA, timeout)."""
+    from linborg.prom import PrometheusClient
+
+    return PrometheusClient(
+        url or config.prometheus_url,
+        timeout=config.timeout_seconds,
+        bearer_token_file=config.bearer_token_file,
+        basic_auth_user=config.basic_auth_username,
+        basic_auth_password_file=config.basic_auth_password_file,
+        ca_file=config.ca_file,
+    )
+
+
 def config_table() -> str:
     """Return the Markdown table of every configuration key, its default and meaning."""
     lines = ["| key | default | meaning |", "|---|---|---|"]

@@ -129,11 +129,10 @@ def run(args: argparse.Namespace) -> int:
     from apscheduler.schedulers.background import BackgroundScheduler
 
     from exporter.collector import MetricsPage
-    from exporter.config import load_config, parse_shard
+    from exporter.config import load_config, make_client, parse_shard
     from exporter.cycle import Exporter
     from exporter.promapi import ForecastPathAPI
     from linborg.contract import ContractError
-    from linborg.prom import PrometheusClient
     from linborg.thresholds import load_thresholds
     from trainer.bundle import load_bundle
 
@@ -157,14 +156,7 @@ def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(config.threads)
     forecaster = load_bundle(config.model_bundle)
     thresholds = load_thresholds(*([config.thresholds_file] if config.thresholds_file else []))
-    client = PrometheusClient(
-        config.prometheus_url,
-        timeout=config.timeout_seconds,
-        bearer_token_file=config.bearer_token_file,
-        basic_auth_user=config.basic_auth_username,
-        basic_auth_password_file=config.basic_auth_password_file,
-        ca_file=config.ca_file,
-    )
+    client = make_client(config)
     exporter = Exporter(config, client, forecaster, thresholds)
     holder = ModelHolder(exporter, config.model_bundle)
     from linborg.cli import _version

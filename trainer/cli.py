@@ -9,11 +9,16 @@ from pathlib import Path
 
 
 def _load_frame(args: argparse.Namespace):
-    """Return (frame, description) from --data or --prometheus."""
+    """Return (frame, description) from --data, or from Prometheus (--prometheus, --config.file)."""
     from linborg.contract import ContractError
 
-    if bool(args.data) == bool(getattr(args, "prometheus", None)):
-        raise ContractError("give exactly one data source: --data FILE.parquet or --prometheus URL")
+    config_file = getattr(args, "config_file", None)
+    from_prometheus = bool(getattr(args, "prometheus", None) or config_file)
+    if bool(args.data) == from_prometheus:
+        raise ContractError(
+            "give exactly one data source: --data FILE.parquet, or Prometheus with --prometheus "
+            "URL and/or --config.file EXPORTER.yml"
+        )
     if args.data:
         from linborg.parquet import read_metrics
 
@@ -21,16 +26,44 @@ def _load_frame(args: argparse.Namespace):
         return frame, f"Parquet {args.data}"
     import time
 
-    from linborg.prom import PrometheusClient, PrometheusError
+    from exporter.config import Config, load_config, make_client
+    from linborg.contract import METRIC_NAMES, ProfileMatcher
+    from linborg.prom import PrometheusError
     from linborg.sources import fetch_history
 
+    # The exporter's configuration says how to read the fleet: URL, credentials, CA, timeout,
+    # the PromQL of each metric, the label names and the hostname patterns.
+    cfg = load_config(config_file) if config_file else Config()
+    client = make_client(cfg, args.prometheus)
     end = time.time()
-    client = PrometheusClient(args.prometheus)
+
+    def progress(done: int, total: int) -> None:
+        if not getattr(args, "quiet", False):
+            print(f"\rreading history from {client.url}: {done}/{total} queries", end="",
+                  file=sys.stderr, flush=True)  # fmt: skip
+
     try:
-        frame = fetch_history(client, end - args.days * 86400, end)
+        frame = fetch_history(
+            client,
+            end - args.days * 86400,
+            end,
+            queries={m: cfg.query(m) for m in METRIC_NAMES},
+            server_label=cfg.server_label,
+            profile_label=cfg.profile_label,
+            matcher=ProfileMatcher(cfg.hostname_patterns),
+            progress=progress,
+        )
     except PrometheusError as err:
         raise ContractError(str(err)) from None
-    return frame, f"Prometheus {args.prometheus}, {args.days:g} days"
+    finally:
+        if not getattr(args, "quiet", False):
+            print(file=sys.stderr)
+    if frame.empty:
+        raise ContractError(
+            f"{client.url} has no LINBORG series in the last {args.days:g} days (queries: "
+            f"{cfg.query(METRIC_NAMES[0])} and the 13 others; see docs/training.md)"
+        )
+    return frame, f"Prometheus {client.url}, {args.days:g} days"
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -95,6 +128,12 @@ def add_parsers(sub) -> None:
     def source_args(p):
         p.add_argument("--data", help="Parquet file in the contract schema")
         p.add_argument("--prometheus", help="Prometheus base URL to read history from")
+        p.add_argument(
+            "--config.file",
+            dest="config_file",
+            help="read Prometheus as this exporter configuration does: URL (unless "
+            "--prometheus), credentials, CA, timeout, queries, labels, hostname patterns",
+        )
         p.add_argument("--days", type=float, default=14, help="days of Prometheus history")
 
     p = sub.add_parser("train", help="train the TFT and write a model bundle")
