@@ -692,6 +692,9 @@ def _print_welcome(stack: Stack) -> None:
             f"{minutes} from now and long before the onset.",
             f"(The demo's alert rules wait `for: {guard}`; the shipped rules in "
             "prometheus/rules/ wait 10 minutes (critical) and 15 minutes (warning).)",
+            "Other servers may post Slack warnings too: a warning means a pessimistic (p90) "
+            "forecast crosses a warning threshold within 8 hours, as busy healthy servers' "
+            "do (database iowait, risk_analytics CPU). Only critical alerts page.",
         ]
     lines += ["", "Ctrl-C stops everything.", ""]
     print("\n".join(lines), flush=True)
