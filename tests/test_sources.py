@@ -22,15 +22,24 @@ from linborg.sources import fetch_history
 from linborg.validate import check
 
 
-@pytest.mark.integration
-def test_fetch_history_from_a_real_prometheus_matches_the_generator(tmp_path):
-    fleet = build_fleet({"web_api": 2, "database": 1})
+def backfilled(tmp_path, composition: dict, seed: int, hours: float):
+    """Start a real Prometheus holding ``hours`` of a generated fleet's history, up to now.
+
+    Returns (process, url, fleet, start, end, steps).
+    """
+    fleet = build_fleet(composition)
     end = dt.datetime.now(dt.UTC).replace(second=0, microsecond=0)
     end -= dt.timedelta(minutes=end.minute % 5)
-    start = end - dt.timedelta(hours=6)
-    path, steps = write_openmetrics(tmp_path / "b.om", fleet, 5, start, end)
+    start = end - dt.timedelta(hours=hours)
+    path, steps = write_openmetrics(tmp_path / "b.om", fleet, seed, start, end)
     promtool_backfill(path, tmp_path / "data")
     prom, url = start_prometheus(tmp_path, "global: {scrape_interval: 1m}\n", tmp_path / "data")
+    return prom, url, fleet, start, end, steps
+
+
+@pytest.mark.integration
+def test_fetch_history_from_a_real_prometheus_matches_the_generator(tmp_path):
+    prom, url, fleet, start, end, steps = backfilled(tmp_path, {"web_api": 2, "database": 1}, 5, 6)
     try:
         client = PrometheusClient(url)
         frame = fetch_history(client, start.timestamp(), end.timestamp())
@@ -53,13 +62,8 @@ def test_fetch_history_from_a_real_prometheus_matches_the_generator(tmp_path):
 
 @pytest.mark.integration
 def test_train_reads_prometheus_as_the_exporter_config_says(tmp_path):
-    fleet = build_fleet({"web_api": 1, "database": 1})
-    end = dt.datetime.now(dt.UTC).replace(second=0, microsecond=0)
-    end -= dt.timedelta(minutes=end.minute % 5)
-    start = end - dt.timedelta(hours=42)  # the tiny preset needs 40 hours per server
-    path, _ = write_openmetrics(tmp_path / "b.om", fleet, 5, start, end)
-    promtool_backfill(path, tmp_path / "data")
-    prom, url = start_prometheus(tmp_path, "global: {scrape_interval: 1m}\n", tmp_path / "data")
+    # The tiny preset needs 40 hours per server.
+    prom, url, fleet, *_ = backfilled(tmp_path, {"web_api": 1, "database": 1}, 5, 42)
 
     def train(config: dict, out: str) -> subprocess.CompletedProcess:
         cfg = tmp_path / f"{out}.yml"
@@ -95,13 +99,7 @@ def test_train_reads_prometheus_as_the_exporter_config_says(tmp_path):
 
 @pytest.mark.integration
 def test_history_read_in_chunks_is_the_same_table(tmp_path):
-    fleet = build_fleet({"web_api": 1, "generic": 1})
-    end = dt.datetime.now(dt.UTC).replace(second=0, microsecond=0)
-    end -= dt.timedelta(minutes=end.minute % 5)
-    start = end - dt.timedelta(hours=5)
-    path, _ = write_openmetrics(tmp_path / "b.om", fleet, 3, start, end)
-    promtool_backfill(path, tmp_path / "data")
-    prom, url = start_prometheus(tmp_path, "global: {scrape_interval: 1m}\n", tmp_path / "data")
+    prom, url, _, start, end, _ = backfilled(tmp_path, {"web_api": 1, "generic": 1}, 3, 5)
     try:
         client = PrometheusClient(url)
         whole = fetch_history(client, start.timestamp(), end.timestamp())
