@@ -218,23 +218,3 @@ def test_windows_must_have_the_model_shape(tiny):
     with pytest.raises(ValueError, match=r"windows must be \(servers, 288, 14\)"):
         Forecaster(tiny[0], {}).predict(np.zeros((1, 100, 14)), ["web_api"], 0)
     assert ENCODER_STEPS == 288
-
-
-def test_incident_steps_weigh_more_in_the_loss(history):
-    from trainer.train import INCIDENT_WEIGHT, step_weights
-
-    frame = history.copy()
-    mf = build_model_frame(frame)
-    assert (step_weights(frame.drop(columns="state"), mf) == 1).all()  # no ground truth
-    frame["state"] = "healthy"
-    assert (step_weights(frame, mf) == 1).all()
-    server = frame["server"].iloc[0]
-    rows = frame.index[frame["server"] == server][10:13]
-    frame["state"] = frame["state"].astype(object)
-    frame.loc[rows, "state"] = "critical_issue"
-    w = step_weights(frame, mf)
-    crit = mf[
-        (mf["server"] == server) & mf["time_idx"].isin(time_index(frame.loc[rows, "timestamp"]))
-    ]
-    assert (w[crit.index] == INCIDENT_WEIGHT).all() and len(crit) == 3
-    assert (w == INCIDENT_WEIGHT).sum() == 3

@@ -22,7 +22,6 @@ from linborg.features import (
     TIME_IDX,
     build_model_frame,
     present_column,
-    time_index,
 )
 from linborg.validate import validate
 from trainer.model import PRESETS, build_model, make_dataset
@@ -35,25 +34,6 @@ SINGLE_DROP_SHARE = 0.1
 #: Share of the time range held out for validation (early stopping).
 VALIDATION_SHARE = 0.15
 MIN_STEPS = ENCODER_STEPS + HORIZON_STEPS
-#: Loss weight of a forecast step labelled ``critical_issue`` in the optional ground-truth
-#: ``state`` column (other steps weigh 1). Incidents are a fraction of a percent of the steps,
-#: yet forecasting the run-up to them is the product's point. ``state`` is never an input.
-INCIDENT_WEIGHT = 20.0
-WEIGHT = "weight"
-
-
-def step_weights(frame: pd.DataFrame, model_frame: pd.DataFrame) -> np.ndarray:
-    """Return the loss weight of each row of ``model_frame`` (1, or INCIDENT_WEIGHT)."""
-    weights = np.ones(len(model_frame), np.float32)
-    if "state" not in frame.columns:
-        return weights
-    crit = frame.loc[frame["state"].astype(str) == "critical_issue", [SERVER, TIMESTAMP]]
-    if crit.empty:
-        return weights
-    keys = pd.MultiIndex.from_arrays([crit[SERVER].astype(str), time_index(crit[TIMESTAMP])])
-    rows = pd.MultiIndex.from_arrays([model_frame[SERVER], model_frame[TIME_IDX]])
-    weights[rows.isin(keys)] = INCIDENT_WEIGHT
-    return weights
 
 
 def check_trainable(frame: pd.DataFrame) -> None:
@@ -167,14 +147,13 @@ def train(
     began = time.monotonic()
 
     model_frame = build_model_frame(frame)
-    model_frame[WEIGHT] = step_weights(frame, model_frame)
     model_frame = add_absent_copies(model_frame, np.random.default_rng(seed))
     t_min, t_max = model_frame[TIME_IDX].min(), model_frame[TIME_IDX].max()
     split = int(t_max - max(HORIZON_STEPS, int((t_max - t_min) * VALIDATION_SHARE)))
     train_part = model_frame[model_frame[TIME_IDX] < split]
     lengths = train_part.groupby(SERVER).size()
     train_part = train_part[train_part[SERVER].isin(lengths[lengths >= MIN_STEPS].index)]
-    train_ds = make_dataset(train_part, weight=WEIGHT)
+    train_ds = make_dataset(train_part)
     val_ds = train_ds.from_dataset(
         train_ds, model_frame, min_prediction_idx=split, stop_randomization=True
     )
@@ -219,8 +198,6 @@ def train(
         "server_names": sorted(map(str, frame[SERVER].unique())),
         "profiles": frame.groupby(PROFILE, observed=True)[SERVER].nunique().astype(int).to_dict(),
         "series_with_absent_copies": int(model_frame[SERVER].nunique()),
-        "incident_weight": INCIDENT_WEIGHT,
-        "incident_steps": int((model_frame[WEIGHT] > 1).sum()),
         "start": pd.Timestamp(frame[TIMESTAMP].min()).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "end": pd.Timestamp(frame[TIMESTAMP].max()).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "rows": int(len(frame)),
