@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import time
@@ -24,6 +25,18 @@ def require(binary: str) -> str:
     if path is None:
         raise AssertionError(f"{binary} is not on PATH; run scripts/bootstrap.sh")
     return path
+
+
+def promtool_query(*args: str) -> list[dict]:
+    """Run ``promtool query ARGS -o json`` (instant, range...) and return its parsed result."""
+    result = subprocess.run(
+        [require("promtool"), "query", *args, "-o", "json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return json.loads(result.stdout)
 
 
 def poll(check: Callable[[], object], timeout: float, what: str, interval: float = 0.2):

@@ -24,12 +24,11 @@ shows data only for a server that is not forecast, and so is filled in for ppml0
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 
 import pytest
 import requests
-from realstack import poll, require
+from realstack import poll, promtool_query
 from test_e2e_alerts import SCRIPT
 
 from grafana.dashboards import (
@@ -175,17 +174,6 @@ def test_replayed_forecasts_feed_the_quality_panels_at_every_horizon(ready):
     assert [r["metric"]["reason"] for r in reasons] == ["too_little_history"]
     (gapped,) = instant(prom, f'linborg_data_completeness_ratio{{server="{GAPPED}"}}')
     assert 0.85 < float(gapped["value"][1]) < 0.95  # 2 of 24 hours missing
-
-
-def promtool_query(*args: str) -> list[dict]:
-    result = subprocess.run(
-        [require("promtool"), "query", *args, "-o", "json"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    return json.loads(result.stdout)
 
 
 @pytest.mark.integration

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import threading
 import time
 from http.server import ThreadingHTTPServer
@@ -13,7 +12,7 @@ from urllib.parse import urlencode
 import numpy as np
 import pytest
 import requests
-from realstack import free_port, require
+from realstack import free_port, promtool_query
 
 from exporter import promapi
 from exporter.collector import MetricsPage
@@ -586,24 +585,13 @@ def served():
         thread.join(10)
 
 
-def promtool(*args: str) -> object:
-    result = subprocess.run(
-        [require("promtool"), "query", *args, "-o", "json"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    return json.loads(result.stdout)
-
-
 @pytest.mark.integration
 def test_promtool_and_requests_read_future_forecast_samples_from_the_exporter(served):
     url, snap = served
     first = (snap.end_step + 1) * STEP_SECONDS
     at = first + 9 * STEP_SECONDS  # 50 minutes after the cycle: in the future
     assert at > time.time()
-    (sample,) = promtool("instant", url, SEL, f"--time={at}")
+    (sample,) = promtool_query("instant", url, SEL, f"--time={at}")
     assert sample["metric"] == {
         "__name__": SERIES_NAME,
         "metric": "mem_used_pct",
@@ -615,7 +603,7 @@ def test_promtool_and_requests_read_future_forecast_samples_from_the_exporter(se
     assert float(sample["value"][1]) == held(snap, "ppdb001", "mem_used_pct", "0.5", 9)
 
     start, end = first, first + 8 * 3600
-    (series,) = promtool("range", url, SEL, f"--start={start}", f"--end={end}", "--step=5m")
+    (series,) = promtool_query("range", url, SEL, f"--start={start}", f"--end={end}", "--step=5m")
     assert [t for t, _ in series["values"]] == list(range(start, end + 1, 300))
     assert [float(v) for _, v in series["values"]] == [
         held(snap, "ppdb001", "mem_used_pct", "0.5", k) for k in [*range(96), 95]
@@ -649,6 +637,6 @@ def test_promtool_and_requests_read_future_forecast_samples_from_the_exporter(se
         'server="ppdb001"} '
     )
     (value,) = [float(x.removeprefix(line)) for x in text.splitlines() if x.startswith(line)]
-    (sample,) = promtool("instant", url, SEL, f"--time={snap.end_step * STEP_SECONDS + 1800}")
+    (sample,) = promtool_query("instant", url, SEL, f"--time={snap.end_step * STEP_SECONDS + 1800}")
     assert float(sample["value"][1]) == value
     assert requests.post(url + "/metrics", timeout=10).status_code == 405
