@@ -4,6 +4,12 @@ The model sees, per server and 5-minute step:
   - the 14 metrics as targets (and past inputs), an absent metric filled with SENTINEL;
   - one static flag per metric, ``present_<metric>`` = 1 when the server has that series;
   - the known future time features MODEL_TIME_FEATURES (bounded, so no fitted scaler);
+  - for each future step and metric, the value 24 hours earlier (``seasonal_<metric>``): what
+    seasonal naive knows. It lies inside the 24-hour encoder window (step t+h-288 for future
+    step t+h), so it is legal and the exporter needs no extra history. The frame holds zeros
+    in these columns; the model fills its decoder steps from the normalised encoder window
+    at SEASONAL_POSITIONS (``trainer.model.SeasonalTFT``), the same code in training and
+    serving;
   - its profile as a static categorical.
 Server names are never an input, so a server the model never saw is forecast like any other.
 Short gaps inside a present series are filled from the neighbouring samples (forward, then
@@ -37,6 +43,28 @@ MODEL_TIME_FEATURES: tuple[str, ...] = (
     "is_end_of_day",
 )
 TIME_IDX = "time_idx"
+#: The seasonal input's lag: the same time yesterday, in steps.
+SEASONAL_LAG = 288
+
+
+def seasonal_column(metric: str) -> str:
+    """Return the name of the known input holding ``metric`` 24 hours before each future step."""
+    return f"seasonal_{metric}"
+
+
+SEASONAL_COLUMNS: tuple[str, ...] = tuple(seasonal_column(m) for m in METRIC_NAMES)
+#: Encoder positions (0 = oldest of the ENCODER_STEPS) holding the value SEASONAL_LAG steps
+#: before each of the HORIZON_STEPS future steps: future step t+h (h = 1..96) reads position
+#: ENCODER_STEPS - 1 + h - SEASONAL_LAG.
+SEASONAL_POSITIONS: np.ndarray = ENCODER_STEPS - 1 + np.arange(1, HORIZON_STEPS + 1) - SEASONAL_LAG
+
+
+def seasonal_values(window: np.ndarray) -> np.ndarray:
+    """Return (..., HORIZON_STEPS, metrics): each future step's value 24 hours earlier.
+
+    ``window``: (..., ENCODER_STEPS, metrics), oldest first, ending at the forecast origin.
+    """
+    return np.asarray(window)[..., SEASONAL_POSITIONS, :]
 
 
 def present_column(metric: str) -> str:
@@ -133,6 +161,8 @@ def build_model_frame(frame: pd.DataFrame, timezone: str = "UTC") -> pd.DataFram
         part.insert(2, PROFILE, str(g[PROFILE].iloc[0]))
         for j, col in enumerate(PRESENT_COLUMNS):
             part[col] = np.float32(present[0, j])
+        for col in SEASONAL_COLUMNS:
+            part[col] = np.float32(0.0)  # placeholder: the model fills its decoder steps
         parts.append(part)
     out = pd.concat(parts, ignore_index=True)
     known = known_features(out[TIME_IDX].to_numpy(), timezone)

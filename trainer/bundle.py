@@ -23,11 +23,19 @@ from linborg.contract import (
     ContractError,
     check_contract_version,
 )
-from linborg.features import ENCODER_STEPS, HORIZON_STEPS, MODEL_TIME_FEATURES, SENTINEL
+from linborg.features import (
+    ENCODER_STEPS,
+    HORIZON_STEPS,
+    MODEL_TIME_FEATURES,
+    SEASONAL_COLUMNS,
+    SENTINEL,
+)
 from trainer.model import (
     MIN_SCALE,
     QUANTILES,
+    RELATIVE_FLOOR,
     Forecaster,
+    SeasonalTFT,
     center_steps_of,
     make_loss,
     make_normalizer,
@@ -91,8 +99,18 @@ def contract_fields() -> dict:
         "reals_order": reals_order(),
         "sentinel": SENTINEL,
         "min_scale": dict(MIN_SCALE),
+        "relative_floor": RELATIVE_FLOOR,
         "profile_codes": profile_codes(),
     }
+
+
+#: What bundles written before the seasonal input and the relative scale floor hold; they
+#: still load, and are served with the floors they were trained with.
+LEGACY_FIELDS = {
+    "reals_order": [x for x in reals_order() if x not in SEASONAL_COLUMNS],
+    "min_scale": None,  # any per-metric floors: the Forecaster uses the bundle's own
+    "relative_floor": None,
+}
 
 
 def save_bundle(
@@ -111,7 +129,7 @@ def save_bundle(
     spec = {
         "format": FORMAT,
         **contract_fields(),
-        "model_class": "TemporalFusionTransformer",
+        "model_class": type(model).__name__,
         "hparams": _plain_hparams(model),
         "center_steps": center_steps_of(model),
         "training": training,
@@ -150,6 +168,14 @@ def read_spec(directory: str | Path) -> dict:
         if key == "contract_version":
             continue
         have = spec.get(key)
+        if key in LEGACY_FIELDS and have != want:
+            legacy = LEGACY_FIELDS[key]
+            if key == "min_scale" and isinstance(have, dict) and set(have) == set(METRIC_NAMES):
+                continue
+            if key == "relative_floor" and (have is None or isinstance(have, int | float)):
+                continue
+            if legacy is not None and have == legacy:
+                continue
         if have != want:
             if isinstance(want, list) and isinstance(have, list):
                 missing = [x for x in want if x not in have]
@@ -179,7 +205,7 @@ def load_bundle(directory: str | Path, chunk: int = 50) -> Forecaster:
     try:
         hp["embedding_sizes"] = {n: tuple(s) for n, s in hp["embedding_sizes"].items()}
         hp["embedding_labels"] = {n: dict(pairs) for n, pairs in hp["embedding_labels"].items()}
-        model = TemporalFusionTransformer(
+        model = SeasonalTFT(
             **hp,
             loss=make_loss(),
             logging_metrics=nn.ModuleList([]),

@@ -71,6 +71,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     from trainer.train import train
 
     frame, source = _load_frame(args)
+    meta = {}
+    if args.data:
+        from linborg.parquet import read_metadata
+
+        meta = read_metadata(args.data)
     model, summary = train(
         frame,
         preset=args.preset,
@@ -78,8 +83,15 @@ def cmd_train(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         max_minutes=args.max_minutes,
         threads=args.threads,
+        incidents=meta.get("incidents"),
     )
     summary["source"] = source
+    # Where the servers came from: "seen in training" is decided by this, not by hostnames.
+    summary["data_source"] = {
+        "generator_seed": meta.get("seed") if meta.get("generator") else None,
+        "start": meta.get("start"),
+        "end": meta.get("end"),
+    }
     out = save_bundle(model, args.out, summary)
     print(
         f"wrote model bundle {out} (best val_loss {summary['best_val_loss']:.4f} at epoch "

@@ -25,6 +25,8 @@ from linborg.features import (
     HORIZON_STEPS,
     MODEL_TIME_FEATURES,
     PRESENT_COLUMNS,
+    SEASONAL_COLUMNS,
+    SEASONAL_POSITIONS,
     SENTINEL,
     TIME_IDX,
     fill_window,
@@ -32,15 +34,32 @@ from linborg.features import (
 )
 
 QUANTILES = [0.1, 0.5, 0.9]
-#: Smallest scale of each metric's per-window normalisation (a flat window must not collapse
-#: the forecast band to nothing), in the metric's unit.
+#: Each window is scaled by its own spread, floored so that a flat window cannot collapse the
+#: forecast band: the floor is RELATIVE_FLOOR of the window's recent level, and never below a
+#: resolution floor per metric (MIN_SCALE, in the metric's unit) that is tiny next to any level
+#: that matters, so a VM sending 0.0001 MB/s is scaled by its own noise, not by 1 MB/s.
+RELATIVE_FLOOR = 0.02
 MIN_SCALE = {
-    **{m: 1.0 for m in METRIC_NAMES},
-    "back_close_wait": 2.0,
-    "front_close_wait": 2.0,
-    "load_average": 0.5,
-    "uptime_days": 0.05,
+    **{m: 0.01 for m in METRIC_NAMES},  # percent: a hundredth of a point
+    "net_in_mb_s": 1e-6,
+    "net_out_mb_s": 1e-6,
+    "back_close_wait": 0.5,  # connection counts are integers
+    "front_close_wait": 0.5,
+    "load_average": 0.01,
+    "uptime_days": 0.01,
 }
+
+
+def floored_scale(std, center, min_scale, relative: float = RELATIVE_FLOOR):
+    """Return the normalisation scale: max(std, relative * |centre|, min_scale).
+
+    Works on numpy arrays and torch tensors alike; training (normaliser and loss) and serving
+    (``Forecaster.inputs``) all call it.
+    """
+    if isinstance(std, torch.Tensor):
+        return torch.maximum(std, relative * center.abs()).clamp_min(min_scale)
+    return np.maximum(np.maximum(std, relative * np.abs(center)), min_scale)
+
 
 #: Each window is centred on the mean of its last CENTER_STEPS steps (the last hour) and scaled
 #: by the standard deviation of the whole 24 hours. Centring on the recent level makes "stay
@@ -71,11 +90,11 @@ PRESETS = {
         dropout=0.1,
         learning_rate=0.004,
         batch_size=64,
-        max_epochs=40,
+        max_epochs=60,
         batches_per_epoch=100,
         val_batches=30,
-        patience=4,
-        max_minutes=40.0,
+        patience=6,
+        max_minutes=65.0,
     ),
 }
 MODEL_HPARAMS = (
@@ -110,10 +129,7 @@ class FlooredEncoderNormalizer(EncoderNormalizer):
 
     def _set_parameters(self, y_center, y_scale):
         super()._set_parameters(y_center=y_center, y_scale=y_scale)
-        if isinstance(self.scale_, torch.Tensor):
-            self.scale_ = self.scale_.clamp_min(self.min_scale)
-        else:
-            self.scale_ = np.maximum(self.scale_, self.min_scale)
+        self.scale_ = floored_scale(self.scale_, self.center_, self.min_scale)
 
 
 class MaskedQuantileLoss(QuantileLoss):
@@ -125,11 +141,17 @@ class MaskedQuantileLoss(QuantileLoss):
     """
 
     def __init__(
-        self, quantiles=None, sentinel: float = SENTINEL, min_scale: float = 1.0, **kwargs
+        self,
+        quantiles=None,
+        sentinel: float = SENTINEL,
+        min_scale: float = 1.0,
+        center_steps: int = 12,
+        **kwargs,
     ):
         super().__init__(quantiles=quantiles, **kwargs)
         self.sentinel = sentinel
         self.min_scale = min_scale
+        self.center_steps = center_steps
 
     def update(self, y_pred, target, encoder_target=None, encoder_lengths=None):
         if isinstance(target, list | tuple) and not isinstance(target, rnn.PackedSequence):
@@ -145,7 +167,8 @@ class MaskedQuantileLoss(QuantileLoss):
         if encoder_target is not None:
             enc = encoder_target
             std = enc.std(dim=1) if enc.size(1) > 1 else torch.ones(enc.size(0), device=enc.device)
-            losses = losses / std.clamp_min(self.min_scale)[:, None, None]
+            center = enc[:, -self.center_steps :].mean(dim=1)
+            losses = losses / floored_scale(std, center, self.min_scale)[:, None, None]
         w = mask.to(losses.dtype)
         if weight is not None:
             w = w * weight
@@ -159,7 +182,12 @@ class MaskedQuantileLoss(QuantileLoss):
 def make_loss() -> MultiLoss:
     """Return the training loss: one masked quantile loss per metric."""
     return MultiLoss(
-        [MaskedQuantileLoss(quantiles=QUANTILES, min_scale=MIN_SCALE[m]) for m in METRIC_NAMES]
+        [
+            MaskedQuantileLoss(
+                quantiles=QUANTILES, min_scale=MIN_SCALE[m], center_steps=CENTER_STEPS
+            )
+            for m in METRIC_NAMES
+        ]
     )
 
 
@@ -167,7 +195,7 @@ def make_normalizer(center_steps: int = CENTER_STEPS) -> MultiNormalizer:
     """Return the target normaliser: per-window standardisation of each metric.
 
     The centre is the mean of the last ``center_steps`` encoder steps, the scale the standard
-    deviation of the whole encoder window (floored by MIN_SCALE).
+    deviation of the whole encoder window (floored by ``floored_scale``).
     """
     length = (center_steps, ENCODER_STEPS) if center_steps < ENCODER_STEPS else None
     return MultiNormalizer(
@@ -202,10 +230,10 @@ def make_dataset(model_frame: pd.DataFrame, **kwargs) -> TimeSeriesDataSet:
         max_prediction_length=HORIZON_STEPS,
         static_categoricals=[PROFILE],
         static_reals=list(PRESENT_COLUMNS),
-        time_varying_known_reals=list(MODEL_TIME_FEATURES),
+        time_varying_known_reals=[*MODEL_TIME_FEATURES, *SEASONAL_COLUMNS],
         time_varying_unknown_reals=list(METRIC_NAMES),
         target_normalizer=make_normalizer(),
-        scalers={c: None for c in (*PRESENT_COLUMNS, *MODEL_TIME_FEATURES)},
+        scalers={c: None for c in (*PRESENT_COLUMNS, *MODEL_TIME_FEATURES, *SEASONAL_COLUMNS)},
         categorical_encoders={
             SERVER: NaNLabelEncoder(add_nan=True, warn=False),
             PROFILE: profile_encoder(),
@@ -219,13 +247,43 @@ def make_dataset(model_frame: pd.DataFrame, **kwargs) -> TimeSeriesDataSet:
 
 def reals_order() -> list[str]:
     """Return the order of the model's real-valued input columns."""
-    return [*PRESENT_COLUMNS, *MODEL_TIME_FEATURES, *METRIC_NAMES]
+    return [*PRESENT_COLUMNS, *MODEL_TIME_FEATURES, *SEASONAL_COLUMNS, *METRIC_NAMES]
+
+
+class SeasonalTFT(TemporalFusionTransformer):
+    """The TFT with the seasonal input filled in: each future step sees the value 24 h before.
+
+    The seasonal columns (``linborg.features.SEASONAL_COLUMNS``) are decoder-only known inputs.
+    Their values are copied, for every future step, from the normalised encoder window at
+    ``SEASONAL_POSITIONS``, inside ``forward``, so the training batches and the exporter's
+    input tensors cannot disagree about them: both pass through this one function.
+    """
+
+    def forward(self, x: dict) -> dict:
+        return super().forward(with_seasonal(x, self.hparams.x_reals))
+
+
+def with_seasonal(x: dict, x_reals) -> dict:
+    """Return ``x`` with the decoder's seasonal columns set from the encoder's targets."""
+    names = list(x_reals)
+    if SEASONAL_COLUMNS[0] not in names:
+        return x
+    src = [names.index(m) for m in METRIC_NAMES]
+    dst = [names.index(c) for c in SEASONAL_COLUMNS]
+    positions = torch.as_tensor(SEASONAL_POSITIONS)
+    dec = x["decoder_cont"].clone()
+    steps = dec.size(1)
+    seasonal = x["encoder_cont"][:, positions[:steps]][..., src]
+    dec[..., dst] = seasonal
+    return {**x, "decoder_cont": dec}
 
 
 def build_model(dataset: TimeSeriesDataSet, preset: dict) -> TemporalFusionTransformer:
     """Return a fresh TFT for ``dataset`` with the preset's hyperparameters."""
-    model = TemporalFusionTransformer.from_dataset(
+    model = SeasonalTFT.from_dataset(
         dataset,
+        # The seasonal inputs are decoder-only: the encoder has the real values themselves.
+        allowed_encoder_known_variable_names=list(MODEL_TIME_FEATURES),
         loss=make_loss(),
         logging_metrics=nn.ModuleList([]),
         output_size=[len(QUANTILES)] * len(METRIC_NAMES),
@@ -263,7 +321,11 @@ class Forecaster:
         self.chunk = chunk
         # The batched variable selection (trainer/fused.py): same numbers, ~25% less time.
         self._fused = fused_selections(model) if fused else {}
-        self._min_scale = torch.tensor([MIN_SCALE[m] for m in METRIC_NAMES])
+        # The floors the bundle was trained with (bundles before the relative floor: 0).
+        floors = spec.get("min_scale") or MIN_SCALE
+        self._min_scale = torch.tensor([float(floors[m]) for m in METRIC_NAMES])
+        self._relative_floor = float(spec.get("relative_floor", 0.0 if spec else RELATIVE_FLOOR))
+        self._seasonal = SEASONAL_COLUMNS[0] in list(model.hparams.x_reals)
         self.center_steps = center_steps_of(model)
         self._profile_code = profile_codes()
         lo = np.array([METRICS_BY_NAME[m].min for m in METRIC_NAMES], np.float32)
@@ -287,13 +349,14 @@ class Forecaster:
         known = torch.from_numpy(known_features(steps, timezone))
         known = known[torch.from_numpy(which.reshape(-1))]
         center = enc[:, -self.center_steps :].mean(1)
-        scale = (enc.std(1) + torch.finfo(torch.float32).eps).clamp_min(self._min_scale)
-        cont = torch.zeros(
-            b, total, len(PRESENT_COLUMNS) + len(MODEL_TIME_FEATURES) + len(METRIC_NAMES)
-        )
-        n_p, n_k = len(PRESENT_COLUMNS), len(MODEL_TIME_FEATURES)
+        std = enc.std(1) + torch.finfo(torch.float32).eps
+        scale = floored_scale(std, center, self._min_scale, self._relative_floor)
+        # Seasonal columns stay zero here: SeasonalTFT.forward fills them, as in training.
+        n_p = len(PRESENT_COLUMNS)
+        n_k = len(MODEL_TIME_FEATURES) + (len(SEASONAL_COLUMNS) if self._seasonal else 0)
+        cont = torch.zeros(b, total, n_p + n_k + len(METRIC_NAMES))
         cont[..., :n_p] = torch.from_numpy(np.asarray(present, np.float32))[:, None, :]
-        cont[..., n_p : n_p + n_k] = known
+        cont[..., n_p : n_p + len(MODEL_TIME_FEATURES)] = known
         cont[:, :ENCODER_STEPS, n_p + n_k :] = (enc - center[:, None]) / scale[:, None]
         unknown = self._profile_code["nan"]
         codes = torch.tensor([self._profile_code.get(p, unknown) for p in profiles])

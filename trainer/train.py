@@ -31,6 +31,11 @@ NODE_EXPORTER_ABSENT = ("java_cpu_pct", "back_close_wait", "front_close_wait")
 #: Share of training servers copied without NODE_EXPORTER_ABSENT, and without one random metric.
 ABSENT_COPY_SHARE = 0.3
 SINGLE_DROP_SHARE = 0.1
+#: Share of training windows drawn from those whose 8-hour horizon holds an incident's
+#: precursor or onset (labels select windows; they are never model inputs). Incidents are a few
+#: percent of the fleet's time, so without this the network mostly learns that metrics return
+#: to normal, and pulls every ramp back down.
+INCIDENT_WINDOW_SHARE = 0.3
 #: Share of the time range held out for validation (early stopping).
 VALIDATION_SHARE = 0.15
 MIN_STEPS = ENCODER_STEPS + HORIZON_STEPS
@@ -83,6 +88,49 @@ def add_absent_copies(model_frame: pd.DataFrame, rng: np.random.Generator) -> pd
     return pd.concat([model_frame, *copies], ignore_index=True) if copies else model_frame
 
 
+def incident_window_mask(decoded_index: pd.DataFrame, incidents: list[dict] | None) -> np.ndarray:
+    """Return, per training window, whether its horizon holds a precursor step or an onset.
+
+    ``decoded_index``: the dataset's windows (server, ``time_idx_first_prediction``,
+    ``time_idx_last``). A copy of a server with absent metrics ('<server>~...') shares its
+    original's incidents.
+    """
+    mask = np.zeros(len(decoded_index), bool)
+    if not incidents:
+        return mask
+    spans: dict[str, list[tuple[int, int]]] = {}
+    for inc in incidents:
+        onset = inc.get("onset")
+        if onset is None:
+            continue
+        begin = inc.get("precursor_start") or onset
+        first = int(pd.Timestamp(begin).timestamp()) // 300
+        last = int(pd.Timestamp(onset).timestamp()) // 300
+        spans.setdefault(str(inc["server"]), []).append((first, last))
+    servers = decoded_index[SERVER].astype(str).str.split("~").str[0].to_numpy()
+    lo = decoded_index["time_idx_first_prediction"].to_numpy()
+    hi = decoded_index["time_idx_last"].to_numpy()
+    for server, ranges in spans.items():
+        rows = servers == server
+        if not rows.any():
+            continue
+        for first, last in ranges:
+            mask[rows] |= (lo[rows] <= last) & (hi[rows] >= first)
+    return mask
+
+
+def window_sampler(mask: np.ndarray, share: float, seed: int):
+    """Return a sampler drawing ``share`` of windows from ``mask`` (None when nothing to do)."""
+    n_hit = int(mask.sum())
+    if n_hit == 0 or n_hit == len(mask) or share <= 0:
+        return None
+    weights = np.where(mask, share / n_hit, (1 - share) / (len(mask) - n_hit))
+    gen = torch.Generator().manual_seed(seed)
+    return torch.utils.data.WeightedRandomSampler(
+        torch.as_tensor(weights, dtype=torch.double), len(mask), replacement=True, generator=gen
+    )
+
+
 def _progress_callback(log: Callable[[str], None], budget_minutes: float):
     import lightning.pytorch as pl
 
@@ -126,8 +174,14 @@ def train(
     max_minutes: float | None = None,
     threads: int | None = None,
     log: Callable[[str], None] | None = None,
+    incidents: list[dict] | None = None,
+    incident_share: float = INCIDENT_WINDOW_SHARE,
 ):
-    """Train a TFT on ``frame`` (contract schema); return (model, training summary)."""
+    """Train a TFT on ``frame`` (contract schema); return (model, training summary).
+
+    ``incidents``: labels (server, precursor_start, onset) used only to draw ``incident_share``
+    of the training windows from those whose horizon holds a precursor or an onset.
+    """
     import lightning.pytorch as pl
     from lightning.pytorch.callbacks import EarlyStopping
 
@@ -157,7 +211,20 @@ def train(
     val_ds = train_ds.from_dataset(
         train_ds, model_frame, min_prediction_idx=split, stop_randomization=True
     )
-    train_dl = train_ds.to_dataloader(train=True, batch_size=params["batch_size"], num_workers=0)
+    hit = incident_window_mask(train_ds.decoded_index, incidents)
+    sampler = window_sampler(hit, incident_share, seed)
+    if sampler is None:
+        train_dl = train_ds.to_dataloader(
+            train=True, batch_size=params["batch_size"], num_workers=0
+        )
+    else:
+        train_dl = train_ds.to_dataloader(
+            train=True,
+            batch_size=params["batch_size"],
+            num_workers=0,
+            shuffle=False,
+            sampler=sampler,
+        )
     val_dl = val_ds.to_dataloader(train=False, batch_size=params["batch_size"] * 2, num_workers=0)
     model = build_model(train_ds, params)
     report = _progress_callback(log, params["max_minutes"])
@@ -182,7 +249,9 @@ def train(
     log(
         f"train: preset {preset}, {model_frame[SERVER].nunique()} series "
         f"({frame[SERVER].nunique()} servers plus copies with absent metrics), "
-        f"{len(train_ds)} training windows, {len(val_ds)} validation windows, "
+        f"{len(train_ds)} training windows ({int(hit.sum())} with an incident in the horizon, "
+        f"drawn as {incident_share if sampler is not None else hit.mean():.0%} of batches), "
+        f"{len(val_ds)} validation windows, "
         f"{sum(p.numel() for p in model.parameters())} parameters, "
         f"budget {params['max_minutes']:g} min"
     )
@@ -206,6 +275,8 @@ def train(
         ],
         "present_columns": list(PRESENT_COLUMNS),
         "training_windows": int(len(train_ds)),
+        "incident_windows": int(hit.sum()),
+        "incident_window_share": incident_share if sampler is not None else float(hit.mean()),
         "validation_windows": int(len(val_ds)),
         "epochs": report.history,
         "best_epoch": report.best_epoch + 1,
