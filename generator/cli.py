@@ -12,23 +12,24 @@ DEFAULT_HISTORY_START = "2026-01-05T00:00:00Z"  # a Monday
 DEFAULT_LISTEN = "127.0.0.1:9105"
 
 
-def _fleet(args: argparse.Namespace):
-    from generator.fleet import (
-        DEFAULT_COMPOSITION,
-        build_fleet,
-        parse_composition,
-        scaled_composition,
-    )
+def _composition(args: argparse.Namespace) -> dict[str, int]:
+    from generator.fleet import DEFAULT_COMPOSITION, parse_composition, scaled_composition
 
     if args.fleet and args.servers:
         from linborg.contract import ContractError
 
         raise ContractError("impossible fleet spec: give --fleet or --servers, not both")
     if args.fleet:
-        return build_fleet(parse_composition(args.fleet))
+        return parse_composition(args.fleet)
     if args.servers:
-        return build_fleet(scaled_composition(args.servers))
-    return build_fleet(DEFAULT_COMPOSITION)
+        return scaled_composition(args.servers)
+    return dict(DEFAULT_COMPOSITION)
+
+
+def _fleet(args: argparse.Namespace):
+    from generator.fleet import build_fleet
+
+    return build_fleet(_composition(args))
 
 
 def _listen(text: str) -> tuple[str, int]:
@@ -127,6 +128,17 @@ def cmd_scenario(args: argparse.Namespace) -> int:
 def cmd_heldout(args: argparse.Namespace) -> int:
     from generator.output import parse_time, write_heldout
 
+    composition = None
+    if args.fleet or args.servers:
+        composition = _composition(args)
+    start = parse_time(args.start) if args.start else None
+    if start is not None and args.seed == args.train_seed:
+        from linborg.contract import ContractError
+
+        raise ContractError(
+            f"--seed {args.seed} is the training seed: a held-out fleet needs a seed never used "
+            "in training"
+        )
     path, meta = write_heldout(
         args.out,
         args.train_seed,
@@ -134,10 +146,18 @@ def cmd_heldout(args: argparse.Namespace) -> int:
         args.train_days,
         args.days,
         args.seed,
+        composition=composition,
+        start=start,
+    )
+    with_pre = sum(1 for i in meta["incidents"] if i["has_precursor"])
+    who = (
+        f"seed {args.seed}, none seen in training"
+        if start is not None
+        else "half seen in training, half new"
     )
     print(
-        f"wrote {path}: {meta['servers']} servers (half seen in training, half new) x "
-        f"{args.days:g} days from {meta['start']}, {len(meta['incidents'])} incidents"
+        f"wrote {path}: {meta['servers']} servers ({who}) x {args.days:g} days from "
+        f"{meta['start']}, {len(meta['incidents'])} incidents ({with_pre} with a precursor)"
     )
     return 0
 
@@ -214,6 +234,18 @@ def add_parser(sub) -> None:
     p.add_argument("--train-days", type=float, default=30, help="its length in days")
     p.add_argument("--days", type=float, default=7, help="days of held-out data")
     p.add_argument("--seed", type=int, default=8, help="seed of the unseen servers")
+    p.add_argument(
+        "--fleet",
+        metavar="SPEC",
+        help="composition of the held-out fleet, e.g. web_api=30,database=20 "
+        "(default: the 90-server fleet)",
+    )
+    p.add_argument("--servers", type=int, metavar="N", help="the default mix scaled to N servers")
+    p.add_argument(
+        "--start",
+        help="a fresh fleet (--seed, --fleet) from this timestamp, none of it seen in training "
+        "(default: continue the training fleet after its window, plus a new fleet)",
+    )
     p.set_defaults(func=cmd_heldout)
 
     p = gsub.add_parser("report", help="write the PNG report of daily profiles and incidents")

@@ -248,19 +248,37 @@ def write_heldout(
     days: float,
     seed: int,
     composition: dict | None = None,
+    start: dt.datetime | None = None,
 ) -> tuple[Path, dict]:
-    """Write a held-out set for evaluation: the ``days`` after a training history ends.
+    """Write a held-out set for evaluation.
 
-    It holds the training fleet continued past its training window (servers seen in training,
-    later time) and a second fleet of the same mix drawn from another ``seed`` and numbered from
-    51 (servers never seen), over the same window. Labels of both are in the metadata.
+    With ``start``: one fleet of ``composition`` drawn from ``seed``, ``days`` from ``start``;
+    every server is new to a model trained on another seed, whatever its hostname.
+
+    Without: the ``days`` after a training history ends. It holds the training fleet continued
+    past its training window (servers seen in training, later time) and a second fleet of the
+    same mix drawn from another ``seed`` and numbered from 51 (servers never seen), over the
+    same window.
+
+    Labels are in the metadata, and ``server_seeds`` says which generator seed each server
+    came from: "seen in training" is decided by that, not by the name.
     """
     from generator.fleet import DEFAULT_COMPOSITION, build_fleet
 
     comp = dict(composition or DEFAULT_COMPOSITION)
+    steps = int(round(days * 86400 / STEP_SECONDS))
+    if start is not None:
+        start = align(start)
+        fleet = build_fleet(comp)
+        frame, incidents, _ = simulate(fleet, seed, start, steps)
+        for col in (SERVER, PROFILE, STATE):
+            frame[col] = frame[col].astype(str)
+        meta = history_metadata(fleet, seed, start, steps, list(incidents))
+        meta["server_seeds"] = {s.name: seed for s in fleet}
+        meta["heldout"] = {"seed": seed, "servers": [s.name for s in fleet]}
+        return write_metrics(frame, path, meta), meta
     train_start = align(train_start)
     train_steps = int(round(train_days * 86400 / STEP_SECONDS))
-    steps = int(round(days * 86400 / STEP_SECONDS))
     start = train_start + dt.timedelta(seconds=train_steps * STEP_SECONDS)
     seen_fleet = build_fleet(comp)
     seen, seen_inc, _ = simulate(seen_fleet, train_seed, train_start, train_steps + steps)
@@ -272,6 +290,10 @@ def write_heldout(
         frame[col] = frame[col].astype(str)
     labels = [i for i in seen_inc if i.onset >= start] + list(new_inc)
     meta = history_metadata(seen_fleet + new_fleet, seed, start, steps, labels)
+    meta["server_seeds"] = {
+        **{s.name: train_seed for s in seen_fleet},
+        **{s.name: seed for s in new_fleet},
+    }
     meta["heldout"] = {
         "train_seed": train_seed,
         "seen_servers": [s.name for s in seen_fleet],

@@ -19,6 +19,7 @@ from generator.output import (
     incidents_path,
     parse_time,
     simulate,
+    write_heldout,
     write_history,
     write_openmetrics,
 )
@@ -392,3 +393,40 @@ def test_bad_scheduled_scenarios_fail_before_simulating():
     sim.step()
     with pytest.raises(ContractError, match="before"):
         sim.schedule(origin, {"servers": ["ppml0001"], "scenario": "healthy"})
+
+
+def test_heldout_fresh_fleet_comes_from_its_own_seed_mix_and_start(tmp_path):
+    june = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
+    mix = {"web_api": 2, "database": 1}
+    path, meta = write_heldout(tmp_path / "h.parquet", 7, START, 30, 1, 99, mix, start=june)
+    frame, stored = read_metrics(path)
+    assert sorted(frame["server"].unique()) == ["ppdb001", "ppweb001", "ppweb002"]
+    assert frame["timestamp"].min() == pd.Timestamp(june)
+    assert len(frame) == 3 * 288
+    assert stored["server_seeds"] == {"ppweb001": 99, "ppweb002": 99, "ppdb001": 99}
+    assert stored["seed"] == 99 and stored["start"] == "2026-06-01T00:00:00Z"
+    # ppweb002 of seed 99 is another server than the training fleet's ppweb002 (seed 7).
+    train, _, _ = simulate(build_fleet(mix), 7, june, 288)
+    a = frame[frame["server"] == "ppweb002"]["cpu_user_pct"].to_numpy()
+    b = train[train["server"] == "ppweb002"]["cpu_user_pct"].to_numpy()
+    assert not np.allclose(a, b)
+
+
+def test_heldout_after_training_says_which_seed_each_server_came_from(tmp_path):
+    mix = {"web_api": 1, "database": 1}
+    _, meta = write_heldout(tmp_path / "h.parquet", 7, START, 2, 1, 8, mix)
+    assert meta["server_seeds"] == {"ppweb001": 7, "ppdb001": 7, "ppweb051": 8, "ppdb051": 8}
+
+
+def test_heldout_refuses_the_training_seed_for_a_fresh_fleet(tmp_path):
+    import subprocess
+    import sys
+
+    args = ["generate", "heldout", "--out", str(tmp_path / "h.parquet"), "--seed", "7"]
+    args += ["--start", "2026-06-01", "--days", "1", "--fleet", "web_api=1"]
+    done = subprocess.run(
+        [sys.executable, "-m", "linborg", *args], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 2
+    assert "--seed 7 is the training seed" in done.stderr
+    assert not (tmp_path / "h.parquet").exists()

@@ -1,0 +1,178 @@
+"""The seasonal input, the level-relative scale floor and incident-window sampling."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from generator.fleet import build_fleet
+from generator.output import simulate
+from linborg.contract import METRIC_NAMES
+from linborg.features import (
+    ENCODER_STEPS,
+    HORIZON_STEPS,
+    SEASONAL_COLUMNS,
+    SEASONAL_POSITIONS,
+    build_model_frame,
+    fill_window,
+    seasonal_values,
+    windows_from_frame,
+)
+from trainer.model import (
+    CENTER_STEPS,
+    MIN_SCALE,
+    Forecaster,
+    floored_scale,
+    make_dataset,
+    with_seasonal,
+)
+from trainer.train import incident_window_mask, train, window_sampler
+
+START = dt.datetime(2026, 1, 5, tzinfo=dt.UTC)
+FLEET = {"web_api": 1, "database": 1, "generic": 1}
+NET = METRIC_NAMES.index("net_out_mb_s")
+
+
+@pytest.fixture(scope="module")
+def history():
+    frame, _, _ = simulate(build_fleet(FLEET), 5, START, 3 * 288)
+    return frame
+
+
+@pytest.fixture(scope="module")
+def tiny(history):
+    model, _ = train(history, "tiny", seed=2, progress=False, log=lambda m: None)
+    return model
+
+
+def test_seasonal_positions_are_the_same_time_yesterday():
+    # Future step t+h (h = 1..96) reads the window's sample 288 steps earlier: t+h-288, which
+    # sits at position 287 + h - 288 = h - 1 of a window whose last position 287 is t.
+    assert SEASONAL_POSITIONS.tolist() == list(range(HORIZON_STEPS))
+    window = np.arange(ENCODER_STEPS * 2, dtype=float).reshape(1, ENCODER_STEPS, 2)
+    out = seasonal_values(window)
+    assert out.shape == (1, HORIZON_STEPS, 2)
+    assert out[0, 0].tolist() == [0.0, 1.0] and out[0, 95].tolist() == [190.0, 191.0]
+
+
+def _hand_computed(values: np.ndarray) -> np.ndarray:
+    """(servers, 96, 14): the normalised value 24 h before each future step, by hand."""
+    filled, _, _ = fill_window(values)
+    out = np.empty((len(values), HORIZON_STEPS, len(METRIC_NAMES)))
+    for i in range(len(values)):
+        for j, m in enumerate(METRIC_NAMES):
+            w = filled[i, :, j].astype(np.float64)
+            center = w[-CENTER_STEPS:].mean()
+            scale = max(w.std(ddof=1), 0.02 * abs(center), MIN_SCALE[m])
+            for h in range(1, HORIZON_STEPS + 1):
+                out[i, h - 1, j] = (w[ENCODER_STEPS - 1 + h - 288] - center) / scale
+    return out
+
+
+def test_seasonal_input_is_built_identically_for_training_and_serving(tiny, history):
+    from pytorch_forecasting import TimeSeriesDataSet
+
+    mf = build_model_frame(history)
+    assert (mf[list(SEASONAL_COLUMNS)] == 0).all().all()  # placeholders, filled by the model
+    end = int(mf["time_idx"].max()) - HORIZON_STEPS
+    part = mf[mf["time_idx"] <= end + HORIZON_STEPS]
+    ds = TimeSeriesDataSet.from_parameters(make_dataset(mf).get_parameters(), part, predict=True)
+    x, _ = next(iter(ds.to_dataloader(train=False, batch_size=64)))
+    reals = list(tiny.hparams.x_reals)
+    cols = [reals.index(c) for c in SEASONAL_COLUMNS]
+    training = with_seasonal(x, reals)["decoder_cont"][..., cols].numpy()
+
+    names, profiles, values = windows_from_frame(history, end)
+    f = Forecaster(tiny, {})
+    filled, present, _ = fill_window(values)
+    serving = with_seasonal(f.inputs(filled, present, profiles, end), reals)
+    serving = serving["decoder_cont"][..., cols].numpy()
+
+    expected = _hand_computed(values)
+    order = [names.index(s) for s in ds.decoded_index["server"]]
+    np.testing.assert_allclose(serving, expected, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(training, expected[order], rtol=1e-4, atol=1e-4)
+    # The seasonal inputs are decoder-only: the encoder sees the real values themselves.
+    assert not set(SEASONAL_COLUMNS) & set(tiny.hparams.time_varying_reals_encoder)
+    assert set(SEASONAL_COLUMNS) <= set(tiny.hparams.time_varying_reals_decoder)
+
+
+def test_scale_floor_follows_the_series_level():
+    # Near zero: a VM sending 0.0001 MB/s is scaled by its own noise, not by a fixed 1 MB/s.
+    assert floored_scale(2e-5, 1e-4, MIN_SCALE["net_out_mb_s"]) == pytest.approx(2e-5)
+    # Constant at zero: the resolution floor, tiny next to any level that matters.
+    assert floored_scale(0.0, 0.0, MIN_SCALE["net_out_mb_s"]) == MIN_SCALE["net_out_mb_s"]
+    # Constant at a high level: 2% of the level.
+    assert floored_scale(0.0, 80.0, MIN_SCALE["mem_used_pct"]) == pytest.approx(1.6)
+    # Heavy-tailed: the spread itself wins.
+    assert floored_scale(300.0, 5.0, MIN_SCALE["net_in_mb_s"]) == 300.0
+    t = floored_scale(torch.tensor([0.0, 3.0]), torch.tensor([-50.0, 1.0]), torch.tensor(0.5))
+    assert t.tolist() == pytest.approx([1.0, 3.0])
+
+
+@pytest.mark.parametrize(
+    "level, noise",
+    [(1e-4, 2e-5), (0.0, 0.0), (200.0, 40.0)],
+    ids=["near-zero", "constant-zero", "heavy-level"],
+)
+def test_forecast_stays_within_the_series_own_range(tiny, history, level, noise):
+    rng = np.random.default_rng(3)
+    end = _last_idx(history)
+    names, profiles, values = windows_from_frame(history, end)
+    values = values.copy()
+    series = level + noise * rng.standard_normal(ENCODER_STEPS)
+    if level == 200.0:  # heavy tail: rare bursts 20x the level
+        series[rng.choice(ENCODER_STEPS, 5, replace=False)] *= 20
+    values[:, :, NET] = np.maximum(series, 0)[None, :]
+    f = Forecaster(tiny, {}).predict(values, profiles, end).values[:, NET]  # (S, 96, 3)
+    lo, hi = values[:, :, NET].min(), values[:, :, NET].max()
+    span = max(hi - lo, 1e-6)
+    # Within the window's own range, give or take its own span: never 0.1 MB/s off a series
+    # that sends 0.0001 MB/s.
+    assert (f[..., 1] >= lo - 3 * span).all() and (f[..., 1] <= hi + 3 * span).all()
+    if level < 1:
+        assert np.abs(f[..., 1] - level).max() < 1e-3
+
+
+def _last_idx(history: pd.DataFrame) -> int:
+    from linborg.features import time_index
+
+    return int(time_index(history["timestamp"]).max())
+
+
+def test_incident_windows_are_those_whose_horizon_holds_a_precursor_or_onset():
+    t0 = 1_000_000
+    index = pd.DataFrame(
+        {
+            "server": ["a", "a", "a", "a~node_exporter", "b"],
+            "time_idx_first_prediction": [t0, t0 + 200, t0 + 400, t0 + 200, t0 + 200],
+        }
+    )
+    index["time_idx_last"] = index["time_idx_first_prediction"] + HORIZON_STEPS - 1
+
+    def iso(step):
+        return pd.Timestamp(step * 300, unit="s", tz="UTC").isoformat()
+
+    incidents = [
+        # precursor over steps t0+250 .. t0+300 (onset): only windows covering them count
+        {"server": "a", "precursor_start": iso(t0 + 250), "onset": iso(t0 + 300)},
+        # no precursor: the onset alone
+        {"server": "b", "precursor_start": None, "onset": iso(t0 + 500)},
+    ]
+    mask = incident_window_mask(index, incidents)
+    assert mask.tolist() == [False, True, False, True, False]
+    assert not incident_window_mask(index, None).any()
+
+
+def test_window_sampler_draws_the_chosen_share_of_incident_windows():
+    mask = np.zeros(10_000, bool)
+    mask[:100] = True  # 1% of windows
+    sampler = window_sampler(mask, 0.3, seed=1)
+    drawn = np.fromiter(iter(sampler), int)
+    assert len(drawn) == len(mask)
+    assert mask[drawn].mean() == pytest.approx(0.3, abs=0.02)
+    assert window_sampler(np.zeros(10, bool), 0.3, seed=1) is None
