@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from linborg.contract import CONTRACT_VERSION, ContractError, check_contract_version
-from linborg.validate import validate
+from linborg.validate import tidy, validate
 
 #: Key of the JSON document this project stores in a Parquet file's schema metadata.
 METADATA_KEY = b"linborg"
@@ -61,11 +61,23 @@ def read_metadata(path: str | Path) -> dict:
     return doc
 
 
-def read_metrics(path: str | Path, *, allow_missing: bool = False) -> tuple[pd.DataFrame, dict]:
-    """Return (frame, metadata) from a Parquet file written under this contract, validated."""
+def read_metrics(
+    path: str | Path, *, allow_missing: bool = False, repair: bool = False
+) -> tuple[pd.DataFrame, dict]:
+    """Return (frame, metadata) from a Parquet file written under this contract, validated.
+
+    With ``repair`` the file's blemishes are repaired first (``linborg.validate.tidy``:
+    out-of-range samples become missing, off-grid timestamps snap to the grid) and the counts
+    are kept in ``frame.attrs["repaired"]``.
+    """
     import pyarrow.parquet as pq
 
     doc = read_metadata(path)
     frame = pq.read_table(path).to_pandas()
+    counts = None
+    if repair:
+        frame, counts = tidy(frame)
     validate(frame, allow_missing=allow_missing, source=str(path))
+    if counts is not None:
+        frame.attrs["repaired"] = counts
     return frame, doc

@@ -282,3 +282,54 @@ def validate(
     problems = check(frame, allow_missing=allow_missing)
     if problems:
         raise ValidationError(problems, source)
+
+
+def tidy(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Return ``frame`` with real-world blemishes repaired, and how many of each there were.
+
+    The policy for history read to train or evaluate (never for what the exporter serves):
+
+    - ``out_of_range``: a finite sample outside its metric's range (a VM reporting 111.7% CPU)
+      becomes missing, like a sample that was never collected; ``inf`` likewise;
+    - ``off_grid``: a timestamp off the 5-minute grid snaps to the nearest mark;
+    - ``merged``: samples of one server that land on one mark after snapping are averaged
+      (per metric, over the samples present), so one row per server and step remains.
+
+    Everything else (unknown profiles, wrong types, deprecated names) is left for ``validate``
+    to report. The counts go into the training summary; nothing is dropped silently.
+    """
+    out = frame.copy()
+    counts = {"out_of_range": 0, "inf": 0, "off_grid": 0, "merged": 0}
+    for m in METRICS:
+        if m.name not in out.columns or not pd.api.types.is_numeric_dtype(out[m.name]):
+            continue
+        if pd.api.types.is_bool_dtype(out[m.name]):
+            continue
+        values = out[m.name].to_numpy(np.float64, na_value=np.nan, copy=True)
+        inf = np.isinf(values)
+        bad = np.isfinite(values) & ((values < m.min) | (values > m.max))
+        counts["inf"] += int(inf.sum())
+        counts["out_of_range"] += int(bad.sum())
+        if inf.any() or bad.any():
+            values[inf | bad] = np.nan
+            out[m.name] = values
+    if TIMESTAMP in out.columns and pd.api.types.is_datetime64_any_dtype(out[TIMESTAMP]):
+        ts = pd.to_datetime(out[TIMESTAMP], utc=True)
+        snapped = ts.dt.round(f"{STEP_SECONDS}s")
+        moved = (snapped != ts).to_numpy(bool)
+        counts["off_grid"] = int(moved.sum())
+        if moved.any():
+            out[TIMESTAMP] = snapped
+            if SERVER in out.columns:
+                dup = out.duplicated([SERVER, TIMESTAMP], keep=False).to_numpy(bool)
+                if dup.any():
+                    keys = [SERVER, TIMESTAMP]
+                    rest = [c for c in out.columns if c not in keys]
+                    numeric = [c for c in rest if c in METRIC_NAMES]
+                    agg = {c: ("mean" if c in numeric else "first") for c in rest}
+                    merged = out[dup].groupby(keys, observed=True, sort=False).agg(agg)
+                    merged = merged.reset_index()[out.columns]
+                    counts["merged"] = int(dup.sum() - len(merged))
+                    out = pd.concat([out[~dup], merged], ignore_index=True)
+                    out = out.sort_values(keys, kind="stable", ignore_index=True)
+    return out, counts

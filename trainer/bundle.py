@@ -139,6 +139,9 @@ def save_bundle(
         "versions": {"torch": torch.__version__.split("+")[0], "pytorch_forecasting": pf_version},
     }
     (directory / SPEC).write_text(json.dumps(spec, indent=1, sort_keys=True) + "\n")
+    # Readable by the exporter's user too (safetensors writes its file owner-only).
+    for name in (WEIGHTS, SPEC):
+        (directory / name).chmod(0o644)
     return directory
 
 

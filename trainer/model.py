@@ -97,6 +97,17 @@ PRESETS = {
         max_minutes=65.0,
     ),
 }
+#: Fine-tuning (``linborg train --init BUNDLE``) keeps the bundle's network; these are only
+#: the optimiser's settings and the budget (10 minutes on 2 cores).
+PRESETS["finetune"] = dict(
+    PRESETS["default"],
+    learning_rate=0.001,
+    max_epochs=30,
+    batches_per_epoch=50,
+    val_batches=20,
+    patience=4,
+    max_minutes=10.0,
+)
 MODEL_HPARAMS = (
     "hidden_size",
     "attention_head_size",

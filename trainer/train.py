@@ -23,7 +23,7 @@ from linborg.features import (
     build_model_frame,
     present_column,
 )
-from linborg.validate import validate
+from linborg.validate import tidy, validate
 from trainer.model import PRESETS, build_model, make_dataset
 
 #: Metrics a plain node_exporter host does not have; training shows the model such hosts.
@@ -131,6 +131,39 @@ def window_sampler(mask: np.ndarray, share: float, seed: int):
     )
 
 
+#: How the training log names each repair of ``linborg.validate.tidy``.
+REPAIR_WORDS = {
+    "out_of_range": "out-of-range samples made missing",
+    "inf": "infinite samples made missing",
+    "off_grid": "timestamps snapped to the 5-minute grid",
+    "merged": "samples merged into a step they shared after snapping",
+}
+
+
+def check_timezone(timezone: str) -> None:
+    """Refuse a time zone name the time features cannot use."""
+    import zoneinfo
+
+    try:
+        zoneinfo.ZoneInfo(timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ContractError(f"unknown time zone '{timezone}' (use an IANA name)") from None
+
+
+def _load_init(init):
+    """Return the Forecaster of the bundle to fine-tune, refusing one that cannot continue."""
+    from linborg.features import SEASONAL_COLUMNS
+    from trainer.bundle import load_bundle
+
+    base = load_bundle(init)
+    if SEASONAL_COLUMNS[0] not in list(base.model.hparams.x_reals):
+        raise ContractError(
+            f"model bundle {init} was written before the seasonal input and cannot be "
+            "fine-tuned; train from scratch (--preset default)"
+        )
+    return base
+
+
 def _progress_callback(log: Callable[[str], None], budget_minutes: float):
     import lightning.pytorch as pl
 
@@ -176,11 +209,17 @@ def train(
     log: Callable[[str], None] | None = None,
     incidents: list[dict] | None = None,
     incident_share: float = INCIDENT_WINDOW_SHARE,
+    timezone: str = "UTC",
+    init=None,
 ):
     """Train a TFT on ``frame`` (contract schema); return (model, training summary).
 
     ``incidents``: labels (server, precursor_start, onset) used only to draw ``incident_share``
     of the training windows from those whose horizon holds a precursor or an onset.
+    ``timezone``: the IANA zone of the fleet's business hours (the time features' clock); serve
+    the bundle with the same ``timezone`` in the exporter's configuration.
+    ``init``: a bundle directory to continue from (fine-tuning): its network, weights and
+    lineage are kept, the preset gives only the optimiser settings and the budget.
     """
     import lightning.pytorch as pl
     from lightning.pytorch.callbacks import EarlyStopping
@@ -195,12 +234,24 @@ def train(
     params = dict(PRESETS[preset])
     if max_minutes is not None:
         params["max_minutes"] = max_minutes
+    check_timezone(timezone)
+    repaired = dict(frame.attrs.get("repaired") or {})
+    frame, more = tidy(frame)
+    repaired = {k: repaired.get(k, 0) + v for k, v in more.items()}
+    if any(repaired.values()):
+        log(
+            "train: repaired the data: "
+            + ", ".join(f"{v} {REPAIR_WORDS[k]}" for k, v in repaired.items() if v)
+        )
     check_trainable(frame)
+    base = None
+    if init is not None:
+        base = _load_init(init)
     pl.seed_everything(seed, workers=True, verbose=False)
     torch.set_num_threads(threads or os.cpu_count() or 1)
     began = time.monotonic()
 
-    model_frame = build_model_frame(frame)
+    model_frame = build_model_frame(frame, timezone)
     model_frame = add_absent_copies(model_frame, np.random.default_rng(seed))
     t_min, t_max = model_frame[TIME_IDX].min(), model_frame[TIME_IDX].max()
     split = int(t_max - max(HORIZON_STEPS, int((t_max - t_min) * VALIDATION_SHARE)))
@@ -226,7 +277,12 @@ def train(
             sampler=sampler,
         )
     val_dl = val_ds.to_dataloader(train=False, batch_size=params["batch_size"] * 2, num_workers=0)
-    model = build_model(train_ds, params)
+    if base is None:
+        model = build_model(train_ds, params)
+    else:
+        model = base.model
+        model.hparams.learning_rate = params["learning_rate"]
+        model.train()
     report = _progress_callback(log, params["max_minutes"])
     trainer = pl.Trainer(
         max_epochs=params["max_epochs"],
@@ -239,7 +295,8 @@ def train(
         enable_checkpointing=False,
         logger=False,
         enable_model_summary=False,
-        enable_progress_bar=progress,
+        # A bar only on a terminal; in a log, the one line per epoch below is the progress.
+        enable_progress_bar=progress and sys.stderr.isatty(),
         num_sanity_val_steps=0,
         callbacks=[
             EarlyStopping(monitor="val_loss", patience=params["patience"], mode="min"),
@@ -254,14 +311,33 @@ def train(
         f"{len(val_ds)} validation windows, "
         f"{sum(p.numel() for p in model.parameters())} parameters, "
         f"budget {params['max_minutes']:g} min"
+        + (f", continuing from {init}" if base is not None else "")
     )
     trainer.fit(model, train_dataloaders=train_dl, val_dataloaders=val_dl)
     if report.best_state is not None:
         model.load_state_dict(report.best_state)
     model.eval()
+    lineage = []
+    if base is not None:
+        parent = base.spec.get("training") or {}
+        lineage = [
+            *parent.get("lineage", []),
+            {
+                "bundle": str(init),
+                "code_revision": base.spec.get("code_revision"),
+                "created": base.spec.get("created"),
+                "preset": parent.get("preset"),
+                "source": parent.get("source"),
+                "seconds": parent.get("seconds"),
+            },
+        ]
     summary = {
         "preset": preset,
         "seed": seed,
+        "timezone": timezone,
+        "init": str(init) if init is not None else None,
+        "lineage": lineage,
+        "repaired": repaired,
         "hyperparameters": params,
         "servers": int(frame[SERVER].nunique()),
         "server_names": sorted(map(str, frame[SERVER].unique())),

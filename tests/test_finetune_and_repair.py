@@ -1,0 +1,141 @@
+"""Real data is messy (the repair policy), fine-tuning from a bundle, bundle file modes."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import stat
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from generator.fleet import build_fleet
+from generator.output import simulate
+from linborg.contract import ContractError
+from linborg.parquet import read_metrics, write_metrics
+from linborg.validate import tidy
+from trainer.bundle import SPEC, WEIGHTS, load_bundle, save_bundle
+from trainer.train import train
+
+START = dt.datetime(2026, 1, 5, tzinfo=dt.UTC)
+FLEET = {"web_api": 1, "database": 1, "generic": 1}
+
+
+@pytest.fixture(scope="module")
+def history():
+    frame, _, _ = simulate(build_fleet(FLEET), 4, START, 3 * 288)
+    return frame
+
+
+@pytest.fixture(scope="module")
+def parent(history, tmp_path_factory):
+    model, summary = train(history, "tiny", seed=3, progress=False, log=lambda m: None)
+    summary["source"] = "synthetic test fleet"
+    return save_bundle(model, tmp_path_factory.mktemp("b") / "parent", summary)
+
+
+def test_out_of_range_samples_become_missing_and_are_counted(history):
+    messy = history.copy()
+    messy.loc[messy.index[:3], "cpu_user_pct"] = 111.7
+    messy.loc[messy.index[3], "mem_used_pct"] = -2.0
+    messy.loc[messy.index[4], "net_in_mb_s"] = np.inf
+    fixed, counts = tidy(messy)
+    assert counts == {"out_of_range": 4, "inf": 1, "off_grid": 0, "merged": 0}
+    assert fixed["cpu_user_pct"].iloc[:3].isna().all()
+    assert np.isnan(fixed["mem_used_pct"].iloc[3]) and np.isnan(fixed["net_in_mb_s"].iloc[4])
+    assert len(fixed) == len(messy)
+    # Untouched samples stay as they were.
+    assert fixed["cpu_user_pct"].iloc[5:].equals(messy["cpu_user_pct"].iloc[5:])
+
+
+def test_off_grid_timestamps_snap_to_the_grid_and_collisions_are_merged():
+    ts = pd.to_datetime(
+        [
+            "2026-01-05 00:00:07",
+            "2026-01-05 00:04:55",
+            "2026-01-05 00:05:40",
+            "2026-01-05 00:10:00",
+        ],
+        utc=True,
+    )
+    frame = pd.DataFrame(
+        {
+            "timestamp": ts,
+            "server": ["a"] * 4,
+            "profile": ["generic"] * 4,
+            "cpu_user_pct": [10.0, 20.0, 40.0, 50.0],
+        }
+    )
+    fixed, counts = tidy(frame)
+    assert counts["off_grid"] == 3  # 00:00:07 -> 00:00, 00:04:55 and 00:05:40 -> 00:05
+    assert counts["merged"] == 1  # two samples shared 00:05 and became one
+    assert fixed["timestamp"].dt.strftime("%H:%M").tolist() == ["00:00", "00:05", "00:10"]
+    assert fixed["cpu_user_pct"].tolist() == [10.0, 30.0, 50.0]
+
+
+def test_a_file_with_a_few_bad_samples_is_read_for_training_not_refused(history, tmp_path):
+    path = write_metrics(history, tmp_path / "h.parquet")
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path)
+    frame = table.to_pandas()
+    frame.loc[frame.index[:2], "cpu_user_pct"] = 105.0
+    # Written as a user's own script would, without the contract check.
+    pq.write_table(
+        __import__("pyarrow")
+        .Table.from_pandas(frame, preserve_index=False)
+        .replace_schema_metadata(table.schema.metadata),
+        path,
+    )
+    with pytest.raises(ContractError, match="outside"):
+        read_metrics(path, allow_missing=True)
+    got, _ = read_metrics(path, allow_missing=True, repair=True)
+    assert got.attrs["repaired"]["out_of_range"] == 2
+    assert got["cpu_user_pct"].isna().sum() == 2
+
+
+def test_fine_tuning_changes_the_weights_keeps_the_contract_and_records_lineage(
+    history, parent, tmp_path
+):
+    before = load_bundle(parent)
+    model, summary = train(history, "tiny", seed=5, progress=False, log=lambda m: None, init=parent)
+    out = save_bundle(model, tmp_path / "child", summary)
+    child = load_bundle(out)
+    a = dict(before.model.named_parameters())
+    b = dict(child.model.named_parameters())
+    assert a.keys() == b.keys()
+    assert all(a[k].shape == b[k].shape for k in a)
+    assert any(not torch.equal(a[k], b[k]) for k in a)  # it learned something
+    spec = json.loads((out / SPEC).read_text())
+    parent_spec = json.loads((parent / SPEC).read_text())
+    assert spec["hparams"] == parent_spec["hparams"]  # same network
+    assert spec["reals_order"] == parent_spec["reals_order"]
+    assert spec["training"]["init"] == str(parent)
+    lineage = spec["training"]["lineage"]
+    assert len(lineage) == 1 and lineage[0]["bundle"] == str(parent)
+    assert lineage[0]["source"] == "synthetic test fleet"
+
+
+def test_bundle_files_are_readable_by_other_users(parent):
+    for name in (WEIGHTS, SPEC):
+        mode = stat.S_IMODE((parent / name).stat().st_mode)
+        assert mode == 0o644, (name, oct(mode))
+
+
+def test_train_refuses_an_unknown_time_zone_and_records_the_one_given(history):
+    with pytest.raises(ContractError, match="unknown time zone 'Mars/Olympus'"):
+        train(history, "tiny", timezone="Mars/Olympus", log=lambda m: None)
+    _, summary = train(
+        history, "tiny", seed=1, progress=False, log=lambda m: None, timezone="Europe/London"
+    )
+    assert summary["timezone"] == "Europe/London"
+
+
+def test_progress_is_one_line_per_epoch_when_not_on_a_terminal(history, capsys):
+    lines = []
+    train(history, "tiny", seed=1, progress=True, log=lines.append)
+    err = capsys.readouterr().err
+    assert "\r" not in err  # no progress bar redrawn into a log
+    assert sum(line.startswith("train: epoch ") for line in lines) == 1  # tiny: 1 epoch
