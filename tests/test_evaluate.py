@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -11,7 +12,7 @@ import pytest
 
 from generator.fleet import build_fleet
 from generator.output import simulate
-from trainer.evaluate import LINEAR_POINTS, evaluate, linear_forecast, score_warnings, write_report
+from trainer.evaluate import LINEAR_POINTS, evaluate, linear_forecast, write_report
 
 START = dt.datetime(2026, 1, 5, tzinfo=dt.UTC)
 
@@ -26,31 +27,98 @@ def test_linear_forecast_is_least_squares_extrapolated_from_now():
         np.testing.assert_allclose(got[:, j], intercept + slope * np.arange(1, 25), rtol=1e-9)
 
 
-def test_warnings_are_scored_for_recall_lead_time_and_false_alarms():
-    first = int(START.timestamp()) // 300
-    checks = np.arange(0, 2000, 3)
-    warned = np.zeros((2, len(checks)), bool)
+@dataclass
+class _Forecast:
+    values: np.ndarray
+    present: np.ndarray
 
-    def at(step):
-        return (START + dt.timedelta(minutes=5 * step)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
-    labels = [
-        # warned from 2 h before onset: caught, lead 120 minutes
-        {"server": "a", "onset": at(600), "end": at(630), "has_precursor": True},
-        # warned only 15 minutes before onset: not caught 30 minutes ahead
-        {"server": "a", "onset": at(1200), "end": at(1230), "has_precursor": True},
-        # never warned, no precursor
-        {"server": "b", "onset": at(900), "end": at(920), "has_precursor": False},
-    ]
-    warned[0, (checks >= 576) & (checks < 630)] = True
-    warned[0, (checks >= 1197) & (checks < 1200)] = True
-    warned[1, (checks >= 1500) & (checks < 1530)] = True  # nothing follows: false
-    r = score_warnings(["a", "b"], checks, warned, labels, first, 2000, 3)
-    assert r["incidents_with_precursor"] == 2 and r["recall_30m"] == 0.5
-    assert r["median_lead_minutes"] == pytest.approx((120 + 15) / 2)
-    assert r["incidents_without_precursor"] == 1 and r["recall_30m_without_precursor"] == 0
-    assert r["false_warnings"] == 1
-    assert r["false_warnings_per_100_server_days"] == pytest.approx(100 / (2 * 2000 / 288))
+class SeasonalFake:
+    """A fake forecaster: p50 = the same time yesterday, p10/p90 at -10%/+10% (+0.1)."""
+
+    spec: dict = {}
+
+    def predict(self, windows, profiles, end_time_idx):
+        assert windows.shape[1:] == (288, 14)
+        p50 = windows[:, :96].transpose(0, 2, 1)
+        values = np.stack([p50 * 0.9, p50, p50 * 1.1 + 0.1], axis=-1)
+        present = np.isfinite(windows).any(axis=1)
+        values[~present] = np.nan
+        return _Forecast(values, present)
+
+
+def _no_nan(text):
+    raise AssertionError(f"report.json holds {text}, which is not JSON")
+
+
+def test_evaluate_with_a_fake_forecaster_writes_the_scoreboard(tmp_path):
+    fleet = build_fleet({"web_api": 2, "database": 1, "ml_compute": 1})
+    frame, incidents, _ = simulate(fleet, 4, START, 3 * 288)
+    labels = [i.as_dict() for i in incidents]
+    # One incident on a server, 4 hours after day 2 begins, with a 2-hour precursor.
+    onset = START + dt.timedelta(days=1, hours=14)
+    labels.append(
+        {
+            "server": "ppweb001",
+            "type": "hand_made",
+            "metric": "front_close_wait",
+            "has_precursor": True,
+            "precursor_start": (onset - dt.timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "onset": onset.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "end": (onset + dt.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
+    )
+    result = evaluate(SeasonalFake(), frame, labels)
+    s = result["summary"]
+    # The fake is seasonal naive itself: MASE exactly 1 everywhere.
+    assert s["mase_8h_mean"] == pytest.approx(1.0) and s["mase_max"] == pytest.approx(1.0)
+    assert s["origin_every_minutes"] == 355 and s["origin_note"] is None
+    assert s["origin_times_of_day"] == s["origins"]  # every origin at another time of day
+    assert set(s["relative_mae_by_horizon"]) == {
+        "tft",
+        "last_value",
+        "seasonal_naive",
+        "mean_24h",
+        "predict_linear",
+    }
+    assert s["relative_mae_by_horizon"]["tft"] == s["relative_mae_by_horizon"]["seasonal_naive"]
+    assert set(s["per_series"]["8h"]) == {"all", "quiet", "other"}
+    assert s["per_series"]["8h"]["quiet"]["series"] > 0
+    sb = s["scoreboard"]
+    assert set(sb["best"]) == {
+        "tft_risk",
+        "tft_time_to_breach",
+        "static_threshold",
+        "predict_linear",
+    }
+    assert sb["checks"] == len(range(287, 3 * 288, 3))
+    assert any(e["type"] == "hand_made" for e in sb["incidents"])
+    assert s["incidents_at_risk_threshold"] == sb["detectors"]["tft_risk >= 50"]
+    # No server seen in training: the unseen/seen target cannot be measured, so n/a.
+    unseen = next(v for k, v in s["targets"].items() if k.startswith("unseen/seen"))
+    assert unseen == {"measured": None, "met": None}
+    path = write_report(result, tmp_path / "r")
+    text = path.read_text()
+    assert "| unseen/seen MASE at 8 h <= 1.10 | n/a | n/a |" in text
+    assert "exactly 30 minutes before onset counts" in text
+    assert "## Per metric: TFT MAE / best naive baseline MAE" in text
+    assert "(all metrics, native units)" not in text
+    for png in ("scoreboard.png", "relative_mae_by_horizon.png", "coverage_by_horizon.png"):
+        assert (tmp_path / "r" / png).read_bytes()[:4] == b"\x89PNG"
+    doc = json.loads((tmp_path / "r" / "report.json").read_text(), parse_constant=_no_nan)
+    assert doc["scoreboard"]["best"].keys() == sb["best"].keys()
+
+
+def test_evaluate_without_labels_says_the_scoreboard_is_not_measured(tmp_path):
+    fleet = build_fleet({"web_api": 1, "generic": 1})
+    frame, _, _ = simulate(fleet, 5, START, int(2.5 * 288))
+    result = evaluate(SeasonalFake(), frame, None, origin_every_minutes=360)
+    s = result["summary"]
+    assert s["scoreboard"] is None and "only 4 times of day" in s["origin_note"]
+    recall = [v for k, v in s["targets"].items() if k.startswith("TFT recall")]
+    assert recall and all(v == {"measured": None, "met": None} for v in recall)
+    text = write_report(result, tmp_path / "r").read_text()
+    assert "n/a: the data has no incident labels" in text and "**no** | n/a" not in text
 
 
 def test_evaluate_writes_a_report_with_baselines(tmp_path):
@@ -67,18 +135,26 @@ def test_evaluate_writes_a_report_with_baselines(tmp_path):
         forecaster,
         frame,
         [i.as_dict() for i in incidents],
-        origin_every_minutes=180,
+        origin_every_minutes=175,
         incident_every_minutes=120,
         seen_servers={"ppdb001"},
     )
     s = result["summary"]
     assert s["servers"] == 3 and s["servers_seen_in_training"] == 1 and s["origins"] >= 2
-    assert set(s["mae_by_horizon"]) == {"tft", "last_value", "seasonal_naive", "predict_linear"}
-    assert set(s["mae_by_horizon"]["tft"]) == {"30m", "1h", "2h", "4h", "8h"}
+    assert set(s["relative_mae_by_horizon"]) == {
+        "tft",
+        "last_value",
+        "seasonal_naive",
+        "mean_24h",
+        "predict_linear",
+    }
+    assert set(s["relative_mae_by_horizon"]["tft"]) == {"30m", "1h", "2h", "4h", "8h"}
     assert 0 <= s["coverage_p10_p90"] <= 1
     assert np.isfinite(s["unseen_vs_seen_mase_ratio"])
     assert s["missing_metrics_cost"]["mase_8h_other_metrics_when_absent"] > 0
-    assert set(s["incidents_tft_by_threshold"]) == {"30", "40", "50", "60", "70", "80", "90"}
+    members = s["scoreboard"]["detectors"]
+    assert {f"tft_risk >= {t}" for t in (10, 50, 90)} <= set(members)
+    assert all(m["false_per_100_server_days"] >= 0 for m in members.values())
     errors = result["errors"]
     # Baselines by hand on one row: last value and same time yesterday, 30 minutes ahead.
     from linborg.features import dense_frame
@@ -93,5 +169,5 @@ def test_evaluate_writes_a_report_with_baselines(tmp_path):
     text = path.read_text()
     assert "| target | measured | met |" in text and "predict_linear" in text
     assert json.loads((tmp_path / "report" / "report.json").read_text())["servers"] == 3
-    assert (tmp_path / "report" / "mae_by_horizon.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "report" / "scoreboard.png").read_bytes()[:4] == b"\x89PNG"
     assert isinstance(result["by_metric"], pd.DataFrame)

@@ -22,7 +22,7 @@ def _load_frame(args: argparse.Namespace):
     if args.data:
         from linborg.parquet import read_metrics
 
-        frame, _ = read_metrics(args.data, allow_missing=True)
+        frame, _ = read_metrics(args.data, allow_missing=True, repair=True)
         return frame, f"Parquet {args.data}"
     import time
 
@@ -76,14 +76,17 @@ def cmd_train(args: argparse.Namespace) -> int:
         from linborg.parquet import read_metadata
 
         meta = read_metadata(args.data)
+    preset = args.preset or ("finetune" if args.init else "default")
     model, summary = train(
         frame,
-        preset=args.preset,
+        preset=preset,
         seed=args.seed,
         progress=not args.quiet,
         max_minutes=args.max_minutes,
         threads=args.threads,
         incidents=meta.get("incidents"),
+        timezone=args.timezone,
+        init=args.init,
     )
     summary["source"] = source
     # Where the servers came from: "seen in training" is decided by this, not by hostnames.
@@ -101,16 +104,23 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from linborg.contract import SERVER
     from trainer.bundle import load_bundle
-    from trainer.evaluate import evaluate, write_report
+    from trainer.evaluate import evaluate, origin_stride, seen_in_training, write_report
 
+    _, note = origin_stride(args.origin_every)
+    if note:
+        print(f"warning: --origin-every: {note}", file=sys.stderr)
     forecaster = load_bundle(args.model)
     frame, source = _load_frame(args)
-    labels = None
+    metadata = None
     if args.data:
         from linborg.parquet import read_metadata
 
-        labels = read_metadata(args.data).get("incidents")
+        metadata = read_metadata(args.data)
+    labels = metadata.get("incidents") if metadata else None
+    servers = sorted(frame[SERVER].astype(str).unique())
+    seen, basis = seen_in_training(servers, forecaster.spec.get("training", {}), metadata)
     result = evaluate(
         forecaster,
         frame,
@@ -118,7 +128,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         origin_every_minutes=args.origin_every,
         incident_every_minutes=args.incident_every,
         risk_threshold=args.risk_threshold,
-        seen_servers=set(forecaster.spec.get("training", {}).get("server_names", [])),
+        seen_servers=seen,
+        seen_basis=basis,
     )
     result["summary"]["source"] = source
     path = write_report(result, Path(args.out))
@@ -129,8 +140,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         spec = json.loads(spec_path.read_text())
         spec["evaluation"] = result["summary"]
         spec_path.write_text(json.dumps(spec, indent=1, sort_keys=True) + "\n")
-    json.dump(result["summary"], sys.stdout, indent=1)
-    print(f"\nwrote {path}")
+    s = result["summary"]
+    brief = {k: s[k] for k in ("servers", "servers_seen_in_training", "origins", "targets")}
+    if s.get("scoreboard"):
+        brief["best"] = {
+            fam: {k: b[k] for k in ("detector", "recall_at_budget", "false_per_100_server_days")}
+            for fam, b in s["scoreboard"]["best"].items()
+        }
+        brief["limit_share_precursor_45m"] = s["scoreboard"]["limit_share_precursor_45m"]
+    json.dump(brief, sys.stdout, indent=1)
+    print(f"\nwrote {path} (the whole summary is in report.json)")
     return 0
 
 
@@ -150,7 +169,23 @@ def add_parsers(sub) -> None:
 
     p = sub.add_parser("train", help="train the TFT and write a model bundle")
     source_args(p)
-    p.add_argument("--preset", default="default", help="tiny (tests) or default (shipped model)")
+    p.add_argument(
+        "--preset",
+        help="tiny (tests), default (the shipped model; the default) or finetune "
+        "(the default with --init)",
+    )
+    p.add_argument(
+        "--init",
+        metavar="BUNDLE",
+        help="continue from this model bundle (fine-tuning: its network and weights, a "
+        "10-minute budget unless --max-minutes; the new bundle records the lineage)",
+    )
+    p.add_argument(
+        "--timezone",
+        default="UTC",
+        help="IANA zone of the fleet's business hours (default UTC); serve the bundle with "
+        "the same timezone in the exporter's configuration",
+    )
     p.add_argument("--out", required=True, help="bundle directory to write")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--max-minutes", type=float, help="wall-clock training budget")
@@ -162,11 +197,26 @@ def add_parsers(sub) -> None:
     source_args(p)
     p.add_argument("--model", required=True, help="model bundle directory")
     p.add_argument("--out", required=True, help="report directory to write")
-    p.add_argument("--origin-every", type=int, default=360, help="minutes between origins")
     p.add_argument(
-        "--incident-every", type=int, default=15, help="minutes between risk checks (incidents)"
+        "--origin-every",
+        type=float,
+        default=355,
+        help="minutes between forecast origins; the default (355 = 71 steps, co-prime with "
+        "the 288 steps of a day) rotates origins through every time of day, a stride sharing "
+        "a factor with 288 (e.g. 360) is warned about",
     )
-    p.add_argument("--risk-threshold", type=float, default=50.0, help="risk that raises a warning")
+    p.add_argument(
+        "--incident-every",
+        type=int,
+        default=15,
+        help="minutes between the early-warning checks of every detector",
+    )
+    p.add_argument(
+        "--risk-threshold",
+        type=float,
+        default=50.0,
+        help="the alert rules' risk threshold, reported beside the sweep",
+    )
     p.add_argument(
         "--update-bundle", action="store_true", help="store the summary in the bundle's JSON"
     )

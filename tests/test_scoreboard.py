@@ -1,0 +1,355 @@
+"""The early-warning scoreboard and evaluate's honest baselines, on small hand-made cases."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+from linborg.contract import METRIC_NAMES
+from trainer import scoreboard as sb
+from trainer.evaluate import (
+    accuracy,
+    last_present,
+    origin_steps,
+    origin_stride,
+    quiet_series,
+    seen_in_training,
+    summarise_accuracy,
+    times_of_day,
+)
+
+T0 = int(dt.datetime(2026, 1, 5, tzinfo=dt.UTC).timestamp())
+MIN = 60
+
+
+def iso(seconds: int) -> str:
+    return dt.datetime.fromtimestamp(seconds, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def label(server, onset, end=None, precursor_minutes=120, type_="leak"):
+    return {
+        "server": server,
+        "type": type_,
+        "metric": "front_close_wait",
+        "has_precursor": precursor_minutes is not None,
+        "precursor_start": None
+        if precursor_minutes is None
+        else iso(onset - precursor_minutes * MIN),
+        "onset": iso(onset),
+        "end": iso(onset + 30 * MIN if end is None else end),
+    }
+
+
+def board(warned, check_times, servers, labels, every=MIN):
+    d = sb.Detector("d", "tft_risk", {}, np.asarray(warned, bool))
+    return sb.scoreboard([d], check_times, servers, labels, every)["detectors"]["d"]
+
+
+# Checks every minute for 12 hours, so that 29 and 30 minutes are both check times.
+CHECKS = T0 + MIN * np.arange(12 * 60)
+ONSET = T0 + 10 * 3600
+
+
+def check(t: int) -> int:
+    """Return the index of the check at time ``t``."""
+    (i,) = np.flatnonzero(np.equal(CHECKS, t))
+    return int(i)
+
+
+@pytest.mark.parametrize(
+    ("minutes_before", "warned", "false"),
+    [
+        (30, 1, 0),  # exactly 30 minutes before onset: in time
+        (29, 0, 0),  # 29 minutes: too late, but not false (the incident follows within 8 h)
+        (8 * 60, 1, 0),  # exactly 8 hours before: counts
+        (8 * 60 + 1, 0, 1),  # 8 h 1 min before: not a warning of this incident, and false
+    ],
+)
+def test_a_warning_counts_from_8_hours_to_exactly_30_minutes_before_onset(
+    minutes_before, warned, false
+):
+    w = np.zeros((1, len(CHECKS)), bool)
+    w[0, check(ONSET - minutes_before * MIN)] = True
+    r = board(w, CHECKS, ["a"], [label("a", ONSET)])
+    assert r["incidents"] == 1
+    assert r["warned"] == warned and r["recall"] == warned
+    assert r["false_warnings"] == false
+    if warned:
+        assert r["lead_median_minutes"] == minutes_before
+
+
+def test_lead_is_from_the_first_warning_in_the_window_and_late_warnings_are_misses():
+    checks = T0 + 5 * MIN * np.arange(2000)  # every 5 minutes
+
+    def at(step):
+        return int(T0 + 5 * MIN * step)
+
+    labels = [
+        label("a", at(600), at(630)),  # warned from 2 h before onset: lead 120 min
+        label("a", at(1200), at(1230)),  # warned only 15 minutes before onset: a miss
+        label("b", at(900), at(920), precursor_minutes=None),  # sudden, never warned
+    ]
+    step = np.arange(2000)
+    w = np.zeros((2, 2000), bool)
+    w[0, (step >= 576) & (step < 630)] = True
+    w[0, (step >= 1197) & (step < 1200)] = True
+    w[1, (step >= 1500) & (step < 1530)] = True  # nothing follows on b: one false episode
+    r = board(w, checks, ["a", "b"], labels, every=5 * MIN)
+    assert r["incidents"] == 2 and r["recall"] == 0.5
+    assert r["lead_median_minutes"] == 120 and r["lead_p25_minutes"] == 120
+    assert r["incidents_without_precursor"] == 1 and r["recall_without_precursor"] == 0
+    assert r["false_warnings"] == 1
+    assert r["false_per_100_server_days"] == pytest.approx(100 / (2 * 2000 / 288))
+    assert r["recall_by_type"] == {"leak": {"warned": 1, "incidents": 2, "recall": 0.5}}
+
+
+def test_an_episode_of_consecutive_warnings_counts_once():
+    w = np.zeros((1, len(CHECKS)), bool)
+    w[0, 100:160] = True  # one hour of warnings on a server without incidents
+    assert board(w, CHECKS, ["a"], [])["false_warnings"] == 1
+    w[0, 200] = True  # a second, separate episode
+    assert board(w, CHECKS, ["a"], [])["false_warnings"] == 2
+
+
+def test_a_warning_on_another_server_is_false():
+    w = np.zeros((2, len(CHECKS)), bool)
+    w[1, check(ONSET - 60 * MIN)] = True  # server b warned an hour before a's incident
+    r = board(w, CHECKS, ["a", "b"], [label("a", ONSET)])
+    assert r["recall"] == 0 and r["false_warnings"] == 1
+
+
+def test_a_warning_during_an_incident_is_not_false_but_one_after_its_end_is():
+    end = ONSET + 40 * MIN
+    w = np.zeros((1, len(CHECKS)), bool)
+    w[0, check(end)] = True  # onset <= t <= end: in progress
+    assert board(w, CHECKS, ["a"], [label("a", ONSET, end)])["false_warnings"] == 0
+    w[0, check(end + 2 * MIN)] = True  # a separate episode after the end
+    assert board(w, CHECKS, ["a"], [label("a", ONSET, end)])["false_warnings"] == 1
+
+
+def test_incidents_without_a_full_8_hour_window_of_checks_are_not_scored():
+    early = T0 + 7 * 3600  # 8 h before onset is before the first check
+    w = np.ones((1, len(CHECKS)), bool)
+    r = board(w, CHECKS, ["a"], [label("a", early), label("a", ONSET)])
+    assert r["incidents"] == 1 and r["recall"] == 1
+
+
+def test_static_threshold_with_and_without_a_15_minute_for():
+    values = np.full((1, 30, len(METRIC_NAMES)), np.nan)
+    j = METRIC_NAMES.index("front_close_wait")
+    values[0, :, j] = np.where(np.arange(30) >= 10, 200.0, 50.0)  # past 150 from step 10
+    values[0, 20, j] = np.nan  # a missing sample resets the `for`
+    level = np.full((1, len(METRIC_NAMES)), 150.0)
+    direction = np.ones((1, len(METRIC_NAMES)))
+    checks = np.arange(30)
+    now = sb.static_warned(values, checks, level, direction, 0)[0]
+    held = sb.static_warned(values, checks, level, direction, 3)[0]
+    assert np.flatnonzero(now).tolist() == [s for s in range(10, 30) if s != 20]
+    # for: 15m = this sample and the 3 before (15 minutes) all past the level
+    assert np.flatnonzero(held).tolist() == [13, 14, 15, 16, 17, 18, 19, 24, 25, 26, 27, 28, 29]
+    # Lower is worse for cpu_idle_pct: a value at or below the level is past it.
+    k = METRIC_NAMES.index("cpu_idle_pct")
+    low = np.full_like(values, np.nan)
+    low[0, :, k] = np.linspace(20, 0, 30)
+    direction[0, k] = -1
+    level[0, k] = 10.0
+    got = sb.static_warned(low, checks, level, direction, 0)[0]
+    assert np.flatnonzero(got).tolist() == [s for s in range(30) if 20 - 20 * s / 29 <= 10]
+
+
+def test_predict_linear_fits_a_ramp_and_checks_the_value_at_the_horizon():
+    steps = 200
+    values = np.full((1, steps, len(METRIC_NAMES)), np.nan)
+    j = METRIC_NAMES.index("cpu_user_pct")
+    values[0, :, j] = 0.5 * np.arange(steps)  # 0.5 percent per 5 minutes
+    values[0, 95, j] = np.nan  # a missing sample is left out of the fit
+    checks = np.array([100])
+    at_now, slope = sb.linear_at_checks(values, checks, 12)
+    assert at_now[0, 0, j] == pytest.approx(50.0) and slope[0, 0, j] == pytest.approx(0.5)
+    assert np.isnan(at_now[0, 0, METRIC_NAMES.index("mem_used_pct")])  # no samples: no line
+    warn = np.full((1, len(METRIC_NAMES)), 85.0)
+    crit = np.full((1, len(METRIC_NAMES)), 95.0)
+    direction = np.ones((1, len(METRIC_NAMES)))
+    safe = np.zeros((1, len(METRIC_NAMES)))
+    got = {
+        d.name: bool(d.warned[0, 0])
+        for d in sb.baseline_detectors(values, checks, warn, crit, direction, safe)
+    }
+    # Now 50, +6 per hour: 62 at 2 h, 74 at 4 h, 98 at 8 h.
+    assert not got["predict_linear[1h] 4h critical"]
+    assert got["predict_linear[1h] 8h critical"]
+    assert got["predict_linear[6h] 8h critical"]
+    assert not got["predict_linear[1h] 4h warning"] and got["predict_linear[1h] 8h warning"]
+    # Guards: 50 is past halfway to warning (42.5) but not past warning (85).
+    assert got["predict_linear[1h] 8h critical guard half"]
+    assert not got["predict_linear[1h] 8h critical guard warning"]
+    assert not got["static warning"] and not got["static critical for 15m"]
+
+
+def test_tft_detectors_read_the_risk_and_the_earliest_time_to_breach():
+    risk = np.array([[49.0, 50.0, 95.0]])
+    ttb = np.full((1, 3, 2, 2), np.nan)
+    ttb[0, 0, 1, 0] = 3600  # p50 reaches critical in exactly 1 h
+    ttb[0, 1, 1, 0] = 3605
+    ttb[0, 2, 0, 1] = 600  # pessimistic reaches warning in 10 min
+    got = {d.name: d.warned[0].tolist() for d in sb.tft_detectors(risk, ttb)}
+    assert got["tft_risk >= 50"] == [False, True, True]
+    assert got["tft_risk >= 95"] == [False, False, True]
+    assert got["tft p50 reaches critical within 1 h"] == [True, False, False]
+    assert got["tft p50 reaches critical within 2 h"] == [True, True, False]
+    assert got["tft pessimistic reaches warning within 1 h"] == [False, False, True]
+    assert got["tft p50 reaches warning within 8 h"] == [False, False, False]
+
+
+def _row(family, recall, false, lead=60.0):
+    return {
+        "family": family,
+        "recall": recall,
+        "false_per_100_server_days": false,
+        "lead_median_minutes": lead,
+        "incidents": 10,
+    }
+
+
+def test_best_of_family_is_the_highest_recall_within_the_false_warning_budget():
+    rows = {
+        "s noisy": _row("static_threshold", 0.9, 3.0),
+        "s ok": _row("static_threshold", 0.5, 0.9),
+        "s quiet": _row("static_threshold", 0.5, 0.2),  # same recall, fewer false: wins
+        "s weak": _row("static_threshold", 0.3, 0.0),
+        "l a": _row("predict_linear", 0.9, 5.0),
+        "l b": _row("predict_linear", 0.2, 2.0),
+    }
+    best = sb.best_of_family(rows, budget=1.0)
+    assert best["static_threshold"]["detector"] == "s quiet"
+    assert best["static_threshold"]["within_budget"]
+    assert best["static_threshold"]["recall_at_budget"] == 0.5
+    # No predict_linear member within budget: the least false is shown, at recall 0.
+    assert best["predict_linear"]["detector"] == "l b"
+    assert not best["predict_linear"]["within_budget"]
+    assert best["predict_linear"]["recall_at_budget"] == 0.0
+    assert "tft_risk" not in best
+
+
+def test_the_limit_is_the_share_of_precursors_of_45_minutes_or_more():
+    labels = [
+        label("a", ONSET, precursor_minutes=44),
+        label("a", ONSET + 3600, precursor_minutes=45),
+        label("b", ONSET, precursor_minutes=300),
+        label("b", ONSET + 3600, precursor_minutes=None),  # no precursor: not counted
+    ]
+    incs = sb.parse_incidents(labels, ["a", "b"])
+    assert sb.limit_share(incs) == pytest.approx(2 / 3)
+
+
+def test_minutes_earlier_than_the_best_static_threshold(tmp_path):
+    w_tft = np.zeros((1, len(CHECKS)), bool)
+    w_tft[0, check(ONSET - 120 * MIN)] = True
+    w_static = np.zeros((1, len(CHECKS)), bool)
+    w_static[0, check(ONSET + 5 * MIN)] = True  # fires only after onset
+    detectors = [
+        sb.Detector("tft", "tft_risk", {}, w_tft),
+        sb.Detector("static", "static_threshold", {}, w_static),
+        sb.Detector("silent", "predict_linear", {}, np.zeros_like(w_tft)),
+    ]
+    out = sb.scoreboard(detectors, CHECKS, ["a"], [label("a", ONSET)], MIN)
+    assert out["static_reference"] == "static"
+    assert out["best"]["tft_risk"]["vs_static"] == {
+        "median_minutes_earlier": 125.0,
+        "share_earlier": 1.0,
+    }
+    # Silent until the end (onset + 30 min) counts as warning at the end: 25 minutes later.
+    assert out["detectors"]["silent"]["vs_static"]["median_minutes_earlier"] == -25.0
+    first = out["incidents"][0]["first_warning_minutes_before_onset"]
+    assert first == {"tft_risk": 120.0, "static_threshold": -5.0, "predict_linear": None}
+    text = "\n".join(sb.markdown(out))
+    assert "exactly 30 minutes before onset counts" in text and "`tft`" in text
+    sb.plot(out, tmp_path / "scoreboard.png")
+    assert (tmp_path / "scoreboard.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_seen_in_training_is_decided_by_generator_seed_and_name():
+    training = {"server_names": ["ppweb002", "ppdb001"], "data_source": {"generator_seed": 7}}
+    servers = ["ppweb002", "ppdb001", "ppml003"]
+    meta = {"generator": "linborg.generator", "seed": 8, "server_seeds": {"ppweb002": 7}}
+    seen, basis = seen_in_training(servers, training, meta)
+    assert seen == {"ppweb002"} and "seed" in basis  # ppdb001 came from seed 8: another server
+    seen, _ = seen_in_training(servers, training, {"generator": "linborg.generator", "seed": 7})
+    assert seen == {"ppweb002", "ppdb001"}
+    seen, _ = seen_in_training(servers, training, {"generator": "linborg.generator", "seed": 9})
+    assert seen == set()
+    # Real data (no generator seed on either side) is matched by name.
+    real = {"server_names": ["vm1"], "data_source": {"generator_seed": None}}
+    assert seen_in_training(["vm1", "vm2"], real, None)[0] == {"vm1"}
+    assert seen_in_training(["vm1"], real, meta)[0] == set()
+    # An old bundle without data_source: names only, and the basis says so.
+    seen, basis = seen_in_training(servers, {"server_names": ["ppdb001"]}, meta)
+    assert seen == {"ppdb001"} and "hostname only" in basis
+
+
+def test_the_default_origin_stride_rotates_through_every_time_of_day():
+    steps, note = origin_stride(355)
+    assert steps == 71 and note is None
+    assert times_of_day(origin_steps(600 + 288 * 71, steps)) == 288
+    steps, note = origin_stride(360)  # the old default
+    assert steps == 72 and "only 4 times of day" in note
+    assert times_of_day(origin_steps(600 + 288 * 72, steps)) == 4
+
+
+@dataclass
+class _Forecast:
+    values: np.ndarray
+    present: np.ndarray
+
+
+class LastValuePlus:
+    """A fake forecaster: p50 = the last value + ``offset`` at every step, p10/p90 +-1."""
+
+    def __init__(self, offset: float):
+        self.offset = offset
+
+    def predict(self, windows, profiles, end_time_idx):
+        p50 = np.repeat(last_present(windows)[:, :, None], 96, axis=2) + self.offset
+        values = np.stack([p50 - 1, p50, p50 + 1], axis=-1)
+        return _Forecast(values, np.isfinite(values[:, :, 0, 1]))
+
+
+def test_ratio_to_the_best_naive_baseline_on_a_ramp_where_last_value_is_best():
+    steps = 288 + 96 + 200
+    values = np.full((1, steps, len(METRIC_NAMES)), np.nan, np.float32)
+    j = METRIC_NAMES.index("cpu_user_pct")
+    values[0, :, j] = 10 + 0.01 * np.arange(steps)  # +0.01 per step: last value is 0.01*h off
+    errors, n = accuracy(LastValuePlus(0.03), ["a"], ["generic"], values, 0, 71, set())
+    assert n == len(origin_steps(steps, 71)) and set(errors["metric"]) == {"cpu_user_pct"}
+    bm = summarise_accuracy(errors)["by_metric"]
+    c30, c1h = bm.loc[("cpu_user_pct", "30m")], bm.loc[("cpu_user_pct", "1h")]
+    assert c30["best_naive"] == "last_value" and c1h["best_naive"] == "last_value"
+    # By hand at 30 min (6 steps): last value off by 0.06, the TFT (last + 0.03) by 0.03,
+    # seasonal naive by 2.88 (a day of ramp), the 24-hour mean by 0.01 * (143.5 + 6).
+    assert c30["mae_last_value"] == pytest.approx(0.06, abs=1e-4)
+    assert c30["mae_mean_24h"] == pytest.approx(1.495, abs=1e-3)
+    assert c30["ratio_best_naive"] == pytest.approx(0.5, rel=1e-2)
+    assert c30["mase"] == pytest.approx(0.03 / 2.88, rel=1e-2)
+    assert c1h["ratio_best_naive"] == pytest.approx(0.09 / 0.12, rel=1e-2)
+    # A worse fake (last + 0.2) loses to last value: the ratio says so, MASE does not.
+    bm = summarise_accuracy(
+        accuracy(LastValuePlus(0.2), ["a"], ["generic"], values, 0, 71, set())[0]
+    )["by_metric"]
+    assert bm.loc[("cpu_user_pct", "30m"), "ratio_best_naive"] > 2
+    assert bm.loc[("cpu_user_pct", "30m"), "mase"] < 0.1
+
+
+def test_quiet_series_are_the_lowest_variance_quarter_of_each_metric():
+    rng = np.random.default_rng(1)
+    values = np.full((8, 300, len(METRIC_NAMES)), np.nan)
+    j, k = METRIC_NAMES.index("net_in_mb_s"), METRIC_NAMES.index("cpu_user_pct")
+    spread = np.array([1e-4, 1e-3, 5, 10, 20, 40, 80, 160])
+    values[:, :, j] = 1 + spread[:, None] * rng.standard_normal((8, 300))
+    values[:, :, k] = 50 + spread[::-1, None] * rng.standard_normal((8, 300))
+    quiet = quiet_series(values)
+    assert np.flatnonzero(quiet[:, j]).tolist() == [0, 1]  # per metric, not across units
+    assert np.flatnonzero(quiet[:, k]).tolist() == [6, 7]
+    assert not quiet[:, METRIC_NAMES.index("mem_used_pct")].any()  # absent metric
