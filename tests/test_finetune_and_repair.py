@@ -139,3 +139,21 @@ def test_progress_is_one_line_per_epoch_when_not_on_a_terminal(history, capsys):
     err = capsys.readouterr().err
     assert "\r" not in err  # no progress bar redrawn into a log
     assert sum(line.startswith("train: epoch ") for line in lines) == 1  # tiny: 1 epoch
+
+
+def test_holdout_days_split_a_file_into_training_and_scored_days(history):
+    import argparse
+
+    from trainer.cli import _hold_out, cmd_evaluate, cmd_train
+
+    last = history["timestamp"].max()  # 3 days of history, 5-minute steps
+    train_part = _hold_out(history, argparse.Namespace(holdout_days=1, func=cmd_train))
+    assert train_part["timestamp"].max() == last - pd.Timedelta(days=1)
+    scored = _hold_out(history, argparse.Namespace(holdout_days=1, func=cmd_evaluate))
+    # The last day, plus one day before it as context: no step overlaps training's last.
+    assert scored["timestamp"].min() == last - pd.Timedelta(days=2) + pd.Timedelta(minutes=5)
+    assert scored["timestamp"].max() == last
+    first_held_out = last - pd.Timedelta(days=1) + pd.Timedelta(minutes=5)
+    assert (train_part["timestamp"] < first_held_out).all()
+    with pytest.raises(ContractError, match="leaves nothing to train on"):
+        _hold_out(history, argparse.Namespace(holdout_days=5, func=cmd_train))

@@ -23,7 +23,7 @@ def _load_frame(args: argparse.Namespace):
         from linborg.parquet import read_metrics
 
         frame, _ = read_metrics(args.data, allow_missing=True, repair=True)
-        return frame, f"Parquet {args.data}"
+        return _hold_out(frame, args), f"Parquet {args.data}" + _held_out_words(args)
     import time
 
     from exporter.config import Config, load_config, make_client
@@ -64,6 +64,43 @@ def _load_frame(args: argparse.Namespace):
             f"{cfg.query(METRIC_NAMES[0])} and the 13 others; see docs/training.md)"
         )
     return frame, f"Prometheus {client.url}, {args.days:g} days"
+
+
+def _hold_out(frame, args: argparse.Namespace):
+    """Split off the file's last ``--holdout-days``: train without them, evaluate on them.
+
+    ``evaluate`` keeps one day before them as context, so its first origin is the first
+    held-out step and seasonal naive has its yesterday.
+    """
+    days = getattr(args, "holdout_days", None)
+    if not days:
+        return frame
+    import pandas as pd
+
+    from linborg.contract import STEP_SECONDS, TIMESTAMP, ContractError
+
+    ts = pd.to_datetime(frame[TIMESTAMP], utc=True)
+    begin = ts.max() - pd.Timedelta(days=days) + pd.Timedelta(seconds=STEP_SECONDS)
+    training = args.func is cmd_train
+    keep = ts < begin if training else ts >= begin - pd.Timedelta(days=1)
+    if not keep.any():
+        raise ContractError(
+            f"--holdout-days {days:g} leaves nothing to {'train' if training else 'evaluate'} "
+            f"on: the data spans {ts.min():%Y-%m-%d %H:%M} to {ts.max():%Y-%m-%d %H:%M} UTC"
+        )
+    attrs = dict(frame.attrs)
+    out = frame[keep.to_numpy()].reset_index(drop=True)
+    out.attrs.update(attrs)
+    return out
+
+
+def _held_out_words(args: argparse.Namespace) -> str:
+    days = getattr(args, "holdout_days", None)
+    if not days:
+        return ""
+    if args.func is cmd_train:
+        return f", without its last {days:g} days"
+    return f", its last {days:g} days (one day before them as context)"
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -166,6 +203,13 @@ def add_parsers(sub) -> None:
             "--prometheus), credentials, CA, timeout, queries, labels, hostname patterns",
         )
         p.add_argument("--days", type=float, default=14, help="days of Prometheus history")
+        p.add_argument(
+            "--holdout-days",
+            type=float,
+            metavar="N",
+            help="the Parquet file's last N days are held out: train leaves them out, "
+            "evaluate scores only them",
+        )
 
     p = sub.add_parser("train", help="train the TFT and write a model bundle")
     source_args(p)
