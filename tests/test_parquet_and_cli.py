@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -215,3 +216,26 @@ def test_corrupt_linborg_metadata_is_a_contract_error(tmp_path, frame):
 def test_metadata_cannot_overwrite_the_contract_version(tmp_path, frame):
     path = write_metrics(frame, tmp_path / "m.parquet", {"contract_version": "0.1.0"})
     assert read_metadata(path)["contract_version"] == CONTRACT_VERSION
+
+
+def test_the_command_makes_idle_openmp_threads_sleep_unless_told_otherwise():
+    script = (
+        "import os, contextlib, io\n"
+        "from linborg.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    main(['contract', '--json'])\n"
+        "print(os.environ['OMP_WAIT_POLICY'])\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert out.stdout.strip() == "PASSIVE"
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**env, "OMP_WAIT_POLICY": "ACTIVE"},
+    )
+    assert out.stdout.strip() == "ACTIVE"
