@@ -13,6 +13,9 @@ Three kinds of alert, each carrying ``severity``, ``server`` and ``profile`` lab
   gauges, in two rules (critical, warning). The exporter compares forecasts with each profile's
   own thresholds, so the expressions are profile-aware already; the ``threshold`` annotations
   pick the server's value from linborg/thresholds.yaml with a generated template lookup.
+  Every predicted alert says where its metric is now (below, or already past, which level) and
+  what the forecast says next, from the current value Prometheus records (see "what the metric
+  does now" below): never "reaches warning in 5m" for a metric past warning already.
 - Exporter health: down, absent, no model, stale forecasts, failing cycles or queries, and
   servers whose history is too incomplete to trust their forecasts.
 
@@ -31,6 +34,7 @@ from typing import Any
 
 from linborg.contract import METRICS, METRICS_BY_NAME, PROFILE_NAMES, Metric
 from linborg.dashboards import DASHBOARD_UIDS, DEFAULT_GRAFANA_URL
+from linborg.quality_rules import ACTUAL
 from linborg.thresholds import Thresholds, load_thresholds
 
 _M = METRICS_BY_NAME  # a lookup, so a renamed metric fails here instead of in Prometheus
@@ -341,27 +345,214 @@ def _peak_of(cfg: Mapping[str, Any], q: str, lead: str) -> Callable[[Metric], st
     return text
 
 
+# --- what the metric does now, and what the forecast says next ----------------------------------
+#
+# A predicted alert on a metric that is already past its warning level must say so (issue 12):
+# "front_close_wait 398, above warning 150; forecast to reach critical 600 in about 1h 40m",
+# never "reaches warning in 5m". The annotations therefore read the metric's current value
+# (the quality rules' per-server actual, which follows their configurable `actuals`, the
+# exporter's own source queries) and compare it with the profile's thresholds in the template.
+# Every annotation is its own template, so each one starts with the same prelude that sets:
+#   $now, $known       the current value, and whether Prometheus has one (else "unknown")
+#   $warn, $crit       the thresholds of $labels.metric for $labels.profile (floats)
+#   $pastWarn/$pastCrit  whether $now is already at or past them (direction-aware)
+#   $past, $short, $verb "above"/"below"/"reach" (or "below"/"above"/"fall to" where low is bad)
+#   $vfmt, $tfmt, $qname printf formats of the value and thresholds, the quantile's name
+
+
+def _num(value: float) -> str:
+    """Return a Go template float literal (150.0, 98.5): ``ge`` refuses to compare int and float."""
+    return repr(float(value))
+
+
+def _now_fmt(m: Metric, units: bool) -> str:
+    """Return the Go printf format of the current value of ``m``: '398', '92.3%', '2.4 days'."""
+    if m.unit == "percent":
+        return "%.1f%%"
+    number = "%.0f" if m.unit == "connections" else "%.1f"
+    return f"{number} {m.unit}" if units else number
+
+
+def _threshold_fmt(m: Metric, units: bool) -> str:
+    """Return the Go printf format of a threshold of ``m``, as ``_fmt`` writes it ('150', '95%')."""
+    if m.unit == "percent":
+        return "%g%%"
+    return f"%g {m.unit}" if units else "%g"
+
+
+def _set(**values: str) -> str:
+    return "".join(f"{{{{ ${name} = {value} }}}}" for name, value in values.items())
+
+
+def _metric_vars(m: Metric, q: str, thresholds: Thresholds, units: bool) -> str:
+    """Return template actions setting the prelude's per-metric variables for ``m``."""
+    text = _set(
+        vfmt=f'"{_now_fmt(m, units)}"',
+        tfmt=f'"{_threshold_fmt(m, units)}"',
+        qname=f'"{_quantile_name(q, m)}"',
+    )
+    if _below(m):
+        text += _set(up="false", past='"below"', short='"above"', verb='"fall to"')
+    groups: dict[tuple[float, float], list[str]] = {}
+    for prof in PROFILE_NAMES:
+        t = thresholds.get(prof, m.name)
+        groups.setdefault((t.warning, t.critical), []).append(prof)
+    items = list(groups.items())
+    # The group with most profiles is the 'else' branch (the default); ties: the first.
+    default = max(items, key=lambda g: len(g[1]))
+    ordered = [g for g in items if g is not default] + [default]
+    branches = [(profs, _set(warn=_num(w), crit=_num(c))) for (w, c), profs in ordered]
+    return text + _choose(branches, "profile")
+
+
+def _with_query(promql: str, then: str, otherwise: str) -> str:
+    """Return a template running ``promql`` for $labels.server and $labels.metric.
+
+    ``then`` sees the result as ``.``; ``otherwise`` is printed when the result is empty.
+    """
+    otherwise = f"{{{{ else }}}}{otherwise}" if otherwise else ""
+    return (
+        f'{{{{ with printf "{promql}" $labels.server $labels.metric | query }}}}{then}'
+        f"{otherwise}{{{{ end }}}}"
+    )
+
+
+#: A duration from a query result as "1h 40m" or "5m" (humanizeDuration, less " 0m 0s").
+_DURATION_NOW = '{{ . | first | value | humanizeDuration | reReplaceAll "( 0m)? 0s$" "" }}'
+
+
+def _prelude(metrics: list[Metric], q: str, thresholds: Thresholds, units: bool) -> str:
+    """Return the template actions that set the prelude's variables (see above)."""
+    mixed = any(_below(m) for m in metrics) and not all(_below(m) for m in metrics)
+    current = _with_query(
+        f"max({ACTUAL}{{server='%s',metric='%s'}})",
+        "{{ $now = . | first | value }}{{ $known = true }}",
+        "",
+    )
+    if mixed:
+        compare = (
+            "{{ if $up }}{{ $pastWarn = ge $now $warn }}{{ $pastCrit = ge $now $crit }}"
+            "{{ else }}{{ $pastWarn = le $now $warn }}{{ $pastCrit = le $now $crit }}{{ end }}"
+        )
+    else:
+        op = "le" if _below(metrics[0]) else "ge"
+        compare = f"{{{{ $pastWarn = {op} $now $warn }}}}{{{{ $pastCrit = {op} $now $crit }}}}"
+    return (
+        "{{ $now := 0.0 }}{{ $known := false }}{{ $warn := 0.0 }}{{ $crit := 0.0 }}"
+        '{{ $up := true }}{{ $past := "above" }}{{ $short := "below" }}{{ $verb := "reach" }}'
+        '{{ $vfmt := "" }}{{ $tfmt := "" }}{{ $qname := "" }}'
+        + current
+        + _per_metric(metrics, lambda m: _metric_vars(m, q, thresholds, units))
+        + "{{ $pastWarn := false }}{{ $pastCrit := false }}{{ if $known }}"
+        + compare
+        + "{{ end }}"
+    )
+
+
+def _ttb_query(cfg: Mapping[str, Any], level: str, q: str) -> str:
+    return (
+        f"min(linborg_time_to_breach_seconds{{job='{cfg['exporter_job']}',server='%s',"
+        f"metric='%s',level='{level}',q='{q}'}})"
+    )
+
+
+def _window(cfg: Mapping[str, Any]) -> str:
+    """Return the exporter's longest horizon: no time to breach lies beyond it."""
+    return max(cfg["horizons"], key=seconds)
+
+
+def _state(metrics: list[Metric], level: str, cfg: Mapping, thresholds: Thresholds, units: bool):
+    """Return a template saying what the metric does now and what the forecast says next.
+
+    Past critical: "front_close_wait 650, above critical 600". Past warning: "front_close_wait
+    398, above warning 150; forecast to reach critical 600 in about 1h 40m" (or "forecast stays
+    below critical 600 for 8h"). Below warning: "front_close_wait 95, below warning 150; forecast
+    to reach warning 150 in about 50m and critical 600 in about 3h". No current value:
+    "front_close_wait current value unknown; forecast above warning 150 in about 5m". The
+    forecast is the alert's own quantile. With ``units`` (the description): no metric name
+    ("now 398 connections, above warning 150 connections; pessimistic (p90) forecast ...").
+    """
+    q, _, _ = _level_for(level, cfg)
+    window = _window(cfg)
+    fc = "{{ $qname }} forecast" if units else "forecast"
+    warn, crit = "{{ printf $tfmt $warn }}", "{{ printf $tfmt $crit }}"
+
+    def at(lv: str, then: str, otherwise: str = "") -> str:
+        return _with_query(_ttb_query(cfg, lv, q), then, otherwise)
+
+    def in_about(verb: str) -> tuple[str, str]:
+        """Return (warning clause, critical clause) with ``verb``: 'to reach' or 'above'."""
+        to_crit = f"{fc} {verb} critical {crit} in about {_DURATION_NOW}"
+        and_crit = at("critical", f" and critical {crit} in about {_DURATION_NOW}")
+        return f"{fc} {verb} warning {warn} in about {_DURATION_NOW}{and_crit}", to_crit
+
+    def stays(lv: str, value: str) -> str:
+        return f"{fc} stays {{{{ $short }}}} {lv} {value} for {window}"
+
+    to_warn, to_crit = in_about("to {{ $verb }}")
+    # Below warning, the warning time first; the critical one alone where the exporter has no
+    # warning crossing (the critical rule's own condition then still shows).
+    below = at("warning", to_warn, at("critical", to_crit, stays("warning", warn)))
+    past_warn = at("critical", to_crit, stays("critical", crit))
+    seen_warn, seen_crit = in_about("{{ $past }}")
+    unknown = at("warning", seen_warn, at("critical", seen_crit, stays("warning", warn)))
+    now = ("now " if units else "") + "{{ printf $vfmt $now }}"
+    return (
+        _prelude(metrics, q, thresholds, units)
+        + ("" if units else "{{ $labels.metric }} ")
+        + f"{{{{ if $known }}}}{now}, "
+        + f"{{{{ if $pastCrit }}}}{{{{ $past }}}} critical {crit}"
+        + f"{{{{ else if $pastWarn }}}}{{{{ $past }}}} warning {warn}; {past_warn}"
+        + f"{{{{ else }}}}{{{{ $short }}}} warning {warn}; {below}{{{{ end }}}}"
+        + f"{{{{ else }}}}current value unknown; {unknown}{{{{ end }}}}"
+    )
+
+
+def _lead_time(metrics: list[Metric], level: str, cfg: Mapping, thresholds: Thresholds) -> str:
+    """Return a template of the time until the forecast reaches ``level``: 0s if already past."""
+    q, _, _ = _level_for(level, cfg)
+    past = "$pastCrit" if level == "critical" else "$pastWarn"
+    return (
+        _prelude(metrics, q, thresholds, units=False)
+        + f"{{{{ if {past} }}}}0s{{{{ else }}}}"
+        + _with_query(_ttb_query(cfg, level, q), _DURATION_NOW, "unknown")
+        + "{{ end }}"
+    )
+
+
+def _current_value(metrics: list[Metric], level: str, cfg: Mapping, thresholds) -> str:
+    q, _, _ = _level_for(level, cfg)
+    return (
+        _prelude(metrics, q, thresholds, units=True)
+        + "{{ if $known }}{{ printf $vfmt $now }}{{ else }}unknown{{ end }}"
+    )
+
+
 @dataclass(frozen=True)
 class _Texts:
     """Annotation pieces of a predicted alert, each a Go template over $labels.metric."""
 
+    state: str  # the summary's "front_close_wait 398, above warning 150; forecast to ..."
+    state_units: str  # the same with units and the quantile's name, for the description
+    rule: str  # "the pessimistic (p90) forecast above warning within 8h"
     threshold: str
     peak: str
-    qname: str
-    verb: str
-    crosses: str
     worst: str
+    lead_time: str
+    current_value: str
 
 
 def _texts(metrics: list[Metric], level: str, cfg: Mapping, thresholds: Thresholds) -> _Texts:
     q, lead, _ = _level_for(level, cfg)
     return _Texts(
+        state=_state(metrics, level, cfg, thresholds, units=False),
+        state_units=_state(metrics, level, cfg, thresholds, units=True),
+        rule=f"{{{{ $qname }}}} forecast {{{{ $past }}}} {level} within {lead}",
         threshold=_per_metric(metrics, _threshold_of(thresholds, level)),
         peak=_per_metric(metrics, _peak_of(cfg, q, lead)),
-        qname=_per_metric(metrics, lambda m: _quantile_name(q, m)),
-        verb=_per_metric(metrics, lambda m: "falls to" if _below(m) else "reaches"),
-        crosses=_per_metric(metrics, lambda m: "falls below" if _below(m) else "crosses"),
         worst=_per_metric(metrics, lambda m: "Lowest" if _below(m) else "Highest"),
+        lead_time=_lead_time(metrics, level, cfg, thresholds),
+        current_value=_current_value(metrics, level, cfg, thresholds),
     )
 
 
@@ -384,26 +575,22 @@ def _family_rule(fam: Family, level: str, cfg: Mapping, thresholds: Thresholds) 
     if level == "warning":
         expr += "\n" + _unless_critical_fires(fam.alertname, "server, metric") + "\n"
     t = _texts(metrics, level, cfg, thresholds)
-    when = "{{ $value | humanizeDuration }}"
     return {
         "alert": fam.alertname,
         "expr": expr,
         "for": for_,
         "labels": {"severity": level},
         "annotations": {
-            "summary": (
-                f"{fam.title} predicted on {{{{ $labels.server }}}}: {{{{ $labels.metric }}}} "
-                f"{t.verb} {level} {t.threshold} in {when}."
-            ),
+            "summary": f"{fam.title} predicted on {{{{ $labels.server }}}}: {t.state}.",
             "description": (
-                f"The {t.qname} forecast of {{{{ $labels.metric }}}} on {{{{ $labels.server }}}} "
-                f"(profile {{{{ $labels.profile }}}}) {t.crosses} the {level} threshold of "
-                f"{t.threshold} in {when} (alerting lead time {lead}). {t.worst} {t.qname} "
-                f"forecast within {lead}: {t.peak}. {fam.note}"
+                f"{{{{ $labels.metric }}}} on {{{{ $labels.server }}}} (profile "
+                f"{{{{ $labels.profile }}}}): {t.state_units}. Alerting on the {t.rule}. "
+                f"{t.worst} {{{{ $qname }}}} forecast within {lead}: {t.peak}. {fam.note}"
             ),
+            "current_value": t.current_value,
             "predicted_value": t.peak,
             "threshold": t.threshold,
-            "lead_time": when,
+            "lead_time": t.lead_time,
             "runbook_url": _runbook(cfg, fam.alertname),
             "dashboard_url": _server_dashboard(cfg),
         },
@@ -433,12 +620,6 @@ def _incident_rule(level: str, cfg: Mapping[str, Any], thresholds: Thresholds) -
     )
     if level == "warning":
         expr += _unless_critical_fires(INCIDENT, "server") + "\n"
-    when = _query_value(
-        f"min(linborg_time_to_breach_seconds{{job='{cfg['exporter_job']}',server='%s',"
-        f"metric='%s',level='{level}',q='{q}'}})",
-        "$labels.server $labels.metric",
-        "humanizeDuration",
-    )
     t = _texts(metrics, level, cfg, thresholds)
     score = '{{ $value | printf "%.0f" }}'
     return {
@@ -447,20 +628,17 @@ def _incident_rule(level: str, cfg: Mapping[str, Any], thresholds: Thresholds) -
         "for": for_,
         "labels": {"severity": level},
         "annotations": {
-            "summary": (
-                f"Predicted incident on {{{{ $labels.server }}}} (risk {score}): "
-                f"{{{{ $labels.metric }}}} {t.verb} {level} {t.threshold} in {when}."
-            ),
+            "summary": f"Predicted incident on {{{{ $labels.server }}}} (risk {score}): {t.state}.",
             "description": (
                 f"The {cfg['risk_window']} risk score of {{{{ $labels.server }}}} (profile "
-                f"{{{{ $labels.profile }}}}) is {score} (alerting at {risk_min} for {level}), "
-                f"driven by {{{{ $labels.metric }}}}, whose {t.qname} forecast {t.crosses} the "
-                f"{level} threshold of {t.threshold} in {when} (alerting lead time {lead}). "
-                f"{t.worst} {t.qname} forecast within {lead}: {t.peak}."
+                f"{{{{ $labels.profile }}}}) is {score}, driven by {{{{ $labels.metric }}}}: "
+                f"{t.state_units}. Alerting on risk >= {risk_min} and the {t.rule}. {t.worst} "
+                f"{{{{ $qname }}}} forecast within {lead}: {t.peak}."
             ),
+            "current_value": t.current_value,
             "predicted_value": t.peak,
             "threshold": t.threshold,
-            "lead_time": when,
+            "lead_time": t.lead_time,
             "runbook_url": _runbook(cfg, INCIDENT),
             "dashboard_url": _server_dashboard(cfg),
         },

@@ -279,9 +279,9 @@ def cmd_dashboards(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Run the `linborg` command and return its exit status."""
     # Idle OpenMP worker threads sleep instead of spinning. Beside another busy process (a
-    # training job, a neighbour on a shared node), spinning made training epochs about 6x and
-    # exporter cycles up to 28x slower. Read when torch loads, so set before any command runs;
-    # an operator's own setting wins.
+    # training job, a neighbour on a shared node), spinning threads made an exporter cycle up
+    # to 28x slower (measured for issue 15). Read when torch loads, so set before any command
+    # runs; an operator's own setting wins.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     args = build_parser().parse_args(argv)
     try:

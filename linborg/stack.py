@@ -71,12 +71,20 @@ class Script:
     The precursor started ``precursor_minutes - onset_in_minutes`` before the stack starts, so
     the history already shows it developing; the labelled onset is ``onset_in_minutes`` after
     the start. Every other server is kept healthy for the next day so it pages no one.
+
+    The precursor ramp accelerates (generator/simulate.py), so the leak's front_close_wait
+    reaches its warning level (150 on web_api) about 100 minutes into the 300-minute precursor.
+    Started 60 minutes into it, the stack begins with the metric well below warning (about 70)
+    and the crossing about 40 minutes ahead: a plain threshold alert has not fired yet, and a
+    forecast that follows the ramp can warn first. (With the precursor 180 minutes old at the
+    start, as before, the metric was past warning before the stack even started, and no alert
+    could have come earlier than a threshold.)
     """
 
     server: str = "ppweb002"
     incident: str = "connection_leak"
     precursor_minutes: int = 300
-    onset_in_minutes: int = 120
+    onset_in_minutes: int = 240
     duration_minutes: int = 120
 
 
@@ -216,6 +224,106 @@ def free_stack_ports() -> Ports:
     return Ports(**dict(zip(names, free_ports(len(names)), strict=True)))
 
 
+def demo_script(
+    opts: Options, now: dt.datetime
+) -> tuple[int, dt.datetime, dt.datetime, dt.datetime, list[tuple[dt.datetime, dict]]]:
+    """Return (history hours, origin, precursor start, onset, scenarios) of a stack started now.
+
+    The scenarios are the generator's script: every other server healthy for a day, and the
+    scripted incident on ``opts.script.server``, both on the 5-minute step grid.
+    """
+    from generator.fleet import build_fleet
+
+    hours = max(opts.history_hours, opts.replay_hours + 25 if opts.replay_hours else 0)
+    origin = (now - dt.timedelta(hours=hours)).replace(minute=0, second=0, microsecond=0)
+    names = [s.name for s in build_fleet(opts.composition)]
+    sc = opts.script
+    if sc.server not in names:
+        raise ContractError(f"scripted server {sc.server} is not in the fleet")
+    step = dt.timedelta(seconds=STEP_SECONDS)
+    onset_at = now + dt.timedelta(minutes=sc.onset_in_minutes)
+    precursor_at = onset_at - dt.timedelta(minutes=sc.precursor_minutes)
+    precursor_at = origin + ((precursor_at - origin) // step) * step
+    onset_at = precursor_at + dt.timedelta(minutes=sc.precursor_minutes)  # on the step grid
+    others = [n for n in names if n != sc.server]
+    # "healthy" holds for a day: from the start of the history once a day, and an hour ago.
+    healthy = {"servers": others, "scenario": "healthy"}
+    hour_ago = origin + ((now - dt.timedelta(hours=1) - origin) // step) * step
+    days = [origin + step + dt.timedelta(days=k) for k in range(hours // 24 + 1)]
+    script = [
+        *((at, healthy) for at in days if at < hour_ago),
+        (hour_ago, healthy),
+        (
+            precursor_at,
+            {
+                "servers": [sc.server],
+                "scenario": "degrading",
+                "incident": sc.incident,
+                "precursor_minutes": sc.precursor_minutes,
+                "duration_minutes": sc.duration_minutes,
+            },
+        ),
+    ]
+    return hours, origin, precursor_at, onset_at, script
+
+
+def scripted_crossing(
+    composition: dict[str, int],
+    seed: int,
+    origin: dt.datetime,
+    scenarios: list[tuple[dt.datetime, dict]],
+    server: str,
+    until: dt.datetime,
+    level: str = "warning",
+) -> tuple[dict | None, list[tuple[dt.datetime, float]]]:
+    """Return when the scripted incident's metric on ``server`` first reaches ``level``.
+
+    The generator is deterministic: a second simulator with the fleet, seed, origin and script
+    of the live one produces the same samples (the backfill relies on it too). It is stepped up
+    to ``until``; the crossing is the first 5-minute step, at or after the precursor's start,
+    whose value is at or past the level of the server's profile (the packaged thresholds, which
+    the stack's exporter uses), i.e. when a plain threshold alert without ``for:`` on the
+    metric would fire. Returns (None, []) when the script starts no incident on ``server``;
+    else ({server, profile, metric, level, threshold, at (ISO time or None)}, the metric's
+    samples as [(time, value)]).
+    """
+    from generator.fleet import build_fleet
+    from generator.simulate import Simulator
+    from linborg.contract import METRICS_BY_NAME
+    from linborg.thresholds import load_thresholds
+
+    sim = Simulator(build_fleet(composition), seed, origin)
+    for at, request in scenarios:
+        sim.schedule(at, request)
+    i = sim.index[server]
+    steps = []
+    while sim.time_of(sim.k) <= until:
+        t, values, _ = sim.step()
+        steps.append((t, {name: float(v[i]) for name, v in values.items()}))
+    incidents = [x for x in sim.incidents if x.server == server and x.source == "scenario"]
+    if not incidents:
+        return None, []
+    inc = incidents[0]
+    m = METRICS_BY_NAME[inc.metric]
+    threshold = float(getattr(load_thresholds().get(inc.profile, m.name), level))
+    start = inc.precursor_start or inc.onset
+    samples = [(t, row[m.name]) for t, row in steps]
+    past = [
+        t
+        for t, v in samples
+        if t >= start and (v >= threshold if m.direction == "above" else v <= threshold)
+    ]
+    crossing = {
+        "server": server,
+        "profile": inc.profile,
+        "metric": m.name,
+        "level": level,
+        "threshold": threshold,
+        "at": past[0].isoformat() if past else None,
+    }
+    return crossing, samples
+
+
 def wait_until(check: Callable[[], object], timeout: float, what: str, interval: float = 0.5):
     """Call ``check`` until it returns something truthy; raise ContractError after ``timeout``."""
     deadline = time.monotonic() + timeout
@@ -345,6 +453,9 @@ class Stack:
         self.live = None
         self.started_at: dt.datetime | None = None
         self.incident: dict | None = None
+        #: The scripted incident's metric on its server, [(time, value)] per 5-minute step,
+        #: from the generator's deterministic script (see ``scripted_crossing``).
+        self.scripted_samples: list[tuple[dt.datetime, float]] = []
         self.replay: dict | None = None
 
     # --- start --------------------------------------------------------------------------------
@@ -384,37 +495,9 @@ class Stack:
         work.mkdir(parents=True)
         now = dt.datetime.now(dt.UTC)
         self.started_at = now
-        hours = max(opts.history_hours, opts.replay_hours + 25 if opts.replay_hours else 0)
-        origin = (now - dt.timedelta(hours=hours)).replace(minute=0, second=0, microsecond=0)
         fleet = build_fleet(opts.composition)
-        names = [s.name for s in fleet]
+        hours, origin, precursor_at, onset_at, script = demo_script(opts, now)
         sc = opts.script
-        if sc.server not in names:
-            raise ContractError(f"scripted server {sc.server} is not in the fleet")
-        step = dt.timedelta(seconds=STEP_SECONDS)
-        onset_at = now + dt.timedelta(minutes=sc.onset_in_minutes)
-        precursor_at = onset_at - dt.timedelta(minutes=sc.precursor_minutes)
-        precursor_at = origin + ((precursor_at - origin) // step) * step
-        onset_at = precursor_at + dt.timedelta(minutes=sc.precursor_minutes)  # on the step grid
-        others = [n for n in names if n != sc.server]
-        # "healthy" holds for a day: from the start of the history once a day, and an hour ago.
-        healthy = {"servers": others, "scenario": "healthy"}
-        hour_ago = origin + ((now - dt.timedelta(hours=1) - origin) // step) * step
-        days = [origin + step + dt.timedelta(days=k) for k in range(hours // 24 + 1)]
-        script = [
-            *((at, healthy) for at in days if at < hour_ago),
-            (hour_ago, healthy),
-            (
-                precursor_at,
-                {
-                    "servers": [sc.server],
-                    "scenario": "degrading",
-                    "incident": sc.incident,
-                    "precursor_minutes": sc.precursor_minutes,
-                    "duration_minutes": sc.duration_minutes,
-                },
-            ),
-        ]
         self.log(f"stack: working folder {work}")
 
         self.sink = WebhookSink(
@@ -431,10 +514,25 @@ class Stack:
             "precursor_start": precursor_at.isoformat(),
             "labelled": [i.as_dict() for i in scripted],
         }
+        crossing, self.scripted_samples = scripted_crossing(
+            opts.composition,
+            opts.seed,
+            origin,
+            script,
+            sc.server,
+            onset_at + dt.timedelta(minutes=sc.duration_minutes),
+        )
+        self.incident["threshold_crossing"] = crossing
         self.log(
             f"stack: fleet of {len(fleet)} servers; scripted {sc.incident} on {sc.server}, "
             f"precursor since {precursor_at:%H:%M}, onset at {onset_at:%H:%M} UTC"
         )
+        if crossing and crossing["at"]:
+            at = dt.datetime.fromisoformat(crossing["at"])
+            self.log(
+                f"stack: {crossing['metric']} on {sc.server} reaches its {crossing['level']} "
+                f"level {crossing['threshold']:g} at {at:%H:%M} UTC (the generator's script)"
+            )
 
         self.log(f"stack: backfilling {hours} h of history with promtool")
         om, _ = write_openmetrics(
@@ -585,6 +683,15 @@ class Stack:
             f"in {self.replay['seconds']:.0f}s (forecasts made now over past data)"
         )
 
+    def scripted_value(self, at: dt.datetime) -> float | None:
+        """Return the scripted metric's value the generator serves at ``at`` (its 5-min step)."""
+        value = None
+        for t, v in self.scripted_samples:
+            if t > at:
+                break
+            value = v
+        return value
+
     # --- state --------------------------------------------------------------------------------
 
     def urls(self) -> dict[str, str]:
@@ -657,6 +764,68 @@ def status(workdir: Path) -> dict:
 # --- the `linborg demo` and `linborg status` commands --------------------------------------
 
 
+def incident_notice(records: list[dict], server: str) -> dict | None:
+    """Return the first sink record that notifies a firing LinborgPredictedIncident on ``server``.
+
+    A warning is a Slack post (its attachment's title and text), a critical a PagerDuty
+    trigger (its summary), as alertmanager/templates/linborg.tmpl writes them.
+    """
+    for record in records:
+        body = record.get("body")
+        if not isinstance(body, dict):
+            continue
+        if record["path"].startswith("/slack/"):
+            post = (body.get("attachments") or [{}])[0]
+            title, text = post.get("title", ""), post.get("text", "")
+            if "[FIRING" in title and "LinborgPredictedIncident" in title and f"*{server}*" in text:
+                return record
+        elif record["path"].startswith("/pagerduty"):
+            summary = (body.get("payload") or {}).get("summary", "")
+            trigger = body.get("event_action") == "trigger"
+            named = re.search(rf"\b{re.escape(server)}\b", summary)
+            if trigger and named and "LinborgPredictedIncident" in summary:
+                return record
+    return None
+
+
+def lead_over_threshold(stack: Stack, notice: dict) -> str:
+    """Return a line saying how much earlier than a plain threshold alert ``notice`` came.
+
+    The threshold alert is the scripted metric at or past its warning level with no ``for:``
+    (the most favourable case for it): it fires at the crossing that ``scripted_crossing``
+    computed from the generator's script. The warning counts from its arrival at the sink,
+    after its own ``for:`` guard and Alertmanager's grouping.
+    """
+    crossing = (stack.incident or {}).get("threshold_crossing")
+    arrived = dt.datetime.fromisoformat(notice["received_at"])
+    channel = "Slack" if notice["path"].startswith("/slack/") else "PagerDuty"
+    head = f"demo: the predicted-incident alert for {stack.opts.script.server} reached {channel}"
+    if not crossing:
+        return f"{head} at {arrived:%H:%M:%S} UTC (no scripted incident to compare with)."
+    metric, level, limit = crossing["metric"], crossing["level"], crossing["threshold"]
+    now = stack.scripted_value(arrived)
+    where = "" if now is None else f" with {metric} at {now:g}"
+    plain = f"a plain threshold alert ({metric} at or past {level} {limit:g}, no `for:`)"
+    if crossing["at"] is None:
+        return (
+            f"{head} at {arrived:%H:%M:%S} UTC{where}; {metric} does not reach its {level} "
+            f"level {limit:g} in the script, so {plain} would not fire at all."
+        )
+    at = dt.datetime.fromisoformat(crossing["at"])
+    minutes = (at - arrived).total_seconds() / 60
+    if minutes > 0:
+        return (
+            f"{head} at {arrived:%H:%M:%S} UTC{where}, {minutes:.0f} minutes before {metric} "
+            f"reaches its {level} level {limit:g} ({at:%H:%M} UTC, from the generator's script): "
+            f"{minutes:.0f} minutes earlier than {plain}."
+        )
+    return (
+        f"{head} at {arrived:%H:%M:%S} UTC{where}, {-minutes:.0f} minutes AFTER {metric} "
+        f"reached its {level} level {limit:g} ({at:%H:%M} UTC, from the generator's script): no "
+        f"earlier than {plain}."
+    )
+
+
 def _print_welcome(stack: Stack) -> None:
     u = stack.urls()
     inc = stack.incident or {}
@@ -681,15 +850,26 @@ def _print_welcome(stack: Stack) -> None:
         "",
         f"Model bundle: {stack.opts.model}",
     ]
+    crossing = inc.get("threshold_crossing") or {}
     if onset:
         lines += [
             f"Scripted incident: {inc['type']} on {inc['server']}, developing since "
             f"{dt.datetime.fromisoformat(inc['precursor_start']):%H:%M} UTC, labelled onset "
             f"{onset:%H:%M} UTC.",
+        ]
+        if crossing.get("at"):
+            at = dt.datetime.fromisoformat(crossing["at"])
+            lines.append(
+                f"Its {crossing['metric']} reaches the {crossing['level']} level "
+                f"{crossing['threshold']:g} at {at:%H:%M} UTC (from the generator's script): a "
+                "plain threshold alert on it would fire then."
+            )
+        lines += [
             "Watch linborg_risk_score and linborg_time_to_breach_seconds for it. The "
             "LinborgPredictedIncident warning reaches the sink (printed below, as a Slack "
-            f"post to #linborg-web-api) once its `for: {guard}` guard has held, about "
-            f"{minutes} from now and long before the onset.",
+            f"post to #linborg-web-api) once the forecast predicts it and its `for: {guard}` "
+            f"guard has held (at the earliest {minutes} from now); the demo then prints how "
+            "many minutes earlier than that threshold alert it came.",
             f"(The demo's alert rules wait `for: {guard}`; the shipped rules in "
             "prometheus/rules/ wait 10 minutes (critical) and 15 minutes (warning).)",
             "Other servers may post Slack warnings too: a warning means a pessimistic (p90) "
@@ -731,8 +911,14 @@ def cmd_demo(args) -> int:
     try:
         stack.start()
         _print_welcome(stack)
+        noticed = False
         while not stop.is_set():
             stop.wait(5)
+            if not noticed and stack.sink is not None:
+                notice = incident_notice(stack.sink.received(), opts.script.server)
+                if notice:
+                    print(lead_over_threshold(stack, notice), flush=True)
+                    noticed = True
             dead = [s.name for s in stack.services if not s.alive()]
             if dead:
                 print(f"stack: {', '.join(dead)} stopped unexpectedly; see the logs in "

@@ -12,7 +12,7 @@ import yaml
 from realstack import require
 
 from exporter.config import DEFAULT_HORIZONS
-from linborg import alert_rules
+from linborg import alert_rules, quality_rules
 from linborg.contract import METRIC_NAMES, METRICS, PROFILE_NAMES
 from linborg.dashboards import DASHBOARD_UIDS
 from linborg.risk import assess
@@ -26,7 +26,7 @@ RUNBOOKS = ROOT / "docs" / "runbooks.md"
 GOLDEN = ROOT / "tests" / "golden" / "metrics.txt"
 
 ALL_ANNOTATIONS = {"summary", "description", "threshold", "runbook_url", "dashboard_url"}
-PREDICTED_ANNOTATIONS = ALL_ANNOTATIONS | {"predicted_value", "lead_time"}
+PREDICTED_ANNOTATIONS = ALL_ANNOTATIONS | {"current_value", "predicted_value", "lead_time"}
 #: Exporter series that carry the real server and profile labels.
 PER_SERVER_SERIES = {
     "linborg_risk_score",
@@ -177,8 +177,61 @@ def test_every_linborg_series_used_is_one_the_exporter_exposes():
     exposed = _exported_names()
     for rule in _rules():
         text = rule["expr"] + " ".join(rule["annotations"].values())
+        # The current value is the quality rules' per-server actual (tested below), not an
+        # exporter series.
+        text = text.replace(quality_rules.ACTUAL, "")
         for name in re.findall(r"\blinborg_[a-z0-9_]+", text):
             assert name in exposed, f"{rule['alert']} uses {name}, not on the exporter's /metrics"
+
+
+def test_the_current_value_is_the_quality_rules_actual_with_server_and_metric():
+    """The annotations read the current value from a series Prometheus records for them."""
+    quality = yaml.safe_load((RULES.parent / "linborg.quality.rules.yml").read_text())
+    records = [r for g in quality["groups"] for r in g["rules"] if "record" in r]
+    actual = [r for r in records if r["record"] == quality_rules.ACTUAL]
+    assert {r["labels"]["metric"] for r in actual} == set(METRIC_NAMES)
+    assert all(r["expr"].startswith("max by (server) (") for r in actual)
+    prometheus = yaml.safe_load((ROOT / "prometheus" / "prometheus.yml").read_text())
+    assert "rules/linborg.quality.rules.yml" in prometheus["rule_files"]
+    query = f"max({quality_rules.ACTUAL}{{server='%s',metric='%s'}})"
+    for rule in _rules():
+        if _is_predicted(rule):
+            for key in ("summary", "description", "current_value", "lead_time"):
+                assert query in rule["annotations"][key], (rule["alert"], key)
+
+
+def test_summaries_compare_the_current_value_with_the_profiles_own_thresholds():
+    """Every predicted summary sets $warn and $crit per profile, as linborg/thresholds.yaml."""
+    thresholds = load_thresholds()
+    for rule in _rules():
+        if not _is_predicted(rule):
+            continue
+        summary = rule["annotations"]["summary"]
+        assert "{{ if $pastCrit }}" in summary and "{{ else if $pastWarn }}" in summary
+        assert "current value unknown" in summary, "it renders without the current value too"
+        found = re.search(r'metric=~?"([^"]+)"', rule["expr"])
+        ignored = alert_rules.CONFIG["incident_ignored_drivers"]
+        metrics = (
+            found.group(1).split("|") if found else [m for m in METRIC_NAMES if m not in ignored]
+        )
+        for metric in metrics:
+            for profile in PROFILE_NAMES:
+                t = thresholds.get(profile, metric)
+                pair = (
+                    f"{{{{ $warn = {float(t.warning)!r} }}}}{{{{ $crit = {float(t.critical)!r} }}}}"
+                )
+                assert pair in summary, (rule["alert"], metric, profile, pair)
+        assert "reaches warning" not in summary and "reaches critical" not in summary
+
+
+def test_current_value_thresholds_follow_threshold_overrides(tmp_path):
+    override = tmp_path / "thresholds.yaml"
+    override.write_text(
+        "profiles:\n  web_api:\n    front_close_wait: {warning: 120, critical: 450}\n"
+    )
+    text = alert_rules.render({"thresholds_files": (str(override),)})
+    assert 'if eq $labels.profile "web_api" }}{{ $warn = 120.0 }}{{ $crit = 450.0 }}' in text
+    assert "{{ $warn = 150.0 }}" not in text
 
 
 def test_every_metric_name_in_the_rules_is_a_contract_metric():

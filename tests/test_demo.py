@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -14,7 +16,16 @@ import pytest
 import requests
 from realstack import poll
 
-from linborg.stack import Ports, free_stack_ports
+from linborg.stack import (
+    Options,
+    Ports,
+    Stack,
+    demo_script,
+    free_stack_ports,
+    incident_notice,
+    lead_over_threshold,
+    scripted_crossing,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -39,6 +50,9 @@ def test_demo_starts_forecasts_pages_and_stops_cleanly_on_ctrl_c(tmp_path):
         poll(lambda: "Ctrl-C stops everything" in output(), 300, "the demo to start")
         text = output()
         assert f"http://127.0.0.1:{ports.prometheus}" in text and "webhook sink" in text
+        assert re.search(
+            r"Its front_close_wait reaches the warning level 150 at \d\d:\d\d UTC", text
+        )
         status = subprocess.run(
             [sys.executable, "-m", "linborg", "status", f"--workdir={workdir}"],
             capture_output=True, text=True, cwd=REPO, timeout=60,
@@ -68,6 +82,19 @@ def test_demo_starts_forecasts_pages_and_stops_cleanly_on_ctrl_c(tmp_path):
             "the predicted-incident warning at the sink",
         )
         assert "*ppweb002*" in posts[0]["body"]["attachments"][0]["text"]
+        # The demo says how much earlier than a plain threshold alert the warning came (or that
+        # it came after the metric had crossed; tests/test_e2e_alerts.py asserts which).
+        line = poll(
+            lambda: re.search(
+                r"demo: the predicted-incident alert for ppweb002 reached Slack at \S+ UTC with "
+                r"front_close_wait at [0-9.]+, \d+ minutes (before|AFTER) front_close_wait "
+                r"(reaches|reached) its warning level 150 \(",
+                output(),
+            ),
+            60,
+            "the demo's comparison with a threshold alert",
+        )
+        assert line
     finally:
         proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
         try:
@@ -128,3 +155,97 @@ def test_free_stack_ports_are_distinct_bindable_and_outside_the_ephemeral_range(
             assert not low <= port <= high
             with socket.socket() as s:
                 s.bind(("127.0.0.1", port))
+
+
+# --- the demo's comparison with a threshold alert -----------------------------------------------
+
+NOW = dt.datetime(2026, 3, 4, 10, 2, 30, tzinfo=dt.UTC)
+
+
+@pytest.mark.parametrize(
+    "composition",
+    [Options().composition, {"ml_compute": 3, "database": 2, "web_api": 2}],
+    ids=["demo fleet", "end-to-end fleet"],
+)
+def test_the_script_starts_below_warning_and_crosses_it_well_after_the_start(composition):
+    """A warning can beat a threshold alert only if the metric is below warning at the start."""
+    opts = Options(composition=composition)
+    _, origin, precursor, onset, script = demo_script(opts, NOW)
+    crossing, samples = scripted_crossing(
+        composition, opts.seed, origin, script, opts.script.server, onset
+    )
+    assert crossing["metric"] == "front_close_wait" and crossing["threshold"] == 150
+    at = dt.datetime.fromisoformat(crossing["at"])
+    start = max(v for t, v in samples if t <= NOW)  # served when the stack starts
+    assert start < 100, start
+    assert precursor < NOW + dt.timedelta(minutes=30) < at < onset, (precursor, at, onset)
+    # The crossing is the first step at or past 150 since the precursor began.
+    before = [v for t, v in samples if precursor <= t < at]
+    assert before and max(before) < 150 <= dict(samples)[at]
+
+
+def _stack_with_crossing(at: str | None) -> Stack:
+    stack = Stack(Options())
+    stack.incident = {
+        "threshold_crossing": {
+            "server": "ppweb002",
+            "profile": "web_api",
+            "metric": "front_close_wait",
+            "level": "warning",
+            "threshold": 150.0,
+            "at": at,
+        }
+    }
+    step = dt.timedelta(minutes=5)
+    grid = NOW.replace(minute=0, second=0)  # the generator's 5-minute steps from 10:00
+    stack.scripted_samples = [(grid + k * step, 70.0 + 10 * k) for k in range(20)]
+    return stack
+
+
+def test_the_demo_says_how_many_minutes_before_the_threshold_crossing_the_warning_came():
+    stack = _stack_with_crossing("2026-03-04T10:45:00+00:00")
+    notice = {"received_at": "2026-03-04T10:07:10.000+00:00", "path": "/slack/linborg-web-api"}
+    assert lead_over_threshold(stack, notice) == (
+        "demo: the predicted-incident alert for ppweb002 reached Slack at 10:07:10 UTC with "
+        "front_close_wait at 80, 38 minutes before front_close_wait reaches its warning level "
+        "150 (10:45 UTC, from the generator's script): 38 minutes earlier than a plain "
+        "threshold alert (front_close_wait at or past warning 150, no `for:`)."
+    )
+
+
+def test_the_demo_says_so_when_the_warning_came_after_the_threshold_crossing():
+    stack = _stack_with_crossing("2026-03-04T10:45:00+00:00")
+    notice = {"received_at": "2026-03-04T10:57:00.000+00:00", "path": "/slack/linborg-web-api"}
+    assert lead_over_threshold(stack, notice) == (
+        "demo: the predicted-incident alert for ppweb002 reached Slack at 10:57:00 UTC with "
+        "front_close_wait at 180, 12 minutes AFTER front_close_wait reached its warning level "
+        "150 (10:45 UTC, from the generator's script): no earlier than a plain threshold alert "
+        "(front_close_wait at or past warning 150, no `for:`)."
+    )
+
+
+def test_incident_notice_is_the_first_firing_post_or_trigger_naming_the_server():
+    def slack(title, text):
+        return {
+            "path": "/slack/linborg-web-api",
+            "body": {"attachments": [{"title": title, "text": text}]},
+        }
+
+    def pagerduty(action, summary):
+        return {
+            "path": "/pagerduty",
+            "body": {"event_action": action, "payload": {"summary": summary}},
+        }
+
+    records = [
+        {"path": "/other", "body": "text"},
+        slack("[FIRING:1] LinborgPredictedIncident · web_api", "*ppweb001* (web_api, warning)"),
+        slack("[RESOLVED] LinborgPredictedIncident · web_api", "*ppweb002* (web_api, warning)"),
+        slack("[FIRING:1] LinborgDiskFullPredicted · web_api", "*ppweb002* (web_api, warning)"),
+        pagerduty("trigger", "[FIRING:1] LinborgPredictedIncident · web_api: ppweb0021 ..."),
+        pagerduty("trigger", "[FIRING:1] LinborgPredictedIncident · web_api: ppweb002 ..."),
+        slack("[FIRING:1] LinborgPredictedIncident · web_api", "*ppweb002* (web_api, warning)"),
+    ]
+    assert incident_notice(records, "ppweb002") is records[5]
+    assert incident_notice(records[:5] + records[6:], "ppweb002") is records[-1]
+    assert incident_notice(records[:5], "ppweb002") is None

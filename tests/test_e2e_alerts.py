@@ -1,4 +1,4 @@
-"""End to end on loopback: a developing incident becomes a page before its labelled onset.
+"""End to end on loopback: a developing incident becomes a warning before a threshold would fire.
 
 Real Prometheus (26 hours of generator history backfilled with promtool, then the live
 endpoint), the exporter serving the shipped default model, the generated alert rules, a real
@@ -10,24 +10,31 @@ scrapes and evaluates every 2 s, and the alerts' ``for:`` guards are 20 s instea
 from __future__ import annotations
 
 import datetime as dt
+import math
+import re
 
 import pytest
 import requests
 from realstack import poll
 
-from linborg.stack import Options, Script, Stack, fast, free_stack_ports
+from linborg.contract import metric as contract_metric
+from linborg.stack import Options, Script, Stack, fast, free_stack_ports, incident_notice
+from linborg.thresholds import load_thresholds
 
-#: The demo's script: a connection leak on a web_api server, five hours of precursor, onset two
-#: hours after the stack starts. The shipped model's p90 crosses the warning threshold of
-#: front_close_wait from about 160 minutes before onset (the critical p50 crossing comes only
-#: about 10 minutes before it), so the predicted incident is a warning, routed to Slack.
+#: The demo's script: a connection leak on a web_api server, a five-hour precursor that began
+#: an hour before the stack starts, onset four hours after it. front_close_wait is then about 70
+#: (warning 150, critical 600 on web_api) and, by the generator's accelerating ramp, reaches
+#: warning about 40 minutes after the start (``stack.incident["threshold_crossing"]``): a
+#: warning within the test's five minutes comes before any threshold alert could.
 SCRIPT = Script(
     server="ppweb002",
     incident="connection_leak",
     precursor_minutes=300,
-    onset_in_minutes=120,
+    onset_in_minutes=240,
     duration_minutes=120,
 )
+#: Seconds the tests wait for the predicted-incident warning at the sink.
+WARNING_WAIT = 300
 
 
 @pytest.fixture(scope="module")
@@ -60,13 +67,54 @@ def incident_posts(stack, server):
     return posts
 
 
+def instant(stack, query: str, at: float | None = None) -> list[dict]:
+    params = {"query": query} if at is None else {"query": query, "time": at}
+    r = requests.get(stack.urls()["prometheus"] + "/api/v1/query", params=params, timeout=10)
+    r.raise_for_status()
+    return r.json()["data"]["result"]
+
+
+def scripted_now(stack) -> str:
+    """Say where the scripted metric and its forecast are now, for failure messages."""
+    c = stack.incident["threshold_crossing"]
+    now = stack.scripted_value(dt.datetime.now(dt.UTC))
+    where = f'server="{c["server"]}"'
+    risk = instant(stack, f'linborg_risk_score{{{where},window="8h"}}')
+    ttb = instant(
+        stack,
+        f'linborg_time_to_breach_seconds{{{where},metric="{c["metric"]}",level="warning"}}',
+    )
+    p90 = instant(stack, f'linborg_forecast{{{where},metric="{c["metric"]}",q="0.9"}}')
+    return (
+        f"{c['metric']} on {c['server']} is now {now:g} (warning {c['threshold']:g}; the "
+        f"script crosses it at {c['at']}); 8h risk "
+        + ", ".join(f"{r['value'][1]} (driver {r['metric']['driver']})" for r in risk)
+        + "; time to warning "
+        + (", ".join(f"{r['metric']['q']}: {r['value'][1]}s" for r in ttb) or "none within 8h")
+        + "; p90 forecast "
+        + ", ".join(f"{r['metric']['horizon']}: {float(r['value'][1]):.0f}" for r in p90)
+    )
+
+
+@pytest.fixture(scope="module")
+def warning_post(stack):
+    """The first predicted-incident warning for the scripted server at the sink, or None."""
+    try:
+        return poll(lambda: incident_posts(stack, SCRIPT.server), WARNING_WAIT, "the warning")[0]
+    except AssertionError:
+        return None
+
+
 @pytest.mark.integration
 def test_predicted_incident_reaches_its_channel_before_onset_and_healthy_servers_page_no_one(
-    stack,
+    stack, warning_post
 ):
     onset = dt.datetime.fromisoformat(stack.incident["onset"])
     assert stack.incident["labelled"][0]["server"] == SCRIPT.server
-    post = poll(lambda: incident_posts(stack, SCRIPT.server), 300, "the predicted incident")[0]
+    assert warning_post, f"no predicted-incident warning within {WARNING_WAIT}s; " + scripted_now(
+        stack
+    )
+    post = warning_post
     arrived = dt.datetime.fromisoformat(post["received_at"])
     lead = (onset - arrived).total_seconds() / 60
     print(f"predicted-incident warning at the sink {lead:.1f} minutes before the labelled onset")
@@ -76,6 +124,7 @@ def test_predicted_incident_reaches_its_channel_before_onset_and_healthy_servers
     assert post["body"]["channel"] == "#linborg-web-api"
     text = post["body"]["attachments"][0]["text"]
     assert f"*{SCRIPT.server}* (web_api, warning)" in text and "front_close_wait" in text
+    assert incident_notice(stack.sink.received(), SCRIPT.server) is not None
 
     # Alertmanager holds the alert with exactly the labels the rules promise.
     am = stack.urls()["alertmanager"]
@@ -106,3 +155,61 @@ def test_predicted_incident_reaches_its_channel_before_onset_and_healthy_servers
         for a in everything
         if a["labels"].get("severity") == "critical" and a["labels"].get("server") != SCRIPT.server
     ]
+
+
+@pytest.mark.integration
+def test_the_warning_fires_while_the_metric_is_still_below_its_warning_level(stack, warning_post):
+    """Earlier than a threshold: the metric's value when the warning fired, from Prometheus."""
+    assert warning_post, f"no predicted-incident warning within {WARNING_WAIT}s; " + scripted_now(
+        stack
+    )
+    # When the warning fired: the first evaluation that wrote its ALERTS series as firing.
+    selector = (
+        f'ALERTS{{alertname="LinborgPredictedIncident",server="{SCRIPT.server}",'
+        f'severity="warning",alertstate="firing"}}'
+    )
+    series = instant(stack, f"{selector}[1h]")
+    assert series, f"{selector} has no samples although the sink got the warning"
+    labels = series[0]["metric"]
+    fired_at = min(float(t) for s in series for t, _ in s["values"])
+    m = contract_metric(labels["metric"])
+    warning = load_thresholds().get(labels["profile"], m.name).warning
+    found = instant(stack, f'max({m.wire_name}{{server="{SCRIPT.server}"}})', fired_at)
+    assert found, f"Prometheus has no {m.wire_name} for {SCRIPT.server} at {fired_at}"
+    value = float(found[0]["value"][1])
+
+    fired = dt.datetime.fromtimestamp(fired_at, dt.UTC)
+    crossing = stack.incident["threshold_crossing"]
+    crosses = dt.datetime.fromisoformat(crossing["at"]) if crossing["at"] else None
+    earlier = f"{(crosses - fired).total_seconds() / 60:.1f}" if crosses else "n/a"
+    print(
+        f"warning fired at {fired:%H:%M:%S} UTC with {m.name}={value:g} in Prometheus (warning "
+        f"{warning:g} for {labels['profile']}); the script crosses it at {crossing['at']}, "
+        f"{earlier} minutes later"
+    )
+
+    # The demo's "minutes earlier than a threshold alert" reads the generator's script; it is
+    # what Prometheus got (the value of that 5-minute step or, right after a step, the last).
+    step = dt.timedelta(minutes=5)
+    scripted = [stack.scripted_value(fired), stack.scripted_value(fired - step)]
+    assert any(math.isclose(value, v, rel_tol=1e-8) for v in scripted), (value, scripted)
+
+    # The annotation reads the same current value, and says on which side of warning it is.
+    matchers = ['alertname="LinborgPredictedIncident"', f'server="{SCRIPT.server}"']
+    summary = requests.get(
+        stack.urls()["alertmanager"] + "/api/v2/alerts",
+        params={"filter": [*matchers, 'severity="warning"']},
+        timeout=5,
+    ).json()[0]["annotations"]["summary"]
+    said = re.search(rf"{m.name} ([0-9.]+)%?, (above|below) (warning|critical) ", summary)
+    assert said, f"the summary does not give the current value: {summary}"
+    now, side, level = float(said.group(1)), said.group(2), said.group(3)
+    limit = getattr(load_thresholds().get(labels["profile"], m.name), level)
+    past = now >= limit if m.direction == "above" else now <= limit
+    assert side == ("above" if past == (m.direction == "above") else "below"), summary
+
+    below = value < warning if m.direction == "above" else value > warning
+    assert below, (
+        f"the predicted-incident warning fired with {m.name} at {value:g}, already past its "
+        f"warning level {warning:g}: a plain threshold alert would have fired first"
+    )
