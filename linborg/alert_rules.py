@@ -32,7 +32,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from linborg.contract import METRICS, METRICS_BY_NAME, PROFILE_NAMES, Metric
+from linborg.contract import METRICS, METRICS_BY_NAME, NAMESPACE, PROFILE_NAMES, Metric
 from linborg.dashboards import DASHBOARD_UIDS, DEFAULT_GRAFANA_URL
 from linborg.quality_rules import ACTUAL
 from linborg.thresholds import Thresholds, load_thresholds
@@ -350,8 +350,7 @@ def _peak_of(cfg: Mapping[str, Any], q: str, lead: str) -> Callable[[Metric], st
 # A predicted alert on a metric that is already past its warning level must say so (issue 12):
 # "front_close_wait 398, above warning 150; forecast to reach critical 600 in about 1h 40m",
 # never "reaches warning in 5m". The annotations therefore read the metric's current value
-# (the quality rules' per-server actual, which follows their configurable `actuals`, the
-# exporter's own source queries) and compare it with the profile's thresholds in the template.
+# (CURRENT_VALUE_QUERY) and compare it with the profile's thresholds in the template.
 # Every annotation is its own template, so each one starts with the same prelude that sets:
 #   $now, $known       the current value, and whether Prometheus has one (else "unknown")
 #   $warn, $crit       the thresholds of $labels.metric for $labels.profile (floats)
@@ -405,16 +404,24 @@ def _metric_vars(m: Metric, q: str, thresholds: Thresholds, units: bool) -> str:
     return text + _choose(branches, "profile")
 
 
-def _with_query(promql: str, then: str, otherwise: str) -> str:
-    """Return a template running ``promql`` for $labels.server and $labels.metric.
+def _with_query(
+    promql: str, then: str, otherwise: str = "", args: str = "$labels.server $labels.metric"
+) -> str:
+    """Return a template running ``promql``, a printf format of ``args``.
 
     ``then`` sees the result as ``.``; ``otherwise`` is printed when the result is empty.
     """
     otherwise = f"{{{{ else }}}}{otherwise}" if otherwise else ""
-    return (
-        f'{{{{ with printf "{promql}" $labels.server $labels.metric | query }}}}{then}'
-        f"{otherwise}{{{{ end }}}}"
-    )
+    return f'{{{{ with printf "{promql}" {args} | query }}}}{then}{otherwise}{{{{ end }}}}'
+
+
+#: The current value of $labels.metric on $labels.server: the quality rules' per-server actual
+#: (it follows their `actuals`, the exporter's source queries) or, where that is not recorded
+#: (yet: a fresh Prometheus evaluates the quality group only after its first interval), the
+#: contract's default source series ``linborg_<metric>``.
+CURRENT_VALUE_QUERY = (
+    f"max({ACTUAL}{{server='%s',metric='%s'}}) or max({NAMESPACE}_%s{{server='%s'}})"
+)
 
 
 #: A duration from a query result as "1h 40m" or "5m" (humanizeDuration, less " 0m 0s").
@@ -425,9 +432,9 @@ def _prelude(metrics: list[Metric], q: str, thresholds: Thresholds, units: bool)
     """Return the template actions that set the prelude's variables (see above)."""
     mixed = any(_below(m) for m in metrics) and not all(_below(m) for m in metrics)
     current = _with_query(
-        f"max({ACTUAL}{{server='%s',metric='%s'}})",
+        CURRENT_VALUE_QUERY,
         "{{ $now = . | first | value }}{{ $known = true }}",
-        "",
+        args="$labels.server $labels.metric $labels.metric $labels.server",
     )
     if mixed:
         compare = (

@@ -177,15 +177,15 @@ def test_every_linborg_series_used_is_one_the_exporter_exposes():
     exposed = _exported_names()
     for rule in _rules():
         text = rule["expr"] + " ".join(rule["annotations"].values())
-        # The current value is the quality rules' per-server actual (tested below), not an
-        # exporter series.
-        text = text.replace(quality_rules.ACTUAL, "")
+        # The current value is the quality rules' per-server actual, or the contract's source
+        # series (tested below), not an exporter series.
+        text = text.replace(alert_rules.CURRENT_VALUE_QUERY, "")
         for name in re.findall(r"\blinborg_[a-z0-9_]+", text):
             assert name in exposed, f"{rule['alert']} uses {name}, not on the exporter's /metrics"
 
 
-def test_the_current_value_is_the_quality_rules_actual_with_server_and_metric():
-    """The annotations read the current value from a series Prometheus records for them."""
+def test_the_current_value_is_the_quality_rules_actual_or_else_the_source_series():
+    """The annotations read the current value from series Prometheus has for every server."""
     quality = yaml.safe_load((RULES.parent / "linborg.quality.rules.yml").read_text())
     records = [r for g in quality["groups"] for r in g["rules"] if "record" in r]
     actual = [r for r in records if r["record"] == quality_rules.ACTUAL]
@@ -193,11 +193,17 @@ def test_the_current_value_is_the_quality_rules_actual_with_server_and_metric():
     assert all(r["expr"].startswith("max by (server) (") for r in actual)
     prometheus = yaml.safe_load((ROOT / "prometheus" / "prometheus.yml").read_text())
     assert "rules/linborg.quality.rules.yml" in prometheus["rule_files"]
-    query = f"max({quality_rules.ACTUAL}{{server='%s',metric='%s'}})"
+    # The fallback is the default source series, the contract's wire name.
+    assert quality_rules.CONFIG["actuals"] == {m.name: m.wire_name for m in METRICS}
+    query = (
+        f"max({quality_rules.ACTUAL}{{server='%s',metric='%s'}}) or max(linborg_%s{{server='%s'}})"
+    )
+    assert query == alert_rules.CURRENT_VALUE_QUERY
+    call = f'printf "{query}" $labels.server $labels.metric $labels.metric $labels.server | query'
     for rule in _rules():
         if _is_predicted(rule):
             for key in ("summary", "description", "current_value", "lead_time"):
-                assert query in rule["annotations"][key], (rule["alert"], key)
+                assert call in rule["annotations"][key], (rule["alert"], key)
 
 
 def test_summaries_compare_the_current_value_with_the_profiles_own_thresholds():

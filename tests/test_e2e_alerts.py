@@ -181,11 +181,18 @@ def test_the_warning_fires_while_the_metric_is_still_below_its_warning_level(sta
     fired = dt.datetime.fromtimestamp(fired_at, dt.UTC)
     crossing = stack.incident["threshold_crossing"]
     crosses = dt.datetime.fromisoformat(crossing["at"]) if crossing["at"] else None
-    earlier = f"{(crosses - fired).total_seconds() / 60:.1f}" if crosses else "n/a"
+    lead = (crosses - fired).total_seconds() / 60 if crosses else None
+    when = (
+        "never"
+        if lead is None
+        else f"{lead:.1f} minutes later"
+        if lead > 0
+        else f"{-lead:.1f} minutes before it fired"
+    )
     print(
         f"warning fired at {fired:%H:%M:%S} UTC with {m.name}={value:g} in Prometheus (warning "
-        f"{warning:g} for {labels['profile']}); the script crosses it at {crossing['at']}, "
-        f"{earlier} minutes later"
+        f"{warning:g} for {labels['profile']}); the script reaches warning at "
+        f"{crossing['at']}, {when}"
     )
 
     # The demo's "minutes earlier than a threshold alert" reads the generator's script; it is
