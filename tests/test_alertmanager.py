@@ -124,6 +124,7 @@ PREDICTED = {
         "description": "mem_used_pct is forecast above its critical threshold.",
         "runbook_url": "https://runbooks.example/linborg/memory-exhaustion",
         "dashboard_url": "https://grafana.example/d/linborg-server?var-server=ppdb001",
+        "current_value": "88.1%",
         "predicted_value": "97.2",
         "threshold": "95",
         "lead_time": "1h 25m",
@@ -177,12 +178,25 @@ def test_templates_show_what_an_on_call_engineer_needs(tmp_path, template):
     if template == "linborg.slack.title":
         assert text == "[FIRING:1] LinborgMemoryExhaustionPredicted · database"
         return
-    for needed in ("ppdb001", "mem_used_pct", "predicted 97.2", "threshold 95", "in 1h 25m"):
+    needed_parts = ("ppdb001", "mem_used_pct", "now 88.1%", "predicted 97.2", "threshold 95")
+    for needed in (*needed_parts, "in 1h 25m"):
         assert needed in text, f"{needed!r} missing from {template}: {text!r}"
     if template == "linborg.slack.text":
         assert "(database, critical)" in text
         assert f"<{PREDICTED['annotations']['runbook_url']}|Runbook>" in text
         assert f"<{PREDICTED['annotations']['dashboard_url']}|Dashboard>" in text
+
+
+def test_a_metric_already_past_the_threshold_is_not_said_to_reach_it_in_0s(tmp_path):
+    past = {
+        **PREDICTED,
+        "annotations": {**PREDICTED["annotations"], "current_value": "96.0%", "lead_time": "0s"},
+    }
+    text = render(tmp_path, past, "linborg.slack.text")
+    assert "mem_used_pct now 96.0%, predicted 97.2 (threshold 95), already past the threshold" in (
+        text
+    )
+    assert "in 0s" not in text
 
 
 def test_pagerduty_details_list_every_field(tmp_path):
@@ -191,6 +205,7 @@ def test_pagerduty_details_list_every_field(tmp_path):
         "server: ppdb001",
         "profile: database",
         "metric: mem_used_pct",
+        "current_value: 88.1%",
         "predicted_value: 97.2",
         "threshold: 95",
         "lead_time: 1h 25m",
