@@ -39,15 +39,21 @@ class ModelHolder:
         try:
             forecaster = load_bundle(self.path)
         except BundleError as err:
-            self.reload_failures += 1
-            self.exporter.stats.model_reload_failures += 1
-            log.error("model reload (%s) refused, keeping the current model: %s", reason, err)
+            self._refuse(reason, str(err))
+            return
+        except Exception as err:  # noqa: BLE001 - a reload must never take the exporter down
+            self._refuse(reason, f"{type(err).__name__}: {err}")
             return
         self.exporter.forecaster = forecaster
         self.stamp = self._stamp()
         self.reloads += 1
         self.exporter.stats.model_reloads += 1
         log.info("model reloaded (%s) from %s", reason, self.path)
+
+    def _refuse(self, reason: str, why: str) -> None:
+        self.reload_failures += 1
+        self.exporter.stats.model_reload_failures += 1
+        log.error("model reload (%s) refused, keeping the current model: %s", reason, why)
 
     def check_files(self) -> None:
         stamp = self._stamp()

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from exporter.main import ModelHolder
-from trainer.bundle import SPEC
+from trainer.bundle import SPEC, BundleError, load_bundle
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -60,3 +63,67 @@ def test_a_bad_bundle_on_reload_is_refused_and_the_old_one_keeps_serving(tmp_pat
     holder.reload("SIGHUP")
     assert exporter.forecaster != "the old model" and holder.reloads == 1
     assert exporter.stats.model_reloads == 1
+
+
+def _bundle_copy(tmp_path: Path) -> Path:
+    bundle = tmp_path / "bundle"
+    shutil.copytree(
+        ROOT / "models" / "default", bundle, ignore=shutil.ignore_patterns("evaluation")
+    )
+    return bundle
+
+
+@pytest.mark.parametrize(
+    "change, reason",
+    [
+        (lambda hp: hp.update(embedding_sizes={}), "embedding_sizes has no 'profile' embedding"),
+        (lambda hp: hp.update(hidden_size=-1), "hidden_size -1 (expected an integer in 1..1024)"),
+        (lambda hp: hp.update(hidden_size=1_000_000), "hidden_size 1000000"),
+        (lambda hp: hp.update(lstm_layers="two"), "lstm_layers 'two'"),
+    ],
+)
+def test_implausible_bundles_are_refused_before_anything_is_built(tmp_path, change, reason):
+    bundle = _bundle_copy(tmp_path)
+    spec = json.loads((bundle / SPEC).read_text())
+    change(spec["hparams"])
+    (bundle / SPEC).write_text(json.dumps(spec))
+    exporter = Holder()
+    holder = ModelHolder(exporter, str(bundle))
+    holder.reload("SIGHUP")  # must not raise
+    assert exporter.forecaster == "the old model" and holder.reload_failures == 1
+    with pytest.raises(BundleError, match=re.escape(reason)):
+        load_bundle(bundle)
+
+
+def test_an_unreadable_bundle_is_refused_on_reload_and_at_start_up(tmp_path):
+    import os
+
+    if os.geteuid() == 0:
+        # root reads any file: make the read itself fail instead (a folder named model.json).
+        bundle = _bundle_copy(tmp_path)
+        (bundle / SPEC).unlink()
+        (bundle / SPEC).mkdir()
+    else:
+        bundle = _bundle_copy(tmp_path)
+        (bundle / SPEC).chmod(0)
+    exporter = Holder()
+    holder = ModelHolder(exporter, str(bundle))
+    holder.reload("SIGHUP")
+    assert exporter.forecaster == "the old model" and holder.reload_failures == 1
+    cfg = tmp_path / "c.yml"
+    cfg.write_text(f"model: {{bundle: '{bundle}'}}\n")
+    r = run_serve(f"--config.file={cfg}")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "model bundle" in r.stderr
+
+
+def test_a_weights_file_declaring_too_many_parameters_is_refused_from_its_header(tmp_path):
+    from trainer import bundle as bundle_module
+
+    bundle = _bundle_copy(tmp_path)
+    header = json.dumps({"w": {"dtype": "F32", "shape": [100_000, 1_000], "data_offsets": [0, 4]}})
+    raw = header.encode()
+    (bundle / "model.safetensors").write_bytes(len(raw).to_bytes(8, "little") + raw + b"\0" * 4)
+    with pytest.raises(BundleError, match="100,000,000 parameters, more than the limit"):
+        load_bundle(bundle)
+    assert bundle_module.MAX_PARAMETERS < 100_000_000

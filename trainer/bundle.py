@@ -157,6 +157,8 @@ def read_spec(directory: str | Path) -> dict:
         raise BundleError(f"model bundle {directory}: {WEIGHTS} is missing")
     try:
         spec = json.loads(path.read_text())
+    except OSError as err:
+        raise BundleError(f"model bundle {directory}: {SPEC} cannot be read ({err})") from None
     except (ValueError, UnicodeDecodeError) as err:
         raise BundleError(f"model bundle {directory}: {SPEC} is not valid JSON ({err})") from None
     found = spec.get("format") if isinstance(spec, dict) else None
@@ -198,13 +200,104 @@ def read_spec(directory: str | Path) -> dict:
     return spec
 
 
+#: Bounds on a bundle's hyperparameters, checked before anything is allocated: a bundle that
+#: declares a network far outside them is refused, not built (hidden_size 1,000,000 once took
+#: the exporter from 0.5 to 6 GB). The shipped model has hidden size 24 and about 0.1 M
+#: parameters; these leave room for a network 40x wider.
+HPARAM_BOUNDS = {
+    "hidden_size": (1, 1024),
+    "attention_head_size": (1, 64),
+    "hidden_continuous_size": (1, 1024),
+    "lstm_layers": (1, 8),
+}
+#: Most parameters a bundle's weights file may hold (counted from its header, before loading).
+MAX_PARAMETERS = 50_000_000
+
+
+def check_hparams(directory, hp: dict) -> None:
+    """Refuse implausible hyperparameters before the network is built, naming each problem."""
+    problems = []
+    for key, (lo, hi) in HPARAM_BOUNDS.items():
+        value = hp.get(key)
+        if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
+            problems.append(f"{key} {value!r} (expected an integer in {lo}..{hi})")
+    dropout = hp.get("dropout", 0.0)
+    if not isinstance(dropout, int | float) or not 0 <= dropout < 1:
+        problems.append(f"dropout {dropout!r} (expected 0 <= dropout < 1)")
+    sizes = hp.get("embedding_sizes")
+    if not isinstance(sizes, dict) or "profile" not in sizes:
+        problems.append("embedding_sizes has no 'profile' embedding")
+    else:
+        for name, pair in sizes.items():
+            ok = isinstance(pair, list | tuple) and len(pair) == 2
+            if not ok or not all(isinstance(x, int) and 1 <= x <= 1024 for x in pair):
+                problems.append(f"embedding_sizes[{name!r}] {pair!r}")
+    if not isinstance(hp.get("embedding_labels"), dict):
+        problems.append("embedding_labels is missing")
+    if problems:
+        raise BundleError(f"model bundle {directory}: bad hyperparameters: " + "; ".join(problems))
+
+
+def weights_parameter_count(path: Path) -> int:
+    """Return how many numbers a safetensors file holds, from its header alone."""
+    with open(path, "rb") as f:
+        head = f.read(8)
+        if len(head) != 8:
+            raise BundleError(f"{path}: not a safetensors file (too short)")
+        size = int.from_bytes(head, "little")
+        if size > 100_000_000:
+            raise BundleError(f"{path}: safetensors header of {size} bytes is implausible")
+        try:
+            header = json.loads(f.read(size))
+        except (ValueError, UnicodeDecodeError):
+            raise BundleError(f"{path}: the safetensors header is not valid JSON") from None
+    total = 0
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        shape = info.get("shape") if isinstance(info, dict) else None
+        if not isinstance(shape, list) or not all(isinstance(x, int) and x >= 0 for x in shape):
+            raise BundleError(f"{path}: tensor {name!r} has no valid shape")
+        count = 1
+        for x in shape:
+            count *= x
+        total += count
+    return total
+
+
 def load_bundle(directory: str | Path, chunk: int = 50) -> Forecaster:
-    """Load a bundle into a Forecaster; refuse a mismatched or corrupt one with the reason."""
+    """Load a bundle into a Forecaster; refuse a mismatched or corrupt one with the reason.
+
+    Every failure is a BundleError naming the problem: unreadable files, implausible
+    hyperparameters or too many parameters (refused before anything is built), weights that
+    do not fit, and anything else the network's construction raises.
+    """
+    try:
+        return _load_bundle(Path(directory), chunk)
+    except BundleError:
+        raise
+    except Exception as err:  # noqa: BLE001 - a bundle must never crash a caller
+        raise BundleError(
+            f"model bundle {directory}: cannot be loaded ({type(err).__name__}: {err})"
+        ) from None
+
+
+def _load_bundle(directory: Path, chunk: int) -> Forecaster:
     from safetensors import SafetensorError
     from safetensors.torch import load_model
 
     spec = read_spec(directory)
     hp = dict(spec.get("hparams") or {})
+    check_hparams(directory, hp)
+    try:
+        count = weights_parameter_count(directory / WEIGHTS)
+    except OSError as err:
+        raise BundleError(f"model bundle {directory}: {WEIGHTS} cannot be read ({err})") from None
+    if count > MAX_PARAMETERS:
+        raise BundleError(
+            f"model bundle {directory}: {count:,} parameters, more than the limit of "
+            f"{MAX_PARAMETERS:,}"
+        )
     try:
         hp["embedding_sizes"] = {n: tuple(s) for n, s in hp["embedding_sizes"].items()}
         hp["embedding_labels"] = {n: dict(pairs) for n, pairs in hp["embedding_labels"].items()}
@@ -214,10 +307,10 @@ def load_bundle(directory: str | Path, chunk: int = 50) -> Forecaster:
             logging_metrics=nn.ModuleList([]),
             output_transformer=make_normalizer(int(spec.get("center_steps", ENCODER_STEPS))),
         )
-    except (KeyError, TypeError, ValueError) as err:
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
         raise BundleError(f"model bundle {directory}: bad hyperparameters ({err})") from None
     try:
-        load_model(model, str(Path(directory) / WEIGHTS), strict=True)
+        load_model(model, str(directory / WEIGHTS), strict=True)
     except (SafetensorError, RuntimeError, OSError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise BundleError(f"model bundle {directory}: weights do not load ({first})") from None
