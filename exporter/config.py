@@ -17,6 +17,7 @@ from linborg.contract import (
     ContractError,
     ProfileMatcher,
 )
+from linborg.prom import connection_problems
 
 DEFAULT_HORIZONS = ("30m", "1h", "2h", "4h", "8h")
 DEFAULT_QUANTILES = (0.1, 0.5, 0.9)
@@ -39,9 +40,16 @@ def parse_duration(text: str) -> int:
 
 #: key path -> (default, meaning). The README's configuration table is generated from this.
 SCHEMA: dict[str, tuple[Any, str]] = {
-    "prometheus.url": ("http://127.0.0.1:9090", "Base URL of the Prometheus-compatible query API."),
+    "prometheus.url": (
+        "http://127.0.0.1:9090",
+        "Base URL of the Prometheus-compatible query API (no credentials in it: use the "
+        "auth keys).",
+    ),
     "prometheus.timeout": ("30s", "Timeout of one query."),
-    "prometheus.bearer_token_file": (None, "File holding a bearer token sent with every query."),
+    "prometheus.bearer_token_file": (
+        None,
+        "File holding a bearer token sent with every query (not together with basic_auth).",
+    ),
     "prometheus.basic_auth.username": (None, "Basic-auth user name."),
     "prometheus.basic_auth.password_file": (None, "File holding the basic-auth password."),
     "prometheus.ca_file": (None, "CA bundle to verify the server's TLS certificate."),
@@ -176,6 +184,9 @@ def config_from_dict(doc: Any, source: str = "<config>") -> Config:
             problems.append(f"{key}: no such file {value}")
     if get("prometheus.basic_auth.password_file") and not get("prometheus.basic_auth.username"):
         problems.append("prometheus.basic_auth.password_file: set username too")
+    problems += connection_problems(
+        url, get("prometheus.bearer_token_file"), get("prometheus.basic_auth.username")
+    )
 
     queries = doc.get("queries") or {}
     if not isinstance(queries, dict):

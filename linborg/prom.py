@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import requests
 
+from linborg.contract import ContractError
+
 #: Prometheus refuses range queries of more than 11,000 points per series.
 MAX_POINTS_PER_QUERY = 11_000
 
@@ -45,6 +47,34 @@ def _read_secret(path: str | Path, what: str) -> str:
         raise PrometheusError(f"cannot read {what} file {path}: {err.strerror}") from None
 
 
+def connection_problems(url: str, bearer_token_file, basic_auth_user) -> list[str]:
+    """Return what is wrong with how a Prometheus is reached (empty when nothing).
+
+    Credentials inside the URL are refused: every failure log line names the URL, so they would
+    be printed. Bearer token and basic auth together are refused: only one can be sent.
+    """
+    from urllib.parse import urlsplit
+
+    problems = []
+    try:
+        parts = urlsplit(str(url))
+        userinfo = parts.username is not None or parts.password is not None
+    except ValueError:
+        userinfo = "@" in str(url)
+    if userinfo:
+        problems.append(
+            "prometheus.url: credentials in the URL are refused (they would appear in every "
+            "log line); use prometheus.basic_auth.username and password_file, or "
+            "bearer_token_file"
+        )
+    if bearer_token_file and basic_auth_user:
+        problems.append(
+            "prometheus.bearer_token_file and prometheus.basic_auth are both set; set one "
+            "(only one Authorization header can be sent)"
+        )
+    return problems
+
+
 @dataclass
 class PrometheusClient:
     """Query Prometheus at ``url``; secrets come from files, never from configuration text."""
@@ -58,6 +88,11 @@ class PrometheusClient:
     session: requests.Session = field(default_factory=requests.Session)
     #: Response bytes received so far (for traffic accounting).
     bytes_received: int = 0
+
+    def __post_init__(self):
+        problems = connection_problems(self.url, self.bearer_token_file, self.basic_auth_user)
+        if problems:
+            raise ContractError("; ".join(problems))
 
     def _headers(self) -> dict[str, str]:
         if self.bearer_token_file:

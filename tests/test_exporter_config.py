@@ -99,3 +99,30 @@ def test_unreadable_and_invalid_files(tmp_path):
     bad.write_text("- a list\n")
     with pytest.raises(ConfigError, match="expected a mapping at the top level"):
         load_config(bad)
+
+
+def test_credentials_in_the_url_and_two_kinds_of_auth_are_refused(tmp_path):
+    token = tmp_path / "token"
+    token.write_text("t0ken\n")
+    with pytest.raises(ConfigError) as err:
+        config_from_dict(
+            {
+                "prometheus": {
+                    "url": "https://admin:hunter2@prom.example:9090",
+                    "bearer_token_file": str(token),
+                    "basic_auth": {"username": "linborg"},
+                }
+            },
+            "auth.yml",
+        )
+    text = str(err.value)
+    assert "prometheus.url: credentials in the URL are refused" in text
+    assert "hunter2" not in text  # the refusal itself does not print the secret
+    assert "bearer_token_file and prometheus.basic_auth are both set" in text
+    from linborg.contract import ContractError
+    from linborg.prom import PrometheusClient
+
+    # The trainer's --prometheus URL goes through the client, which refuses it too.
+    with pytest.raises(ContractError, match="credentials in the URL are refused"):
+        PrometheusClient("http://u:p@127.0.0.1:9090")
+    assert PrometheusClient("http://127.0.0.1:9090").url == "http://127.0.0.1:9090"
