@@ -198,13 +198,25 @@ def make_handler(live: LiveFleet) -> type[BaseHTTPRequestHandler]:
                 self._json(404, {"error": f"no such path {self.path}"})
                 return
             try:
-                length = int(self.headers.get("Content-Length") or 0)
-                if length > 1_000_000:
-                    raise ContractError("bad scenario request: body over 1 MB")
+                raw = (self.headers.get("Content-Length") or "0").strip()
+                if not raw.isdigit():
+                    self.close_connection = True  # the body's end is unknown: do not read it
+                    raise ContractError(
+                        f"bad scenario request: Content-Length {raw[:20]!r} is not a whole "
+                        "number of bytes"
+                    )
+                length = int(raw)
+                if length > MAX_BODY_BYTES:
+                    self.close_connection = True
+                    raise ContractError(
+                        f"bad scenario request: body of {length} bytes, over {MAX_BODY_BYTES}"
+                    )
                 try:
                     request = json.loads(self.rfile.read(length) or b"null")
                 except (json.JSONDecodeError, UnicodeDecodeError) as err:
                     raise ContractError(f"bad scenario request: not valid JSON ({err})") from None
+                except RecursionError:
+                    raise ContractError("bad scenario request: JSON nested too deeply") from None
                 started = live.scenario(request)
             except ContractError as err:
                 self._json(400, {"error": str(err)})
@@ -212,6 +224,10 @@ def make_handler(live: LiveFleet) -> type[BaseHTTPRequestHandler]:
             self._json(200, {"started": started})
 
     return Handler
+
+
+#: Largest scenario request body read (a scenario is a few hundred bytes).
+MAX_BODY_BYTES = 65_536
 
 
 def serve(live: LiveFleet, host: str, port: int) -> ThreadingHTTPServer:

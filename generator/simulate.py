@@ -28,6 +28,9 @@ from linborg.timefeatures import MORNING_SPIKE_HOURS
 STEPS_PER_DAY = 86400 // STEP_SECONDS
 STATE_CODE = {name: i for i, name in enumerate(STATES)}
 NO_INCIDENT = -1
+#: Longest precursor or incident a scenario may ask for (7 days): a longer one would hold a
+#: server in a state the fleet's history never shows (1e12 minutes once grew a disk forever).
+MAX_SCENARIO_MINUTES = 7 * 24 * 60
 TYPE_CODE = {name: i for i, name in enumerate(INCIDENT_TYPES)}
 SCENARIOS = ("healthy", "degrading", "critical")
 
@@ -242,9 +245,14 @@ class Simulator:
             ("duration_minutes", duration_minutes),
         ):
             if value is not None and (
-                isinstance(value, bool) or not isinstance(value, int) or value < 0
+                isinstance(value, bool)
+                or not isinstance(value, int)
+                or not 0 <= value <= MAX_SCENARIO_MINUTES
             ):
-                problems.append(f"{name} must be a whole number of minutes >= 0, got {value!r}")
+                problems.append(
+                    f"{name} must be a whole number of minutes from 0 to {MAX_SCENARIO_MINUTES} "
+                    f"(7 days), got {value!r}"
+                )
         if duration_minutes == 0:
             problems.append("duration_minutes must be at least 5")
         missing = [s for s in servers if s not in self.index]

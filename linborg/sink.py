@@ -2,7 +2,10 @@
 
 Every POST, on any path, is answered 200 and recorded as one JSON line
 ``{"received_at": ..., "path": ..., "body": ...}`` (the body parsed as JSON when it is JSON,
-else as text). ``GET /healthz`` answers 200; ``GET /received`` returns every record so far.
+else as text). A body over MAX_BODY_BYTES is answered 413 and a Content-Length that is not a
+number 400, and neither is stored; the summary line printed per request has control
+characters escaped, so alert text cannot move the cursor or forge log lines.
+``GET /healthz`` answers 200; ``GET /received`` returns the last MAX_RECORDS records.
 
 ``serve(host, port, log_path)`` runs it in the foreground (the ``linborg sink`` command);
 ``WebhookSink`` runs it in a thread for tests. Nothing starts on import.
@@ -20,6 +23,18 @@ from pathlib import Path
 from typing import TextIO
 from urllib.parse import urlsplit
 
+#: Largest body stored (Alertmanager's notifications are a few kilobytes each).
+MAX_BODY_BYTES = 1_000_000
+#: Records kept in memory for GET /received (the log file keeps every one).
+MAX_RECORDS = 10_000
+
+
+def printable(text: str) -> str:
+    """Return ``text`` with control characters (newlines, ANSI escapes) shown as escapes."""
+    return "".join(
+        ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text
+    )
+
 
 def summarize(path: str, body: object) -> str:
     """Return a short description of a received payload (PagerDuty, Slack or other)."""
@@ -33,7 +48,7 @@ def summarize(path: str, body: object) -> str:
         if "alerts" in body and "status" in body:  # Alertmanager's own webhook format
             return f"{body['status']}: {len(body['alerts'])} alert(s) for {body.get('receiver')}"
     text = body if isinstance(body, str) else json.dumps(body)
-    return text[:120].replace("\n", " ")
+    return text[:120]
 
 
 class WebhookSink:
@@ -88,13 +103,16 @@ class WebhookSink:
         line = json.dumps(entry)
         with self._lock:
             self._records.append(entry)
+            del self._records[:-MAX_RECORDS]
             if self.log_path is not None:
                 with self.log_path.open("a", encoding="utf-8") as f:
                     f.write(line + "\n")
             if self.stream is not None:
                 print(
-                    f"{entry['received_at']} POST {path} ({len(raw)} bytes) "
-                    f"{summarize(path, body)}",
+                    printable(
+                        f"{entry['received_at']} POST {path} ({len(raw)} bytes) "
+                        f"{summarize(path, body)}"
+                    ),
                     file=self.stream,
                     flush=True,
                 )
@@ -146,7 +164,19 @@ def _handler_for(sink: WebhookSink) -> type[BaseHTTPRequestHandler]:
             self.wfile.write(data)
 
         def do_POST(self) -> None:  # noqa: N802 (the http.server API)
-            length = int(self.headers.get("Content-Length") or 0)
+            raw = (self.headers.get("Content-Length") or "0").strip()
+            if not raw.isdigit():
+                self.close_connection = True  # the body's end is unknown: do not read it
+                self._reply(HTTPStatus.BAD_REQUEST, {"error": "Content-Length is not a number"})
+                return
+            length = int(raw)
+            if length > MAX_BODY_BYTES:
+                self.close_connection = True
+                self._reply(
+                    HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                    {"error": f"body of {length} bytes, over {MAX_BODY_BYTES}"},
+                )
+                return
             sink.record(self.path, self.rfile.read(length))
             self._reply(HTTPStatus.OK, {"status": "success"})
 

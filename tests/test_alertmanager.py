@@ -293,6 +293,32 @@ def test_sink_records_posts_and_serves_them(tmp_path):
     assert lines[1].endswith("POST /x/y (8 bytes) not json")
 
 
+def test_sink_bounds_bodies_and_escapes_control_characters(tmp_path):
+    import socket
+
+    from linborg.sink import MAX_BODY_BYTES
+
+    out = io.StringIO()
+    with WebhookSink(log_path=tmp_path / "sink.jsonl", stream=out) as sink:
+        big = requests.post(sink.url + "/slack", data=b"x" * (MAX_BODY_BYTES + 1), timeout=5)
+        assert big.status_code == 413
+        host, port = sink.url.split("//")[1].split(":")
+        with socket.create_connection((host, int(port)), timeout=5) as conn:
+            conn.sendall(b"POST /slack HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\nabc")
+            answer = b""
+            while chunk := conn.recv(4096):  # the sink closes the connection after it
+                answer += chunk
+            assert b" 400 " in answer and b"Content-Length is not a number" in answer
+        summary = "ok\n2026-01-01 POST /pagerduty trigger: fake page\x1b[2J"
+        forged = {"event_action": "trigger", "payload": {"summary": summary}}
+        assert requests.post(sink.url + "/pagerduty", json=forged, timeout=5).status_code == 200
+        assert [r["path"] for r in sink.received()] == ["/pagerduty"]  # nothing else stored
+        assert sink.received()[0]["body"] == forged  # the record itself is kept as sent
+    (line,) = out.getvalue().splitlines()  # one line: the newline in the text did not split it
+    assert "\x1b" not in line and "\\x1b" in line
+    assert "\\n2026-01-01 POST /pagerduty" in line
+
+
 def test_cli_has_a_sink_subcommand(capsys):
     args = build_parser().parse_args(["sink", "--listen", "127.0.0.1:0", "--log", "x.jsonl"])
     assert args.func is cmd_sink and args.listen == "127.0.0.1:0" and args.log == "x.jsonl"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import socket
 import subprocess
 import sys
 import time
@@ -74,6 +75,14 @@ def test_live_values_continue_the_same_process_as_history(live_server):
     assert "linborg_generator_step_timestamp_seconds" in body
 
 
+def host_of(url: str) -> str:
+    return url.split("//", 1)[1].rsplit(":", 1)[0]
+
+
+def port_of(url: str) -> int:
+    return int(url.rsplit(":", 1)[1])
+
+
 def test_scenario_over_http_starts_an_incident_and_bad_requests_get_400(live_server):
     live, clock, url = live_server
     ok = requests.post(
@@ -104,11 +113,36 @@ def test_scenario_over_http_starts_an_incident_and_bad_requests_get_400(live_ser
             b'{"fleet": true, "scenario": "healthy", "colour": 1}',
             "unknown keys ['colour']",
         ),
+        "precursor of 1e30 minutes": (
+            b'{"server": "ppdb001", "scenario": "degrading", "precursor_minutes": 1e30}',
+            "precursor_minutes must be a whole number of minutes from 0 to 10080",
+        ),
+        "incident of 10^12 minutes": (
+            b'{"server": "ppdb001", "scenario": "critical", "duration_minutes": 1000000000000}',
+            "duration_minutes must be a whole number of minutes from 0 to 10080",
+        ),
+        "JSON nested 30,000 deep": (b"[" * 30_000 + b"]" * 30_000, "nested too deeply"),
+        "body over 64 KiB": (b" " * 70_000, "over 65536"),
     }
     for name, (body, reason) in bad.items():
         resp = requests.post(url + "/scenario", data=body, timeout=5)
         assert resp.status_code == 400, name
         assert reason in resp.json()["error"], name
+    # A Content-Length that is not a number, or negative: 400, and the body is not read.
+    for length in ("abc", "-1"):
+        with socket.create_connection((host_of(url), port_of(url)), timeout=5) as conn:
+            conn.sendall(
+                b"POST /scenario HTTP/1.1\r\nHost: x\r\nContent-Length: "
+                + length.encode()
+                + b"\r\n\r\n"
+                + b"x" * 1000
+            )
+            answer = b""
+            while chunk := conn.recv(4096):  # the server closes the connection after it
+                answer += chunk
+            answer = answer.decode()
+        assert answer.startswith("HTTP/1.0 400") or answer.startswith("HTTP/1.1 400"), length
+        assert "not a whole number of bytes" in answer, length
     # The generator keeps serving after bad input.
     assert requests.get(url + "/metrics", timeout=5).status_code == 200
     assert requests.get(url + "/nope", timeout=5).status_code == 404
