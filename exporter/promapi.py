@@ -106,9 +106,14 @@ class Matcher:
 
     def __post_init__(self):
         if self.op in ("=~", "!~"):
+            # RE2, as Prometheus has it: matching takes time linear in the value, so no
+            # pattern can make a request backtrack for minutes ("linbo(.*.*)*x" froze Python's
+            # re for 19 s and more). Prometheus' "." matches newlines too: (?s).
+            import re2
+
             try:
-                pattern = re.compile(self.value, re.DOTALL)
-            except re.error as err:
+                pattern = re2.compile("(?s)" + self.value)
+            except re2.error as err:
                 raise ValueError(f"invalid regular expression {self.value!r}: {err}") from None
             object.__setattr__(self, "_pattern", pattern)
 
