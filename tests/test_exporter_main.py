@@ -127,3 +127,52 @@ def test_a_weights_file_declaring_too_many_parameters_is_refused_from_its_header
     with pytest.raises(BundleError, match="100,000,000 parameters, more than the limit"):
         load_bundle(bundle)
     assert bundle_module.MAX_PARAMETERS < 100_000_000
+
+
+def test_idle_connections_are_capped_and_dropped_and_healthz_keeps_answering():
+    import socket
+    import threading
+    import time
+
+    import requests
+    from realstack import free_port
+
+    from exporter.collector import MetricsPage
+    from exporter.config import config_from_dict
+    from exporter.cycle import Exporter
+    from exporter.main import ExporterHTTPServer, make_handler
+
+    page = MetricsPage(Exporter(config_from_dict({}), None, None, None))
+    port = free_port()
+    handler = make_handler(page, lambda: (True, "ready"), idle_timeout=1.0)
+    httpd = ExporterHTTPServer(("127.0.0.1", port), handler, max_connections=4)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    idle = []
+    try:
+        assert httpd.socket.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
+        for _ in range(4):  # connect and say nothing, holding every slot
+            idle.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+        time.sleep(0.2)
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as extra:
+            assert extra.recv(4096).startswith(b"HTTP/1.1 503")
+        assert httpd.refused_connections >= 1
+        # The idle ones are dropped after the idle timeout; then scrapes get through again.
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                r = requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+                if r.status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            assert time.monotonic() < deadline, "healthz did not come back"
+            time.sleep(0.1)
+        for s in idle:
+            assert s.recv(16) == b""  # closed by the server
+    finally:
+        for s in idle:
+            s.close()
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(10)
