@@ -17,6 +17,7 @@ from linborg.contract import (
     ContractError,
     ProfileMatcher,
 )
+from linborg.cpus import usable_cpus
 from linborg.prom import connection_problems
 
 DEFAULT_HORIZONS = ("30m", "1h", "2h", "4h", "8h")
@@ -68,7 +69,11 @@ SCHEMA: dict[str, tuple[Any, str]] = {
     "thresholds_file": (None, "Threshold overrides in the shape of linborg/thresholds.yaml."),
     "model.bundle": ("models/default", "Model bundle directory."),
     "shard": ("0/1", "This replica's shard i/N of the fleet (by stable server hash)."),
-    "threads": (2, "CPU threads for inference."),
+    "threads": (
+        "auto",
+        "CPU threads for inference; auto: the CPUs this process may use (its CPU affinity, "
+        "capped by the container's cgroup CPU quota).",
+    ),
     "series_budget_per_server": (800, "Most series exported per server; the rest is dropped."),
     "max_snapshot_age": ("15m", "Forecasts older than this are no longer exported."),
     "min_history": ("24h", "History a server needs before it is forecast."),
@@ -101,7 +106,7 @@ class Config:
     model_bundle: str = "models/default"
     shard_index: int = 0
     shard_count: int = 1
-    threads: int = 2
+    threads: int = field(default_factory=usable_cpus)
     series_budget_per_server: int = 800
     max_snapshot_age_seconds: int = 900
     min_history_seconds: int = 86400
@@ -283,7 +288,7 @@ def config_from_dict(doc: Any, source: str = "<config>") -> Config:
         model_bundle=text("model.bundle"),
         shard_index=shard[0],
         shard_count=shard[1],
-        threads=whole("threads", 1),
+        threads=usable_cpus() if get("threads") == "auto" else whole("threads", 1),
         series_budget_per_server=whole("series_budget_per_server", 1),
         max_snapshot_age_seconds=duration("max_snapshot_age"),
         min_history_seconds=duration("min_history"),

@@ -233,7 +233,11 @@ def add_parsers(sub) -> None:
     p.add_argument("--out", required=True, help="bundle directory to write")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--max-minutes", type=float, help="wall-clock training budget")
-    p.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        help="CPU threads (default: the CPUs this process may use: affinity and cgroup quota)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -14,6 +13,7 @@ import pandas as pd
 import torch
 
 from linborg.contract import METRIC_NAMES, PROFILE, SERVER, TIMESTAMP, ContractError
+from linborg.cpus import usable_cpus
 from linborg.features import (
     ENCODER_STEPS,
     HORIZON_STEPS,
@@ -248,7 +248,7 @@ def train(
     if init is not None:
         base = _load_init(init)
     pl.seed_everything(seed, workers=True, verbose=False)
-    torch.set_num_threads(threads or os.cpu_count() or 1)
+    torch.set_num_threads(threads or usable_cpus())
     began = time.monotonic()
 
     model_frame = build_model_frame(frame, timezone)
