@@ -316,8 +316,29 @@ class SelfCollector(Collector):
                 "Cycles that got no data from Prometheus.",
                 stats.cycle_failures,
             ),
-            ("exporter_queries", "Prometheus queries sent.", stats.queries),
-            ("exporter_query_failures", "Prometheus queries that failed.", stats.query_failures),
+            (
+                "exporter_queries",
+                "Prometheus queries due, including those not sent because Prometheus had "
+                "stopped answering in that cycle.",
+                stats.queries,
+            ),
+            (
+                "exporter_query_failures",
+                "Prometheus queries that failed or were not sent because Prometheus had "
+                "stopped answering in that cycle.",
+                stats.query_failures,
+            ),
+            (
+                "exporter_partial_cycles",
+                "Cycles in which the queries of some metrics failed (their steps are fetched "
+                "again next cycle).",
+                stats.partial_cycles,
+            ),
+            (
+                "exporter_duplicate_series",
+                "Extra series found for one server and metric; their samples were dropped.",
+                stats.duplicate_series,
+            ),
             (
                 "exporter_query_duration_seconds",
                 "Time spent in Prometheus queries.",
@@ -361,6 +382,15 @@ class SelfCollector(Collector):
             "Most series exported per server (series_budget_per_server).",
             value=cfg.series_budget_per_server,
         )
+        failed = GaugeMetricFamily(
+            f"{n}_exporter_metric_query_failed",
+            "1 for a metric whose queries failed in the last cycle (its newest steps are "
+            "missing until the next cycle fetches them).",
+            labels=["metric"],
+        )
+        for metric in snap.failed_metrics if snap else ():
+            failed.add_metric([metric], 1)
+        yield failed
         yield GaugeMetricFamily(
             f"{n}_exporter_consecutive_failures",
             "Cycles failed in a row; the exporter retries with back-off while it is above 0.",

@@ -52,6 +52,9 @@ class Snapshot:
         default_factory=dict
     )  # server -> (profile, reason)
     profile_fallbacks: int = 0
+    #: Metrics whose queries failed in this cycle (their newest steps are fetched again next
+    #: cycle); a cycle with any is partial.
+    failed_metrics: tuple[str, ...] = ()
 
 
 @dataclass
@@ -71,6 +74,8 @@ class Stats:
     consecutive_failures: int = 0
     model_reloads: int = 0
     model_reload_failures: int = 0
+    partial_cycles: int = 0
+    duplicate_series: int = 0
 
 
 class Exporter:
@@ -87,6 +92,9 @@ class Exporter:
         self.snapshot: Snapshot | None = None
         self.stats = Stats()
         self._unreachable = False
+        #: Servers that had two or more series for one metric in this cycle's answers.
+        self.duplicates: set[str] = set()
+        self.failed_metrics: tuple[str, ...] = ()
 
     def retry_after(self) -> float | None:
         """Return seconds until the next attempt after failed cycles, or None when healthy.
@@ -111,13 +119,16 @@ class Exporter:
         """Return one query_range answer for steps first..last, or None if it failed.
 
         Once Prometheus has not answered at all in this cycle, the remaining queries are not
-        sent (nor counted as queries): a Prometheus that is down is not asked 14 more times.
+        sent: a Prometheus that is down is not asked 14 more times. Each one not sent still
+        counts as a query and as a failed one (what linborg_exporter_query_failures_total
+        documents), so the failure ratio reads 1 during an outage.
         """
+        self.stats.queries += 1
         if self._unreachable:
+            self.stats.query_failures += 1
             return None  # not sent: the cycle already knows Prometheus is not answering
         began = time.perf_counter()
         before = getattr(self.client, "bytes_received", 0)
-        self.stats.queries += 1
         try:
             return self.client.query_range(
                 self.config.query(metric), first * STEP_SECONDS, last * STEP_SECONDS, STEP_SECONDS
@@ -137,7 +148,8 @@ class Exporter:
             self.window = RollingWindow(end_step)
         self.window.advance(end_step)
         self._unreachable = False
-        failed = 0
+        self.duplicates = set()
+        failed = []
         for j, metric in enumerate(METRIC_NAMES):
             since = self.fetched_until.get(metric)
             first = (
@@ -151,18 +163,42 @@ class Exporter:
                 if result is None:
                     ok = False
                     break
+                by_server: dict[str, list] = {}
                 for s in result:
                     server = s.labels.get(self.config.server_label)
-                    if not server:
+                    if server:
+                        by_server.setdefault(server, []).append(s)
+                for server, series in by_server.items():
+                    if len(series) > 1:
+                        # Two series claim one server's metric (a relabelling mistake, two
+                        # jobs): neither is trusted, none is averaged or overwritten.
+                        self._duplicate(server, metric, series)
                         continue
+                    (s,) = series
                     prof, reason = self._profile(s.labels, server)
                     self.window.add(server, prof, reason, j, s.timestamps, s.values)
             if not ok:
-                failed += 1
+                failed.append(metric)
                 continue
             self.fetched_until[metric] = end_step
         self.stats.invalid_samples = self.window.invalid_samples
-        return failed
+        self.failed_metrics = tuple(failed)
+        return len(failed)
+
+    def _duplicate(self, server: str, metric: str, series: list) -> None:
+        """Count and log duplicate series for one server and metric; drop their samples."""
+        self.stats.duplicate_series += len(series) - 1
+        self.duplicates.add(server)
+        labels = "; ".join(
+            ", ".join(f"{k}={v}" for k, v in sorted(s.labels.items())) for s in series[:3]
+        )
+        log.warning(
+            "%d series for %s of server %s (dropped, not forecast this cycle): %s",
+            len(series),
+            metric,
+            server,
+            labels,
+        )
 
     def run_once(self, now: float) -> Snapshot | None:
         """Run one cycle at Unix time ``now``; return the new snapshot, or None if it failed."""
@@ -177,6 +213,8 @@ class Exporter:
             self.stats.consecutive_failures += 1
             self.stats.last_duration = time.perf_counter() - began
             return None
+        if failed:
+            self.stats.partial_cycles += 1
         snap = self.forecast(now, end_step)
         self.snapshot = snap
         self.stats.consecutive_failures = 0
@@ -192,6 +230,7 @@ class Exporter:
         eligible = []
         fallbacks = 0  # servers of this shard whose profile fell back to generic
         min_steps = cfg.min_history_seconds // STEP_SECONDS
+        unfilled = [m for m in METRIC_NAMES if m not in self.fetched_until]
         for server, sw in sorted(w.servers.items()):
             have = ~np.isnan(sw.values)
             seen = have.any(axis=1)
@@ -199,6 +238,14 @@ class Exporter:
                 continue  # vanished (or never seen): not forecast, not exported
             if shard_of(server, cfg.shard_count) != cfg.shard_index:
                 not_forecast[server] = (sw.profile, "outside_shard")
+                continue
+            if server in self.duplicates:
+                not_forecast[server] = (sw.profile, "duplicate_series")
+                continue
+            if unfilled:
+                # A metric never fetched is not absent, it is unknown: forecasting without it
+                # would change every other metric's forecast. Wait for the fill to complete.
+                not_forecast[server] = (sw.profile, "incomplete_fill")
                 continue
             fallbacks += sw.profile_reason == "fallback"
             history = ENCODER_STEPS - int(np.argmax(seen))
@@ -212,10 +259,22 @@ class Exporter:
         if self.forecaster is None:
             for s in eligible:
                 not_forecast[s] = (w.servers[s].profile, "no_model")
-            return Snapshot(now, end_step, not_forecast=not_forecast, profile_fallbacks=fallbacks)
+            return Snapshot(
+                now,
+                end_step,
+                not_forecast=not_forecast,
+                profile_fallbacks=fallbacks,
+                failed_metrics=self.failed_metrics,
+            )
         profiles = [w.servers[s].profile for s in eligible]
         if not eligible:
-            return Snapshot(now, end_step, not_forecast=not_forecast, profile_fallbacks=fallbacks)
+            return Snapshot(
+                now,
+                end_step,
+                not_forecast=not_forecast,
+                profile_fallbacks=fallbacks,
+                failed_metrics=self.failed_metrics,
+            )
         windows = w.arrays(eligible)
         fc = self.forecaster.predict(windows, profiles, end_step, timezone=cfg.timezone)
         # A metric whose series vanished is no longer exported for that server.
@@ -248,6 +307,7 @@ class Exporter:
             time_to_breach=ttb,
             not_forecast=not_forecast,
             profile_fallbacks=fallbacks,
+            failed_metrics=self.failed_metrics,
         )
 
 

@@ -186,7 +186,7 @@ def run(args: argparse.Namespace) -> int:
     from exporter.config import load_config, make_client, parse_shard
     from exporter.cycle import Exporter
     from exporter.promapi import ForecastPathAPI
-    from linborg.contract import ContractError
+    from linborg.contract import METRIC_NAMES, ContractError
     from linborg.thresholds import load_thresholds
     from trainer.bundle import load_bundle
 
@@ -222,6 +222,9 @@ def run(args: argparse.Namespace) -> int:
             return False, "no model loaded"
         if exporter.snapshot is None:
             return False, "no successful cycle yet"
+        unfilled = [m for m in METRIC_NAMES if m not in exporter.fetched_until]
+        if unfilled:
+            return False, f"24-hour fill incomplete: {', '.join(unfilled)} not fetched yet"
         return True, "ready"
 
     api = ForecastPathAPI(exporter, build=_version())

@@ -178,8 +178,9 @@ def test_prometheus_down_keeps_the_last_snapshot_backs_off_and_recovers(world):
     for k in range(1, 7):
         assert exp.run_once(at(30) + k * 60) is None
         delays.append(exp.retry_after())
-    # Refused connections: one query per cycle, not fourteen.
-    assert len(prom.calls) == 6 and exp.stats.query_failures == 6
+    # Refused connections: one query sent per cycle, not fourteen; the 13 not sent count as
+    # failed too, as linborg_exporter_query_failures_total documents (ratio 1 in an outage).
+    assert len(prom.calls) == 6 and exp.stats.query_failures == 6 * 14
     assert exp.stats.queries - exp.stats.query_failures == 112  # the first cycle's, all good
     assert exp.snapshot is first and exp.stats.cycle_failures == 6
     assert delays == [15, 30, 60, 120, 240, 300]  # doubling from retry_backoff, capped
@@ -257,3 +258,63 @@ def test_no_model_means_no_forecast_and_a_reason(world):
     snap = exp.run_once(at(30))
     assert snap.forecast is None
     assert {r for _, r in snap.not_forecast.values()} == {"no_model"}
+
+
+class DuplicatingPrometheus(FakePrometheus):
+    """Answers a second series for one server's metric (a relabelling mistake)."""
+
+    def __init__(self, frame, server: str, metric: str):
+        super().__init__(frame)
+        self.dup = (server, metric)
+
+    def query_range(self, query, start, end, step):
+        out = super().query_range(query, start, end, step)
+        if query == f"linborg_{self.dup[1]}":
+            extra = [s for s in out if s.labels["server"] == self.dup[0]]
+            out += [
+                Series({**s.labels, "job": "other"}, s.timestamps, s.values * 0 + 1.0)
+                for s in extra
+            ]
+        return out
+
+
+def test_duplicate_series_are_counted_dropped_and_never_overwrite(world):
+    server = sorted(world["server"].unique())[0]
+    prom = DuplicatingPrometheus(world, server, "mem_used_pct")
+    exp = Exporter(config_from_dict({}), prom, FakeModel(), load_thresholds())
+    snap = exp.run_once(at(30))
+    assert exp.stats.duplicate_series > 0
+    assert snap.not_forecast[server][1] == "duplicate_series"
+    assert server not in snap.servers and len(snap.servers) == len(FLEET) - 1
+    # Neither series was written: the window holds no value of 1.0 from the impostor.
+    j = METRIC_NAMES.index("mem_used_pct")
+    column = exp.window.servers[server].values[:, j]
+    assert not (column == 1.0).any()
+    # Once the duplicate is gone, the server is forecast again.
+    prom.dup = ("nobody", "mem_used_pct")
+    snap = exp.run_once(at(30) + 300)
+    assert server in snap.servers
+
+
+def test_a_partial_first_fill_forecasts_nothing_and_says_why_until_it_completes(world):
+    class FlakyPrometheus(FakePrometheus):
+        swap_fails = True
+
+        def query_range(self, query, start, end, step):
+            if self.swap_fails and query == "linborg_swap_used_pct":
+                raise PrometheusError("http://fake answered HTTP 500: killed")
+            return super().query_range(query, start, end, step)
+
+    prom = FlakyPrometheus(world)
+    exp = Exporter(config_from_dict({}), prom, FakeModel(), load_thresholds())
+    snap = exp.run_once(at(30))
+    assert snap.failed_metrics == ("swap_used_pct",) and exp.stats.partial_cycles == 1
+    assert snap.servers == ()  # no forecast made as if swap were absent
+    assert {reason for _, reason in snap.not_forecast.values()} == {"incomplete_fill"}
+    prom.swap_fails = False
+    snap = exp.run_once(at(30) + 300)
+    assert snap.failed_metrics == () and len(snap.servers) == len(FLEET)
+    assert exp.stats.partial_cycles == 1
+    # The failed metric's whole 24 hours were fetched on the retry.
+    j = METRIC_NAMES.index("swap_used_pct")
+    assert not np.isnan(exp.window.servers[snap.servers[0]].values[:, j]).any()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -54,10 +55,14 @@ def scrape(world, clock_offset=60.0, **config) -> tuple[str, Samples]:
 
 def test_metrics_text_matches_the_golden_file_and_passes_promtool(world, tmp_path):
     text, registry = scrape(world.iloc[: 2 * 288 * 2])  # two servers keep the file short
-    if not GOLDEN.exists():  # first run writes it; review and commit
+    if os.environ.get("LINBORG_UPDATE_GOLDEN") == "1":  # deliberate: review the diff, commit
         GOLDEN.write_text(text)
+    assert GOLDEN.exists(), (
+        "tests/golden/metrics.txt is missing (LINBORG_UPDATE_GOLDEN=1 writes it)"
+    )
     assert text == GOLDEN.read_text(), (
-        "exporter /metrics changed: review and update tests/golden/metrics.txt"
+        "exporter /metrics changed: review it and update tests/golden/metrics.txt "
+        "(LINBORG_UPDATE_GOLDEN=1 pytest tests/test_exporter_metrics.py)"
     )
     result = subprocess.run(
         [require("promtool"), "check", "metrics"], input=text, capture_output=True, text=True
