@@ -382,6 +382,12 @@ class SelfCollector(Collector):
             "Most series exported per server (series_budget_per_server).",
             value=cfg.series_budget_per_server,
         )
+        yield GaugeMetricFamily(
+            f"{n}_exporter_servers_over_limit",
+            "Servers seen in the last cycle whose samples were not kept: the window already "
+            "held max_servers.",
+            value=stats.servers_over_limit,
+        )
         failed = GaugeMetricFamily(
             f"{n}_exporter_metric_query_failed",
             "1 for a metric whose queries failed in the last cycle (its newest steps are "

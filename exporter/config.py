@@ -75,6 +75,16 @@ SCHEMA: dict[str, tuple[Any, str]] = {
         "capped by the container's cgroup CPU quota).",
     ),
     "series_budget_per_server": (800, "Most series exported per server; the rest is dropped."),
+    "max_servers": (
+        20000,
+        "Most servers this replica holds (about 16 KB of window each); samples of servers "
+        "beyond it are not kept, and linborg_exporter_servers_over_limit counts them.",
+    ),
+    "cycle_deadline": (
+        "4m",
+        "A cycle's queries stop after this long (the rest count as failed and are fetched "
+        "next cycle), so a slow Prometheus cannot make a cycle overrun the interval.",
+    ),
     "max_snapshot_age": ("15m", "Forecasts older than this are no longer exported."),
     "min_history": ("24h", "History a server needs before it is forecast."),
     "retry_backoff": (
@@ -108,6 +118,8 @@ class Config:
     shard_count: int = 1
     threads: int = field(default_factory=usable_cpus)
     series_budget_per_server: int = 800
+    max_servers: int = 20000
+    cycle_deadline_seconds: int = 240
     max_snapshot_age_seconds: int = 900
     min_history_seconds: int = 86400
     retry_backoff_seconds: int = 15
@@ -290,6 +302,8 @@ def config_from_dict(doc: Any, source: str = "<config>") -> Config:
         shard_count=shard[1],
         threads=usable_cpus() if get("threads") == "auto" else whole("threads", 1),
         series_budget_per_server=whole("series_budget_per_server", 1),
+        max_servers=whole("max_servers", 1),
+        cycle_deadline_seconds=duration("cycle_deadline"),
         max_snapshot_age_seconds=duration("max_snapshot_age"),
         min_history_seconds=duration("min_history"),
         retry_backoff_seconds=duration("retry_backoff"),

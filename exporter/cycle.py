@@ -76,6 +76,7 @@ class Stats:
     model_reload_failures: int = 0
     partial_cycles: int = 0
     duplicate_series: int = 0
+    servers_over_limit: int = 0
 
 
 class Exporter:
@@ -92,6 +93,8 @@ class Exporter:
         self.snapshot: Snapshot | None = None
         self.stats = Stats()
         self._unreachable = False
+        self._deadline = float("inf")
+        self._deadline_logged = False
         #: Servers that had two or more series for one metric in this cycle's answers.
         self.duplicates: set[str] = set()
         self.failed_metrics: tuple[str, ...] = ()
@@ -127,6 +130,16 @@ class Exporter:
         if self._unreachable:
             self.stats.query_failures += 1
             return None  # not sent: the cycle already knows Prometheus is not answering
+        if time.monotonic() > self._deadline:
+            self.stats.query_failures += 1
+            if not self._deadline_logged:
+                self._deadline_logged = True
+                log.warning(
+                    "cycle deadline (%ds) reached: the remaining queries are not sent this "
+                    "cycle; their steps are fetched next cycle",
+                    self.config.cycle_deadline_seconds,
+                )
+            return None
         began = time.perf_counter()
         before = getattr(self.client, "bytes_received", 0)
         try:
@@ -145,9 +158,12 @@ class Exporter:
     def pull(self, end_step: int) -> int:
         """Fetch the steps each metric lacks up to ``end_step``; return how many metrics failed."""
         if self.window is None:
-            self.window = RollingWindow(end_step)
+            self.window = RollingWindow(end_step, self.config.max_servers)
         self.window.advance(end_step)
+        self.window.over_limit = set()
         self._unreachable = False
+        self._deadline = time.monotonic() + self.config.cycle_deadline_seconds
+        self._deadline_logged = False
         self.duplicates = set()
         failed = []
         for j, metric in enumerate(METRIC_NAMES):
@@ -182,6 +198,14 @@ class Exporter:
                 continue
             self.fetched_until[metric] = end_step
         self.stats.invalid_samples = self.window.invalid_samples
+        self.stats.servers_over_limit = len(self.window.over_limit)
+        if self.window.over_limit:
+            log.warning(
+                "%d servers beyond max_servers (%d) were not kept, e.g. %s",
+                len(self.window.over_limit),
+                self.config.max_servers,
+                ", ".join(sorted(self.window.over_limit)[:3]),
+            )
         self.failed_metrics = tuple(failed)
         return len(failed)
 

@@ -35,10 +35,14 @@ class ServerWindow:
 class RollingWindow:
     """The last ENCODER_STEPS steps of every server, ending at ``end_step`` (inclusive)."""
 
-    def __init__(self, end_step: int):
+    def __init__(self, end_step: int, max_servers: int | None = None):
         self.end_step = end_step
         self.servers: dict[str, ServerWindow] = {}
         self.invalid_samples = 0  # NaN, inf or out of range, since start
+        #: Most servers held; samples of other servers are not kept (bounded memory).
+        self.max_servers = max_servers
+        #: Servers whose samples were not kept because the window was full (this cycle).
+        self.over_limit: set[str] = set()
 
     @property
     def start_step(self) -> int:
@@ -79,6 +83,8 @@ class RollingWindow:
         if not keep.any():
             return
         w = self._server(server, profile, profile_reason)
+        if w is None:
+            return
         steps, vals = steps[keep], np.asarray(values, np.float64)[keep]
         valid = np.isfinite(vals) & (vals >= _LO[metric_index]) & (vals <= _HI[metric_index])
         self.invalid_samples += int((~valid).sum())
@@ -86,9 +92,12 @@ class RollingWindow:
         first = int(steps.min())
         w.first_step = first if w.first_step is None else min(w.first_step, first)
 
-    def _server(self, server: str, profile: str, profile_reason: str) -> ServerWindow:
+    def _server(self, server: str, profile: str, profile_reason: str) -> ServerWindow | None:
         w = self.servers.get(server)
         if w is None:
+            if self.max_servers is not None and len(self.servers) >= self.max_servers:
+                self.over_limit.add(server)
+                return None
             w = self.servers[server] = ServerWindow(profile, profile_reason)
         w.profile, w.profile_reason = profile, profile_reason
         return w
@@ -102,6 +111,8 @@ class RollingWindow:
         if not placed:
             return
         w = self._server(server, profile, reason)
+        if w is None:
+            return
         column = w.values[:, j]
         first = w.first_step
         for k, v in placed:

@@ -318,3 +318,35 @@ def test_a_partial_first_fill_forecasts_nothing_and_says_why_until_it_completes(
     # The failed metric's whole 24 hours were fetched on the retry.
     j = METRIC_NAMES.index("swap_used_pct")
     assert not np.isnan(exp.window.servers[snap.servers[0]].values[:, j]).any()
+
+
+def test_servers_beyond_max_servers_are_not_held_and_are_counted(world):
+    exp, _, _ = make(world, max_servers=4)
+    snap = exp.run_once(at(30))
+    assert len(exp.window.servers) == 4 and len(snap.servers) == 4
+    assert exp.stats.servers_over_limit == len(FLEET) - 4
+
+
+def test_a_slow_prometheus_cannot_stretch_a_cycle_past_its_deadline(world, monkeypatch):
+    import exporter.cycle as cycle
+
+    clock = [1000.0]
+    monkeypatch.setattr(cycle.time, "monotonic", lambda: clock[0])
+
+    class SlowPrometheus(FakePrometheus):
+        def query_range(self, query, start, end, step):
+            clock[0] += 50  # each query takes 50 s
+            return super().query_range(query, start, end, step)
+
+    prom = SlowPrometheus(world)
+    exp = Exporter(config_from_dict({"cycle_deadline": "2m"}), prom, FakeModel(), load_thresholds())
+    exp.run_once(at(30))
+    # 50 s per query, a 120 s deadline: three queries go out, then nothing more is sent.
+    assert len(prom.calls) == 3
+    # Each metric's next query is due and not sent: 3 sent + 14 not sent, all 14 failed.
+    assert exp.stats.queries == 17 and exp.stats.query_failures == 14
+    assert exp.stats.cycle_failures == 1 and len(exp.failed_metrics) == 14
+    # A fresh deadline each cycle: once Prometheus is fast again, everything is fetched.
+    monkeypatch.setattr(SlowPrometheus, "query_range", FakePrometheus.query_range)
+    snap = exp.run_once(at(30) + 300)
+    assert snap is not None and snap.failed_metrics == () and len(snap.servers) == len(FLEET)
