@@ -335,6 +335,11 @@ class SelfCollector(Collector):
                 stats.partial_cycles,
             ),
             (
+                "exporter_state_write_failures",
+                "Times the window could not be saved to state_file.",
+                stats.state_write_failures,
+            ),
+            (
                 "exporter_duplicate_series",
                 "Extra series found for one server and metric; their samples were dropped.",
                 stats.duplicate_series,

@@ -75,6 +75,12 @@ SCHEMA: dict[str, tuple[Any, str]] = {
         "capped by the container's cgroup CPU quota).",
     ),
     "series_budget_per_server": (800, "Most series exported per server; the rest is dropped."),
+    "state_file": (
+        None,
+        "File the rolling window is saved to after each cycle and read from at start, so a "
+        "restarted exporter fetches only what it missed (unset: no file, a restart refills "
+        "24 hours). Refused when stale or written under another configuration.",
+    ),
     "max_servers": (
         20000,
         "Most servers this replica holds (about 16 KB of window each); samples of servers "
@@ -118,12 +124,27 @@ class Config:
     shard_count: int = 1
     threads: int = field(default_factory=usable_cpus)
     series_budget_per_server: int = 800
+    state_file: str | None = None
     max_servers: int = 20000
     cycle_deadline_seconds: int = 240
     max_snapshot_age_seconds: int = 900
     min_history_seconds: int = 86400
     retry_backoff_seconds: int = 15
     source: str = "<defaults>"
+
+    def fingerprint(self) -> str:
+        """Return a digest of what decides the window's contents (queries, labels, shard)."""
+        import hashlib
+        import json
+
+        what = {
+            "url": self.prometheus_url,
+            "queries": {m: self.query(m) for m in METRICS_BY_NAME},
+            "labels": [self.server_label, self.profile_label],
+            "patterns": [list(p) for p in self.hostname_patterns],
+            "shard": [self.shard_index, self.shard_count],
+        }
+        return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
 
     def query(self, metric: str) -> str:
         """Return the PromQL expression of ``metric``."""
@@ -302,6 +323,7 @@ def config_from_dict(doc: Any, source: str = "<config>") -> Config:
         shard_count=shard[1],
         threads=usable_cpus() if get("threads") == "auto" else whole("threads", 1),
         series_budget_per_server=whole("series_budget_per_server", 1),
+        state_file=text("state_file", allow_none=True),
         max_servers=whole("max_servers", 1),
         cycle_deadline_seconds=duration("cycle_deadline"),
         max_snapshot_age_seconds=duration("max_snapshot_age"),

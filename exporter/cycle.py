@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from exporter.config import Config, parse_duration
-from exporter.window import RollingWindow
+from exporter.window import RollingWindow, load_window, save_window
 from linborg.contract import METRIC_NAMES, PROFILE_NAMES, STEP_SECONDS, ProfileMatcher, shard_of
 from linborg.features import ENCODER_STEPS, presence
 from linborg.prom import PrometheusError
@@ -77,6 +77,7 @@ class Stats:
     partial_cycles: int = 0
     duplicate_series: int = 0
     servers_over_limit: int = 0
+    state_write_failures: int = 0
 
 
 class Exporter:
@@ -98,6 +99,41 @@ class Exporter:
         #: Servers that had two or more series for one metric in this cycle's answers.
         self.duplicates: set[str] = set()
         self.failed_metrics: tuple[str, ...] = ()
+
+    def restore(self, now: float) -> bool:
+        """Read the window saved by an earlier run (``state_file``); return whether it was used.
+
+        The first cycle then fetches only the steps since it was saved, so a restart exports
+        fresh forecasts within one steady cycle instead of refilling 24 hours.
+        """
+        path = self.config.state_file
+        if not path:
+            return False
+        from pathlib import Path
+
+        if not Path(path).exists():
+            log.info("no saved window at %s: the first cycle fills 24 hours", path)
+            return False
+        try:
+            self.window, self.fetched_until = load_window(
+                path, self.config.fingerprint(), int(now // STEP_SECONDS), self.config.max_servers
+            )
+        except ValueError as err:
+            log.warning("saved window refused, filling 24 hours instead: %s", err)
+            return False
+        log.info("restored the window of %d servers from %s", len(self.window.servers), path)
+        return True
+
+    def persist(self) -> None:
+        """Save the window to ``state_file`` (if set); a failure is logged, never raised."""
+        path = self.config.state_file
+        if not path or self.window is None:
+            return
+        try:
+            save_window(path, self.window, self.fetched_until, self.config.fingerprint())
+        except OSError as err:
+            self.stats.state_write_failures += 1
+            log.warning("cannot save the window to %s: %s", path, err)
 
     def retry_after(self) -> float | None:
         """Return seconds until the next attempt after failed cycles, or None when healthy.
@@ -240,6 +276,7 @@ class Exporter:
         if failed:
             self.stats.partial_cycles += 1
         snap = self.forecast(now, end_step)
+        self.persist()
         self.snapshot = snap
         self.stats.consecutive_failures = 0
         self.stats.last_success = now

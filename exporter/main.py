@@ -213,6 +213,7 @@ def run(args: argparse.Namespace) -> int:
     client = make_client(config)
     exporter = Exporter(config, client, forecaster, thresholds)
     holder = ModelHolder(exporter, config.model_bundle)
+    exporter.restore(time.time())
     from linborg.cli import _version
 
     page = MetricsPage(exporter, build=_version())

@@ -129,3 +129,80 @@ class RollingWindow:
         if not names:
             return np.empty((0, ENCODER_STEPS, len(METRIC_NAMES)), np.float32)
         return np.stack([self.servers[s].values for s in names]).copy()
+
+
+#: Format tag of the persisted window (``save_window``/``load_window``).
+STATE_FORMAT = "linborg-window/1"
+
+
+def save_window(
+    path, window: RollingWindow, fetched_until: dict[str, int], fingerprint: str
+) -> None:
+    """Write the window to ``path`` (NumPy .npz, written to a temporary file then renamed).
+
+    ``fingerprint`` names the configuration that filled it (queries, labels, shard): a window
+    filled under another configuration is refused when read back.
+    """
+    import json
+    import os
+    from pathlib import Path
+
+    path = Path(path)
+    names = sorted(window.servers)
+    values = (
+        np.stack([window.servers[s].values for s in names])
+        if names
+        else np.empty((0, ENCODER_STEPS, len(METRIC_NAMES)), np.float32)
+    )
+    meta = {
+        "format": STATE_FORMAT,
+        "fingerprint": fingerprint,
+        "end_step": window.end_step,
+        "metrics": list(METRIC_NAMES),
+        "fetched_until": fetched_until,
+        "servers": [
+            [s, window.servers[s].profile, window.servers[s].profile_reason,
+             window.servers[s].first_step]
+            for s in names
+        ],
+    }  # fmt: skip
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        np.savez(f, values=values, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8))
+    os.replace(tmp, path)
+
+
+def load_window(
+    path, fingerprint: str, now_step: int, max_servers: int | None = None
+) -> tuple[RollingWindow, dict[str, int]]:
+    """Return (window, fetched_until) read from ``path``; raise ValueError saying why not.
+
+    Refused: a missing or unreadable file, another format or metric list, another
+    configuration's fingerprint, or a window that ended 24 hours or more before ``now_step``
+    (nothing in it would still be in the window).
+    """
+    import json
+
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            meta = json.loads(bytes(data["meta"]).decode())
+            values = np.asarray(data["values"], np.float32)
+    except (OSError, ValueError, KeyError) as err:
+        raise ValueError(f"cannot read {path}: {err}") from None
+    if meta.get("format") != STATE_FORMAT or meta.get("metrics") != list(METRIC_NAMES):
+        raise ValueError(f"{path} is not a window of this version")
+    if meta.get("fingerprint") != fingerprint:
+        raise ValueError(f"{path} was written under another configuration")
+    end = int(meta["end_step"])
+    if now_step - end >= ENCODER_STEPS or end > now_step:
+        raise ValueError(f"{path} is stale: it ends {(now_step - end) * 5} minutes ago")
+    servers = meta["servers"]
+    if values.shape != (len(servers), ENCODER_STEPS, len(METRIC_NAMES)):
+        raise ValueError(f"{path} is corrupt: values of shape {values.shape}")
+    window = RollingWindow(end, max_servers)
+    for (name, profile, reason, first), v in zip(servers, values, strict=True):
+        if max_servers is not None and len(window.servers) >= max_servers:
+            break
+        window.servers[name] = ServerWindow(profile, reason, v.copy(), first)
+    fetched = {m: int(k) for m, k in meta.get("fetched_until", {}).items() if m in METRIC_NAMES}
+    return window, fetched

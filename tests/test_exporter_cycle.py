@@ -350,3 +350,37 @@ def test_a_slow_prometheus_cannot_stretch_a_cycle_past_its_deadline(world, monke
     monkeypatch.setattr(SlowPrometheus, "query_range", FakePrometheus.query_range)
     snap = exp.run_once(at(30) + 300)
     assert snap is not None and snap.failed_metrics == () and len(snap.servers) == len(FLEET)
+
+
+def test_a_restart_reads_the_saved_window_and_fetches_only_what_it_missed(world, tmp_path):
+    state = str(tmp_path / "window.npz")
+    exp, prom, _ = make(world, state_file=state)
+    first = exp.run_once(at(30))
+    assert (tmp_path / "window.npz").exists()
+    # A new process, 10 minutes later, same configuration.
+    again, prom2, _ = make(world, state_file=state)
+    assert again.restore(at(30) + 600)
+    snap = again.run_once(at(30) + 600)
+    assert len(prom2.calls) == 14  # one query per metric: the steps since the save, no refill
+    _, start, end = prom2.calls[0]
+    assert (end - start) // STEP_SECONDS == 2 + 2  # 2 new steps plus the late-sample steps
+    assert snap.servers == first.servers
+    s = first.servers[0]
+    np.testing.assert_array_equal(
+        again.window.servers[s].values[:-2], exp.window.servers[s].values[2:]
+    )
+
+
+def test_a_saved_window_is_refused_when_stale_corrupt_or_from_another_config(world, tmp_path):
+    state = tmp_path / "window.npz"
+    exp, _, _ = make(world, state_file=str(state))
+    exp.run_once(at(30))
+    other, _, _ = make(world, state_file=str(state), queries={"mem_used_pct": "other_metric"})
+    assert not other.restore(at(30) + 600)
+    stale, _, _ = make(world, state_file=str(state))
+    assert not stale.restore(at(30) + 24 * 3600)
+    state.write_bytes(b"not a window")
+    broken, prom, _ = make(world, state_file=str(state))
+    assert not broken.restore(at(30) + 600)
+    snap = broken.run_once(at(30) + 600)  # falls back to the 24-hour fill
+    assert len(prom.calls) == 14 * (288 // FILL_CHUNK_STEPS) and len(snap.servers) == len(FLEET)
