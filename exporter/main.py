@@ -78,10 +78,27 @@ class ExporterHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = LISTEN_BACKLOG
 
-    def __init__(self, address, handler, max_connections: int = MAX_CONNECTIONS):
+    def __init__(self, address, handler, max_connections: int = MAX_CONNECTIONS, tls=None):
         self.slots = threading.BoundedSemaphore(max_connections)
         self.refused_connections = 0
         super().__init__(address, handler)
+        if tls is not None:
+            # The handshake runs in the connection's own thread (finish_request), so a slow
+            # or silent client cannot stall the accept loop.
+            self.socket = tls.wrap_socket(
+                self.socket, server_side=True, do_handshake_on_connect=False
+            )
+
+    def finish_request(self, request, client_address):
+        import ssl
+
+        if isinstance(request, ssl.SSLSocket):
+            request.settimeout(IDLE_TIMEOUT_SECONDS)
+            try:
+                request.do_handshake()
+            except (OSError, ssl.SSLError):
+                return  # not TLS, or gave up: close without an answer
+        super().finish_request(request, client_address)
 
     def process_request(self, request, client_address):
         if not self.slots.acquire(blocking=False):
@@ -106,7 +123,9 @@ class ExporterHTTPServer(ThreadingHTTPServer):
             self.slots.release()
 
 
-def make_handler(page, ready, api=None, idle_timeout: float = IDLE_TIMEOUT_SECONDS):
+def make_handler(
+    page, ready, api=None, idle_timeout: float = IDLE_TIMEOUT_SECONDS, web_config=None
+):
     """Return the HTTP handler: /metrics, /healthz, /readyz and the forecast path API."""
     from prometheus_client import CONTENT_TYPE_LATEST
 
@@ -134,7 +153,22 @@ def make_handler(page, ready, api=None, idle_timeout: float = IDLE_TIMEOUT_SECON
             code, body = api.serve(method, self.path, self.headers, self.rfile)
             self._send(code, body, "application/json")
 
+        def _denied(self) -> bool:
+            """Answer 401 unless the request passes --web.config.file's basic auth."""
+            if web_config is None or web_config.authorized(self.headers.get("Authorization")):
+                return False
+            body = b"unauthorized\n"
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Basic realm="linborg"')
+            self.send_header("Content-Type", "text/plain; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return True
+
         def do_GET(self):  # noqa: N802 - the stdlib's name
+            if self._denied():
+                return
             path = self.path.split("?", 1)[0]
             if path.startswith("/api/v1/"):
                 self._api("GET")
@@ -158,6 +192,8 @@ def make_handler(page, ready, api=None, idle_timeout: float = IDLE_TIMEOUT_SECON
                 self._send(404, b"not found\n")
 
         def do_POST(self):  # noqa: N802 - the stdlib's name
+            if self._denied():
+                return
             if self.path.startswith("/api/v1/"):
                 self._api("POST")
             else:
@@ -229,8 +265,18 @@ def run(args: argparse.Namespace) -> int:
         return True, "ready"
 
     api = ForecastPathAPI(exporter, build=_version())
+    web_config = None
+    if args.web_config_file:
+        from exporter.webconfig import load_web_config
+
+        web_config = load_web_config(args.web_config_file)
+    handler = make_handler(page, ready, api, web_config=web_config)
     try:
-        httpd = ExporterHTTPServer((host or "0.0.0.0", int(port)), make_handler(page, ready, api))
+        httpd = ExporterHTTPServer(
+            (host or "0.0.0.0", int(port)),
+            handler,
+            tls=web_config.tls if web_config else None,
+        )
     except OSError as err:
         raise ContractError(f"cannot listen on {args.web_listen_address}: {err.strerror}") from None
     httpd.daemon_threads = True
@@ -310,6 +356,12 @@ def add_parser(sub) -> None:
     p = sub.add_parser("serve", help="run the forecasting exporter")
     p.add_argument("--config.file", dest="config_file", default="exporter/example.yml")
     p.add_argument("--web.listen-address", dest="web_listen_address", default="127.0.0.1:9106")
+    p.add_argument(
+        "--web.config.file",
+        dest="web_config_file",
+        help="TLS certificate and key, and basic-auth users with bcrypt hashes, in the "
+        "exporter-toolkit format (docs/security.md)",
+    )
     p.add_argument("--shard", help="i/N: this replica's shard (overrides the config)")
     p.add_argument(
         "--print-config-reference",
