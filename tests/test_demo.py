@@ -17,6 +17,7 @@ import requests
 from realstack import poll
 
 from linborg.stack import (
+    EARLY_SCRIPT,
     Options,
     Ports,
     Stack,
@@ -159,6 +160,19 @@ def test_free_stack_ports_are_distinct_bindable_and_outside_the_ephemeral_range(
 
 # --- the demo's comparison with a threshold alert -----------------------------------------------
 
+
+def test_the_demo_script_starts_with_the_leak_past_warning():
+    """The demo shows the alert the shipped model sends: the metric already past warning."""
+    opts = Options()
+    _, origin, precursor, onset, script = demo_script(opts, NOW)
+    crossing, samples = scripted_crossing(
+        opts.composition, opts.seed, origin, script, opts.script.server, onset
+    )
+    at = dt.datetime.fromisoformat(crossing["at"])
+    assert precursor < at < NOW < onset
+    assert max(v for t, v in samples if t <= NOW) >= 150
+
+
 NOW = dt.datetime(2026, 3, 4, 10, 2, 30, tzinfo=dt.UTC)
 
 
@@ -167,9 +181,9 @@ NOW = dt.datetime(2026, 3, 4, 10, 2, 30, tzinfo=dt.UTC)
     [Options().composition, {"ml_compute": 3, "database": 2, "web_api": 2}],
     ids=["demo fleet", "end-to-end fleet"],
 )
-def test_the_script_starts_below_warning_and_crosses_it_well_after_the_start(composition):
+def test_the_early_script_starts_below_warning_and_crosses_it_well_after_the_start(composition):
     """A warning can beat a threshold alert only if the metric is below warning at the start."""
-    opts = Options(composition=composition)
+    opts = Options(composition=composition, script=EARLY_SCRIPT)
     _, origin, precursor, onset, script = demo_script(opts, NOW)
     crossing, samples = scripted_crossing(
         composition, opts.seed, origin, script, opts.script.server, onset
