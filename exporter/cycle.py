@@ -320,6 +320,7 @@ class Exporter:
         if self.forecaster is None:
             for s in eligible:
                 not_forecast[s] = (w.servers[s].profile, "no_model")
+        if self.forecaster is None or not eligible:
             return Snapshot(
                 now,
                 end_step,
@@ -328,14 +329,6 @@ class Exporter:
                 failed_metrics=self.failed_metrics,
             )
         profiles = [w.servers[s].profile for s in eligible]
-        if not eligible:
-            return Snapshot(
-                now,
-                end_step,
-                not_forecast=not_forecast,
-                profile_fallbacks=fallbacks,
-                failed_metrics=self.failed_metrics,
-            )
         windows = w.arrays(eligible)
         fc = self.forecaster.predict(windows, profiles, end_step, timezone=cfg.timezone)
         # A metric whose series vanished is no longer exported for that server.
