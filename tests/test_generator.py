@@ -320,7 +320,10 @@ def test_bad_scenarios_are_refused_with_every_reason():
     text = str(err.value)
     assert "unknown scenario 'exploding'" in text
     assert "unknown incident type 'alien_attack'" in text
-    assert "precursor_minutes must be a whole number of minutes >= 0, got -5" in text
+    assert (
+        "precursor_minutes must be a whole number of minutes from 0 to 10080 (7 days), got -5"
+        in (text)
+    )
     assert "unknown servers: nope" in text
 
 

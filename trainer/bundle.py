@@ -239,25 +239,28 @@ def check_hparams(directory, hp: dict) -> None:
 
 
 def weights_parameter_count(path: Path) -> int:
-    """Return how many numbers a safetensors file holds, from its header alone."""
+    """Return how many numbers a safetensors file holds, from its header alone.
+
+    Raise ValueError when the header is not a safetensors header.
+    """
     with open(path, "rb") as f:
         head = f.read(8)
         if len(head) != 8:
-            raise BundleError(f"{path}: not a safetensors file (too short)")
+            raise ValueError("not a safetensors file (too short)")
         size = int.from_bytes(head, "little")
         if size > 100_000_000:
-            raise BundleError(f"{path}: safetensors header of {size} bytes is implausible")
+            raise ValueError(f"a safetensors header of {size} bytes is implausible")
         try:
             header = json.loads(f.read(size))
         except (ValueError, UnicodeDecodeError):
-            raise BundleError(f"{path}: the safetensors header is not valid JSON") from None
+            raise ValueError("the safetensors header is not valid JSON") from None
     total = 0
     for name, info in header.items():
         if name == "__metadata__":
             continue
         shape = info.get("shape") if isinstance(info, dict) else None
         if not isinstance(shape, list) or not all(isinstance(x, int) and x >= 0 for x in shape):
-            raise BundleError(f"{path}: tensor {name!r} has no valid shape")
+            raise ValueError(f"tensor {name!r} has no valid shape")
         count = 1
         for x in shape:
             count *= x
@@ -293,6 +296,8 @@ def _load_bundle(directory: Path, chunk: int) -> Forecaster:
         count = weights_parameter_count(directory / WEIGHTS)
     except OSError as err:
         raise BundleError(f"model bundle {directory}: {WEIGHTS} cannot be read ({err})") from None
+    except ValueError as err:
+        raise BundleError(f"model bundle {directory}: weights do not load ({err})") from None
     if count > MAX_PARAMETERS:
         raise BundleError(
             f"model bundle {directory}: {count:,} parameters, more than the limit of "
