@@ -1,1 +1,1 @@
-"""The forecasting exporter: Prometheus in, TFT forecasts and risk out (issue 5)."""
+"""The forecasting exporter: Prometheus in, TFT forecasts and risk out."""

@@ -1,1 +1,1 @@
-"""Synthetic LINBORG fleet: Parquet history, live /metrics and Prometheus backfill (issue 3)."""
+"""Synthetic LINBORG fleet: Parquet history, live /metrics and Prometheus backfill."""

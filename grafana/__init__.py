@@ -1,1 +1,1 @@
-"""Grafana dashboards as code with grafanalib, and their provisioning (issue 7)."""
+"""Grafana dashboards as code with grafanalib, and their provisioning."""

@@ -219,7 +219,7 @@ def build_model_frame(frame: pd.DataFrame, timezone: str = "UTC") -> pd.DataFram
 
 
 def dense_frame(frame: pd.DataFrame) -> tuple[list[str], list[str], np.ndarray, int]:
-    """Return (servers, profiles, values, first time_idx) of a long table.
+    """Return (servers, profiles, values, first time_idx) of a contract-schema table.
 
     ``values`` is (servers, steps, 14) over every step from the first to the last timestamp,
     with NaN where a sample is missing (pass windows of it to ``fill_window``).

@@ -1,4 +1,4 @@
-"""Read LINBORG history from Prometheus into the contract's long table.
+"""Read LINBORG history from Prometheus into the contract's wide table.
 
 One PromQL expression per metric (by default the generator's series, ``linborg_<metric>``);
 each result series names its server with ``server_label`` and its profile with
@@ -37,7 +37,7 @@ def fetch_history(
     chunk_seconds: float = 86400,
     progress=None,
 ) -> pd.DataFrame:
-    """Return the long table of every metric from ``start`` to ``end`` (Unix seconds).
+    """Return the wide table of every metric from ``start`` to ``end`` (Unix seconds).
 
     Samples are aligned to the 5-minute grid; a metric with no series is left out, and a
     server missing a metric has NaN there (the contract's ``allow_missing`` form). Each metric

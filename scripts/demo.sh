@@ -3,7 +3,7 @@
 # run `linborg demo`: a synthetic fleet with 26 h of history backfilled into a real Prometheus,
 # its live endpoint, node_exporter, the exporter with the shipped model, the real rules, a real
 # Alertmanager routing to a local webhook sink, and a scripted incident whose predicted-incident
-# page reaches the sink before its onset. Ctrl-C stops everything.
+# Slack warning reaches the sink before its onset. Ctrl-C stops everything.
 # Flags go to `linborg demo` (ports: --prometheus-port 19090 ...; --fast for short intervals).
 # `.venv/bin/linborg status` tells what is running, on which ports, with which model.
 set -euo pipefail

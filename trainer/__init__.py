@@ -1,1 +1,1 @@
-"""Temporal Fusion Transformer training, model bundles and backtests (issue 4)."""
+"""Temporal Fusion Transformer training, model bundles and backtests."""
