@@ -2,7 +2,8 @@
 # Set up everything LINBORG needs on a fresh Debian or Ubuntu machine. Safe to run again.
 #
 #   - system packages the tests and the demo use (Prometheus, promtool, Alertmanager, amtool,
-#     node_exporter, VictoriaMetrics), installed with apt-get when missing;
+#     node_exporter, VictoriaMetrics, kubectl for `kubectl kustomize`), installed with apt-get
+#     when missing;
 #   - a virtualenv in .venv/ with torch==2.13.0 (CPU build) installed before the project,
 #     then the project itself with its dev extras.
 set -euo pipefail
@@ -19,6 +20,7 @@ declare -A PACKAGE_OF=(
   [amtool]=prometheus-alertmanager
   [prometheus-node-exporter]=prometheus-node-exporter
   [victoria-metrics]=victoria-metrics
+  [kubectl]=kubectl
 )
 missing=()
 for bin in "${!PACKAGE_OF[@]}"; do

@@ -157,3 +157,50 @@ def test_holdout_days_split_a_file_into_training_and_scored_days(history):
     assert (train_part["timestamp"] < first_held_out).all()
     with pytest.raises(ContractError, match="leaves nothing to train on"):
         _hold_out(history, argparse.Namespace(holdout_days=5, func=cmd_train))
+
+
+def test_validation_holds_out_the_end_of_each_servers_own_history(history):
+    from linborg.features import build_model_frame
+    from trainer.train import VALIDATION_SHARE, validation_split
+
+    old = history.copy()
+    old["server"] = old["server"].astype(str) + "-2013"
+    old["timestamp"] = old["timestamp"] - pd.Timedelta(days=13 * 365)
+    mf = build_model_frame(pd.concat([history, old], ignore_index=True))
+    split = validation_split(mf)
+    last = mf.groupby("server")["time_idx"].max()
+    span = last - mf.groupby("server")["time_idx"].min()
+    for server in split.index:
+        held = last[server] - split[server]
+        assert held == max(96, int(span[server] * VALIDATION_SHARE))
+    # Each period keeps its own split: the 2013 servers' is 13 years before the others'.
+    assert split[f"{history['server'].iloc[0]}-2013"] < split[str(history["server"].iloc[0])]
+
+
+def test_train_on_two_files_from_different_periods_records_each_servers_source(
+    history, tmp_path, capsys
+):
+    from linborg.cli import main
+
+    gen = tmp_path / "gen.parquet"
+    write_metrics(history, gen, metadata={"generator": "linborg.generator", "seed": 4})
+    real = history.copy()
+    real["server"] = "vm" + real["server"].astype(str)
+    real["timestamp"] = real["timestamp"] - pd.Timedelta(days=13 * 365)
+    real_path = tmp_path / "real.parquet"
+    write_metrics(real, real_path)
+    out = tmp_path / "both"
+    argv = ["train", "--data", str(gen), "--data", str(real_path), "--preset", "tiny"]
+    assert main([*argv, "--out", str(out), "--quiet"]) == 0
+    training = json.loads((out / SPEC).read_text())["training"]
+    seeds = training["server_seeds"]
+    assert {s: seeds[s] for s in seeds if s.startswith("vm")} == {
+        "vm" + s: None for s in history["server"].astype(str).unique()
+    }
+    assert all(seeds[s] == 4 for s in history["server"].astype(str).unique())
+    assert training["validation_windows"] > 0 and "real.parquet" in training["source"]
+    # A server name in both files is refused with the reason.
+    capsys.readouterr()
+    assert main(["train", "--data", str(gen), "--data", str(gen), "--out", str(tmp_path / "x")])
+    assert "is in both" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()

@@ -290,6 +290,16 @@ def test_seen_in_training_is_decided_by_generator_seed_and_name():
     assert seen == {"ppdb001"} and "hostname only" in basis
 
 
+def test_seen_in_training_per_server_seed_when_trained_on_several_files():
+    # Trained on a generator file (seed 7) and a real file (no seed): each server keeps its own.
+    training = {"server_seeds": {"ppweb002": 7, "vm1": None}}
+    gen7 = {"generator": "linborg.generator", "seed": 7}
+    assert seen_in_training(["ppweb002", "vm1"], training, gen7)[0] == {"ppweb002"}
+    assert seen_in_training(["ppweb002", "vm1"], training, None)[0] == {"vm1"}
+    gen8 = {"generator": "linborg.generator", "seed": 8}
+    assert seen_in_training(["ppweb002", "ppdb001"], training, gen8)[0] == set()
+
+
 def test_the_default_origin_stride_rotates_through_every_time_of_day():
     steps, note = origin_stride(355)
     assert steps == 71 and note is None

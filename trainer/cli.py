@@ -20,10 +20,7 @@ def _load_frame(args: argparse.Namespace):
             "URL and/or --config.file EXPORTER.yml"
         )
     if args.data:
-        from linborg.parquet import read_metrics
-
-        frame, _ = read_metrics(args.data, allow_missing=True, repair=True)
-        return _hold_out(frame, args), f"Parquet {args.data}" + _held_out_words(args)
+        return _read_files(args)
     import time
 
     from exporter.config import Config, load_config, make_client
@@ -64,6 +61,65 @@ def _load_frame(args: argparse.Namespace):
             f"{cfg.query(METRIC_NAMES[0])} and the 13 others; see docs/training.md)"
         )
     return frame, f"Prometheus {client.url}, {args.days:g} days"
+
+
+def _read_files(args: argparse.Namespace):
+    """Return (frame, description) of the --data files, each without its held-out days.
+
+    Several files (train only) are stacked: each keeps its own timestamps, and the trainer
+    holds out the end of each server's own history for validation, so files from different
+    periods train together. A server name in two files is refused.
+    """
+    import pandas as pd
+
+    from linborg.contract import PROFILE, SERVER, ContractError
+    from linborg.parquet import read_metrics
+
+    if len(args.data) > 1 and args.func is not cmd_train:
+        raise ContractError("evaluate reads one --data file; give it once")
+    frames, owner = [], {}
+    repaired: dict[str, int] = {}
+    for path in args.data:
+        frame, _ = read_metrics(path, allow_missing=True, repair=True)
+        for k, v in (frame.attrs.get("repaired") or {}).items():
+            repaired[k] = repaired.get(k, 0) + v
+        for server in frame[SERVER].astype(str).unique():
+            if server in owner:
+                raise ContractError(
+                    f"server '{server}' is in both {owner[server]} and {path}; rename one "
+                    "(a server name must mean one server)"
+                )
+            owner[server] = path
+        frames.append(_hold_out(frame, args))
+    if len(frames) == 1:
+        frame = frames[0]
+    else:
+        for f in frames:
+            f[SERVER] = f[SERVER].astype(str)
+            f[PROFILE] = f[PROFILE].astype(str)
+        frame = pd.concat(frames, ignore_index=True)
+        frame.attrs["repaired"] = repaired
+    frame.attrs["server_file"] = owner
+    return frame, " + ".join(f"Parquet {p}" for p in args.data) + _held_out_words(args)
+
+
+def _metadata(owner: dict[str, str]) -> tuple[list[dict], dict[str, int | None]]:
+    """Return (incidents, generator seed of each server or None) from the files' metadata.
+
+    ``owner``: the file each server came from.
+    """
+    from linborg.parquet import read_metadata
+
+    incidents, seeds = [], {}
+    for path in dict.fromkeys(owner.values()):
+        meta = read_metadata(path)
+        incidents += meta.get("incidents") or []
+        file_seed = meta.get("seed") if meta.get("generator") else None
+        server_seeds = meta.get("server_seeds") or {}
+        for server, where in owner.items():
+            if where == path:
+                seeds[server] = server_seeds.get(server, file_seed)
+    return incidents, seeds
 
 
 def _hold_out(frame, args: argparse.Namespace):
@@ -108,11 +164,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from trainer.train import train
 
     frame, source = _load_frame(args)
-    meta = {}
-    if args.data:
-        from linborg.parquet import read_metadata
-
-        meta = read_metadata(args.data)
+    incidents, seeds = _metadata(frame.attrs.get("server_file") or {})
     preset = args.preset or ("finetune" if args.init else "default")
     model, summary = train(
         frame,
@@ -121,17 +173,15 @@ def cmd_train(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         max_minutes=args.max_minutes,
         threads=args.threads,
-        incidents=meta.get("incidents"),
+        incidents=incidents or None,
         timezone=args.timezone,
         init=args.init,
     )
     summary["source"] = source
     # Where the servers came from: "seen in training" is decided by this, not by hostnames.
-    summary["data_source"] = {
-        "generator_seed": meta.get("seed") if meta.get("generator") else None,
-        "start": meta.get("start"),
-        "end": meta.get("end"),
-    }
+    # A server of a file the generator did not write has seed None.
+    names = summary["server_names"]
+    summary["server_seeds"] = {s: seeds.get(s) for s in names}
     out = save_bundle(model, args.out, summary)
     print(
         f"wrote model bundle {out} (best val_loss {summary['best_val_loss']:.4f} at epoch "
@@ -154,7 +204,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.data:
         from linborg.parquet import read_metadata
 
-        metadata = read_metadata(args.data)
+        metadata = read_metadata(args.data[0])
     labels = metadata.get("incidents") if metadata else None
     servers = sorted(frame[SERVER].astype(str).unique())
     seen, basis = seen_in_training(servers, forecaster.spec.get("training", {}), metadata)
@@ -194,7 +244,12 @@ def add_parsers(sub) -> None:
     """Add `train` and `evaluate` to the `linborg` parser."""
 
     def source_args(p):
-        p.add_argument("--data", help="Parquet file in the contract schema")
+        p.add_argument(
+            "--data",
+            action="append",
+            metavar="FILE",
+            help="Parquet file in the contract schema (train: repeat to train on several)",
+        )
         p.add_argument("--prometheus", help="Prometheus base URL to read history from")
         p.add_argument(
             "--config.file",

@@ -316,12 +316,23 @@ def quiet_series(values: np.ndarray, share: float = QUIET_SHARE) -> np.ndarray:
 def seen_in_training(servers, training: dict, metadata: dict | None) -> tuple[set[str], str]:
     """Return (servers seen in training, how that was decided).
 
-    A server is the one trained on only if it came from the same data: the same generator
-    seed (``training.data_source.generator_seed``; None for data not from the generator) and
-    the same name (``training.server_names``). A held-out server's seed comes from the file's
+    A server is the one trained on only if it came from the same data: the same name and the
+    same generator seed (``training.server_seeds``, per server; None for data not from the
+    generator; bundles of one file before it: ``training.data_source.generator_seed`` and
+    ``training.server_names``). A held-out server's seed comes from the file's
     ``server_seeds``, else from its top-level ``seed`` when the generator wrote it, else None.
-    Bundles without ``data_source`` can only be matched by name, and the basis says so.
+    Bundles without either can only be matched by name, and the basis says so.
     """
+    meta = metadata or {}
+    seeds = meta.get("server_seeds") or {}
+    file_seed = meta.get("seed") if meta.get("generator") else None
+    trained = training.get("server_seeds")
+    if isinstance(trained, dict):
+        seen = {s for s in servers if s in trained and seeds.get(s, file_seed) == trained[s]}
+        return seen, (
+            "by data source: same server name and same generator seed as in training (None "
+            "for data the generator did not write)"
+        )
     names = set(map(str, training.get("server_names") or []))
     source = training.get("data_source")
     if not isinstance(source, dict) or "generator_seed" not in source:
@@ -330,9 +341,6 @@ def seen_in_training(servers, training: dict, metadata: dict | None) -> tuple[se
             "by hostname only: this bundle does not record its training data's generator seed "
             "(training.data_source), so a same-named server from another seed counts as seen"
         )
-    meta = metadata or {}
-    seeds = meta.get("server_seeds") or {}
-    file_seed = meta.get("seed") if meta.get("generator") else None
     train_seed = source["generator_seed"]
     seen = {s for s in servers if s in names and seeds.get(s, file_seed) == train_seed}
     return seen, (

@@ -88,6 +88,20 @@ def add_absent_copies(model_frame: pd.DataFrame, rng: np.random.Generator) -> pd
     return pd.concat([model_frame, *copies], ignore_index=True) if copies else model_frame
 
 
+def validation_split(model_frame: pd.DataFrame) -> pd.Series:
+    """Return, per series, the first time index held out for validation (early stopping).
+
+    Each series holds out the end of its own history: VALIDATION_SHARE of its span, at least
+    one horizon. A fleet whose servers share one time range gets one split time; files from
+    different periods trained together each keep their own.
+    """
+    t = model_frame.groupby(SERVER, observed=True)[TIME_IDX].agg(["min", "max"])
+    held = np.maximum(HORIZON_STEPS, ((t["max"] - t["min"]) * VALIDATION_SHARE).astype(int))
+    split = t["max"] - held
+    split.index = split.index.astype(str)
+    return split
+
+
 def incident_window_mask(decoded_index: pd.DataFrame, incidents: list[dict] | None) -> np.ndarray:
     """Return, per training window, whether its horizon holds a precursor step or an onset.
 
@@ -253,15 +267,14 @@ def train(
 
     model_frame = build_model_frame(frame, timezone)
     model_frame = add_absent_copies(model_frame, np.random.default_rng(seed))
-    t_min, t_max = model_frame[TIME_IDX].min(), model_frame[TIME_IDX].max()
-    split = int(t_max - max(HORIZON_STEPS, int((t_max - t_min) * VALIDATION_SHARE)))
-    train_part = model_frame[model_frame[TIME_IDX] < split]
-    lengths = train_part.groupby(SERVER).size()
-    train_part = train_part[train_part[SERVER].isin(lengths[lengths >= MIN_STEPS].index)]
-    train_ds = make_dataset(train_part)
-    val_ds = train_ds.from_dataset(
-        train_ds, model_frame, min_prediction_idx=split, stop_randomization=True
-    )
+    split = validation_split(model_frame)
+    lengths = model_frame.groupby(SERVER).size()
+    model_frame = model_frame[model_frame[SERVER].isin(lengths[lengths >= MIN_STEPS].index)]
+    full_ds = make_dataset(model_frame)
+    starts = split.reindex(full_ds.decoded_index[SERVER].astype(str)).to_numpy()
+    # Training windows end before their server's split; validation windows forecast after it.
+    train_ds = full_ds.filter(lambda idx: idx["time_idx_last"].to_numpy() < starts)
+    val_ds = full_ds.filter(lambda idx: idx["time_idx_first_prediction"].to_numpy() >= starts)
     hit = incident_window_mask(train_ds.decoded_index, incidents)
     sampler = window_sampler(hit, incident_share, seed)
     if sampler is None:
