@@ -17,6 +17,7 @@ data at once. Nothing else of the exporter (its self-metrics) is replayed.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import dataclasses
 import datetime as dt
@@ -934,7 +935,8 @@ def cmd_demo(args) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        print("stack: stopping", flush=True)
+        if stack.services:  # nothing to announce when start-up failed before anything ran
+            print("stack: stopping", flush=True)
         stack.stop()
     return 0
 
@@ -955,10 +957,20 @@ def cmd_status(args) -> int:
     return 0
 
 
+def default_workdir() -> Path:
+    """Return the demo's folder: out/demo of this checkout, whatever the current folder."""
+    return REPO / "out" / "demo"
+
+
 def add_parsers(sub) -> None:
     """Add `demo` and `status` to the `linborg` parser."""
-    p = sub.add_parser("demo", help="run the whole system on loopback (no Docker)")
-    p.add_argument("--workdir", default="out/demo", help="folder for data, configs and logs")
+    workdir = str(default_workdir())
+    p = sub.add_parser(
+        "demo",
+        help="run the whole system on loopback (no Docker)",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--workdir", default=workdir, help="folder for data, configs and logs")
     p.add_argument("--model", default=str(REPO / "models" / "default"), help="model bundle")
     d = Ports()
     for name in asdict(d):
@@ -968,6 +980,10 @@ def add_parsers(sub) -> None:
         "--fast", action="store_true", help="short intervals and alert guards (tests, a quick look)"
     )
     p.set_defaults(func=cmd_demo)
-    p = sub.add_parser("status", help="tell what the demo stack runs, where, with which model")
-    p.add_argument("--workdir", default="out/demo")
+    p = sub.add_parser(
+        "status",
+        help="tell what the demo stack runs, where, with which model",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--workdir", default=workdir, help="the demo's --workdir")
     p.set_defaults(func=cmd_status)

@@ -127,6 +127,7 @@ def test_demo_reports_a_busy_port_and_exits_2(tmp_path):
     assert result.returncode == 2
     assert f"port {ports.prometheus} (prometheus) is in use" in result.stderr
     assert "--prometheus-port" in result.stderr
+    assert "stack: stopping" not in result.stdout  # nothing was started, nothing to stop
 
 
 def test_demo_names_the_missing_programs_and_their_packages(tmp_path):
@@ -142,6 +143,20 @@ def test_demo_names_the_missing_programs_and_their_packages(tmp_path):
         ("node_exporter", "prometheus-node-exporter"),
     ):
         assert f"{program} (Debian/Ubuntu package '{package}')" in result.stderr
+    assert "stack: stopping" not in result.stdout
+
+
+def test_demo_help_shows_the_defaults_and_status_works_from_any_folder(tmp_path):
+    linborg = [sys.executable, "-m", "linborg"]
+    env = {**os.environ, "COLUMNS": "400"}  # one line per option, however long the path
+    result = subprocess.run([*linborg, "demo", "--help"], capture_output=True, text=True,
+                            cwd=tmp_path, timeout=60, env=env)  # fmt: skip
+    assert f"(default: {Ports().prometheus})" in result.stdout
+    assert f"(default: {REPO / 'out' / 'demo'})" in result.stdout
+    result = subprocess.run([*linborg, "status"], capture_output=True, text=True,
+                            cwd=tmp_path, timeout=60)  # fmt: skip
+    # From another folder, status still looks at the checkout's out/demo, not ./out/demo.
+    assert str(REPO / "out" / "demo") in result.stdout
 
 
 def test_free_stack_ports_are_distinct_bindable_and_outside_the_ephemeral_range():
