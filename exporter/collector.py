@@ -21,7 +21,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoM
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-from exporter.cycle import Exporter, Snapshot, horizon_steps
+from exporter.cycle import CONNECTION_DROP_REASONS, Exporter, Snapshot, horizon_steps
+from exporter.promapi import API_LIMITS
 from linborg.contract import CONTRACT_VERSION, METRIC_NAMES, NAMESPACE
 
 QUANTILE_INDEX = {0.1: 0, 0.5: 1, 0.9: 2}
@@ -365,9 +366,33 @@ class SelfCollector(Collector):
                 "NaN, infinite or out-of-range samples treated as missing.",
                 stats.invalid_samples,
             ),
+            (
+                "exporter_api_requests",
+                "Forecast path API requests answered (/api/v1/...), refused ones included.",
+                stats.api_requests,
+            ),
         ]
         for name, help_text, value in counters:
             yield CounterMetricFamily(f"{n}_{name}", help_text, value=value)
+        refused = CounterMetricFamily(
+            f"{n}_exporter_api_requests_refused",
+            "Forecast path API requests refused at a limit, by the api.* setting: "
+            "max_concurrency (503), timeout (503) or max_samples (422).",
+            labels=["reason"],
+        )
+        for reason in API_LIMITS:
+            refused.add_metric([reason], stats.api_refused.get(reason, 0))
+        yield refused
+        dropped = CounterMetricFamily(
+            f"{n}_exporter_connections_dropped",
+            "HTTP connections closed before a request was answered, by reason: idle_timeout "
+            "(nothing sent in time), max_waiting (the longest-waiting silent one, when too many "
+            "wait) or max_connections (answered 503: too many requests in progress).",
+            labels=["reason"],
+        )
+        for reason in CONNECTION_DROP_REASONS:
+            dropped.add_metric([reason], stats.connections_dropped.get(reason, 0))
+        yield dropped
         rendered = self.page.current()
         over = GaugeMetricFamily(
             f"{n}_exporter_series_dropped",

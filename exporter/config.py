@@ -91,6 +91,22 @@ SCHEMA: dict[str, tuple[Any, str]] = {
         "A cycle's queries stop after this long (the rest count as failed and are fetched "
         "next cycle), so a slow Prometheus cannot make a cycle overrun the interval.",
     ),
+    "api.timeout": (
+        "10s",
+        "Deadline of one forecast path API request (/api/v1/...): past it the request is "
+        "answered 503 (errorType timeout). A request's own timeout parameter can only lower it.",
+    ),
+    "api.max_concurrency": (
+        4,
+        "Forecast path API requests evaluated at once; one more waits up to 1s for a slot, then "
+        "is answered 503 (errorType unavailable). /metrics and /healthz never wait for it.",
+    ),
+    "api.max_samples": (
+        250000,
+        "Most samples (series x steps) in one forecast path API answer, which is built in the "
+        "exporter's memory (about 250 bytes a sample, 1 KB a series of an instant query); a "
+        "larger one is answered 422 (errorType execution).",
+    ),
     "max_snapshot_age": ("15m", "Forecasts older than this are no longer exported."),
     "min_history": ("24h", "History a server needs before it is forecast."),
     "retry_backoff": (
@@ -127,6 +143,9 @@ class Config:
     state_file: str | None = None
     max_servers: int = 20000
     cycle_deadline_seconds: int = 240
+    api_timeout_seconds: int = 10
+    api_max_concurrency: int = 4
+    api_max_samples: int = 250_000
     max_snapshot_age_seconds: int = 900
     min_history_seconds: int = 86400
     retry_backoff_seconds: int = 15
@@ -163,12 +182,32 @@ def _flatten(doc: dict, prefix: str = "") -> dict[str, Any]:
     return out
 
 
+#: 'i/N', or 'POD/N' with POD a StatefulSet pod name: a DNS label that ends in -<ordinal>.
+_SHARD = re.compile(r"(?:(?P<pod>[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)-)?(?P<i>\d+)/(?P<n>\d+)")
+
+
 def parse_shard(text: str) -> tuple[int, int]:
-    """Return (index, count) of 'i/N'."""
-    m = re.fullmatch(r"(\d+)/(\d+)", str(text).strip())
-    if not m or int(m.group(2)) < 1 or int(m.group(1)) >= int(m.group(2)):
+    """Return (index, count) of 'i/N', or of 'POD/N' where the index is POD's ordinal.
+
+    A StatefulSet names its pods <set>-0 .. <set>-<replicas-1>, so each pod started with
+    `--shard=$(POD_NAME)/N` takes the shard of its ordinal (deploy/kubernetes/). A pod whose
+    ordinal is not below N (more replicas than N) is refused rather than left idle.
+    """
+    m = _SHARD.fullmatch(str(text).strip())
+    if not m or int(m.group("n")) < 1:
+        raise ValueError(
+            f"shard '{text}' must be i/N with 0 <= i < N (i: a number, or a StatefulSet pod "
+            "name ending in -i)"
+        )
+    i, n = int(m.group("i")), int(m.group("n"))
+    if i >= n and m.group("pod"):
+        raise ValueError(
+            f"shard '{text}': the ordinal {i} of pod {m.group('pod')}-{i} is not below the "
+            f"shard count {n}; N must equal the StatefulSet's replicas"
+        )
+    if i >= n:
         raise ValueError(f"shard '{text}' must be i/N with 0 <= i < N")
-    return int(m.group(1)), int(m.group(2))
+    return i, n
 
 
 def config_from_dict(doc: Any, source: str = "<config>") -> Config:
@@ -302,6 +341,9 @@ def config_from_dict(doc: Any, source: str = "<config>") -> Config:
     interval = duration("interval")
     if interval < 10:
         problems.append("interval: must be at least 10s")
+    api_timeout = duration("api.timeout")
+    if api_timeout < 1:
+        problems.append("api.timeout: must be at least 1s")
     cfg = Config(
         prometheus_url=str(url),
         timeout_seconds=float(duration("prometheus.timeout")),
@@ -326,6 +368,9 @@ def config_from_dict(doc: Any, source: str = "<config>") -> Config:
         state_file=text("state_file", allow_none=True),
         max_servers=whole("max_servers", 1),
         cycle_deadline_seconds=duration("cycle_deadline"),
+        api_timeout_seconds=api_timeout,
+        api_max_concurrency=whole("api.max_concurrency", 1),
+        api_max_samples=whole("api.max_samples", 1),
         max_snapshot_age_seconds=duration("max_snapshot_age"),
         min_history_seconds=duration("min_history"),
         retry_backoff_seconds=duration("retry_backoff"),

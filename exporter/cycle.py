@@ -57,6 +57,11 @@ class Snapshot:
     failed_metrics: tuple[str, ...] = ()
 
 
+#: Why the HTTP front closed a connection before answering a request (exporter/main.py), as the
+#: reason label of linborg_exporter_connections_dropped_total.
+CONNECTION_DROP_REASONS = ("idle_timeout", "max_connections", "max_waiting")
+
+
 @dataclass
 class Stats:
     """Self-metrics of the exporter, updated by each cycle."""
@@ -78,6 +83,13 @@ class Stats:
     duplicate_series: int = 0
     servers_over_limit: int = 0
     state_write_failures: int = 0
+    #: Forecast path API requests answered, and those refused at a limit, by the api.* key.
+    api_requests: int = 0
+    api_refused: dict[str, int] = field(default_factory=dict)
+    #: HTTP connections closed before a request was answered, by reason (the HTTP front).
+    connections_dropped: dict[str, int] = field(
+        default_factory=lambda: dict.fromkeys(CONNECTION_DROP_REASONS, 0)
+    )
 
 
 class Exporter:

@@ -63,24 +63,57 @@ class ModelHolder:
 
 
 #: The HTTP front's limits. A scrape answers in well under a second even at 10,000 servers, so a
-#: connection idle for IDLE_TIMEOUT_SECONDS is dropped; at most MAX_CONNECTIONS are served at
-#: once (more are answered 503 and closed, so they cannot exhaust file descriptors); the
+#: connection idle for IDLE_TIMEOUT_SECONDS is dropped; at most MAX_CONNECTIONS requests are
+#: served at once (more are answered 503 and closed, so they cannot exhaust threads); the
 #: kernel queues up to LISTEN_BACKLOG connections not yet accepted (the standard library's 5
-#: gave timeouts under 200 concurrent clients).
+#: gave timeouts under 200 concurrent clients). A connection that has sent nothing yet holds
+#: no thread and no slot: up to MAX_WAITING_CONNECTIONS wait for their first bytes in one
+#: selector (the longest-waiting is closed when a new one would exceed it), so a few hundred
+#: silent sockets cannot keep /healthz or a scrape from being answered.
 IDLE_TIMEOUT_SECONDS = 10.0
 MAX_CONNECTIONS = 256
 LISTEN_BACKLOG = 1024
+MAX_WAITING_CONNECTIONS = 4096
 
 
 class ExporterHTTPServer(ThreadingHTTPServer):
-    """ThreadingHTTPServer with a real listen backlog and a cap on concurrent connections."""
+    """ThreadingHTTPServer with a real listen backlog, a cap on requests served at once, and
+    connections that wait for their first bytes without a thread.
+
+    ``dropped`` counts connections closed before a request was answered, by reason
+    (exporter.cycle.CONNECTION_DROP_REASONS); pass the exporter's ``Stats.connections_dropped``
+    to see them on /metrics.
+    """
 
     daemon_threads = True
     request_queue_size = LISTEN_BACKLOG
 
-    def __init__(self, address, handler, max_connections: int = MAX_CONNECTIONS, tls=None):
+    def __init__(
+        self,
+        address,
+        handler,
+        max_connections: int = MAX_CONNECTIONS,
+        tls=None,
+        idle_timeout: float = IDLE_TIMEOUT_SECONDS,
+        max_waiting: int = MAX_WAITING_CONNECTIONS,
+        dropped: dict[str, int] | None = None,
+    ):
+        import queue
+        import resource
+        import socket
+
+        from exporter.cycle import CONNECTION_DROP_REASONS
+
         self.slots = threading.BoundedSemaphore(max_connections)
-        self.refused_connections = 0
+        self.idle_timeout = idle_timeout
+        # Never more waiting sockets than half the file descriptors this process may open.
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        self.max_waiting = max(1, min(max_waiting, soft // 2 if soft > 0 else max_waiting))
+        self.dropped = dict.fromkeys(CONNECTION_DROP_REASONS, 0) if dropped is None else dropped
+        self._accepted: queue.SimpleQueue = queue.SimpleQueue()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_w.setblocking(False)  # a full pipe already means "wake up"
+        self._watching = False
         super().__init__(address, handler)
         if tls is not None:
             # The handshake runs in the connection's own thread (finish_request), so a slow
@@ -89,38 +122,171 @@ class ExporterHTTPServer(ThreadingHTTPServer):
                 self.socket, server_side=True, do_handshake_on_connect=False
             )
 
+    @property
+    def refused_connections(self) -> int:
+        """Connections answered 503 because MAX_CONNECTIONS requests were being served."""
+        return self.dropped.get("max_connections", 0)
+
+    def _drop(self, request, reason: str, answer: bytes = b"") -> None:
+        """Count, send ``answer`` (if any) and close a connection not served."""
+        self.dropped[reason] = self.dropped.get(reason, 0) + 1
+        if answer:
+            with contextlib.suppress(OSError, ValueError):
+                request.sendall(answer)
+        self.shutdown_request(request)
+
+    def handle_error(self, request, client_address):
+        """Log a client that went away in one line; anything else with its traceback."""
+        error = sys.exc_info()[1]
+        if isinstance(error, ConnectionError | TimeoutError):
+            log.debug("HTTP front: %s went away: %s", client_address, error)
+            return
+        log.exception("HTTP front: request from %s failed", client_address)
+
+    def serve_forever(self, poll_interval: float = 0.5) -> None:
+        """Accept connections, and watch the waiting ones in a second thread, until shutdown."""
+        watcher = threading.Thread(target=self._watch, name="http-waiting", daemon=True)
+        self._watching = True
+        watcher.start()
+        try:
+            super().serve_forever(poll_interval)
+        finally:
+            self._watching = False
+            with contextlib.suppress(OSError):
+                self._wake_w.send(b"\0")
+            watcher.join(10)
+
+    def server_close(self) -> None:
+        super().server_close()
+        self._wake_r.close()
+        self._wake_w.close()
+
+    def process_request(self, request, client_address):
+        """Hand a new connection to the watcher; a thread is started once it sends something."""
+        self._accepted.put((request, client_address))
+        with contextlib.suppress(OSError):
+            self._wake_w.send(b"\0")
+
+    def _watch(self) -> None:
+        """Own the waiting connections: serve those that send, close those idle too long."""
+        import selectors
+
+        waiting: dict = {}  # socket -> (client address, deadline), oldest first
+        with selectors.DefaultSelector() as selector:
+            selector.register(self._wake_r, selectors.EVENT_READ)
+            while self._watching:
+                try:
+                    self._watch_once(selector, waiting)
+                except Exception:  # noqa: BLE001 - the watcher must outlive any one connection
+                    log.exception("HTTP front: watching waiting connections failed")
+                    time.sleep(0.1)
+            for sock in waiting:
+                self.shutdown_request(sock)
+
+    def _watch_once(self, selector, waiting: dict) -> None:
+        """Wait up to 0.5 s (or the next deadline) and act on what happened."""
+        import queue
+        import selectors
+
+        timeout = 0.5
+        if waiting:
+            _, first_deadline = next(iter(waiting.values()))
+            timeout = min(timeout, max(0.0, first_deadline - time.monotonic()))
+        for key, _ in selector.select(timeout):
+            sock = key.fileobj
+            if sock is self._wake_r:
+                with contextlib.suppress(OSError):
+                    self._wake_r.recv(4096)
+                continue
+            selector.unregister(sock)
+            address, _ = waiting.pop(sock)
+            self._start(sock, address)
+        while True:  # connections accepted since: wait for their first bytes
+            try:
+                sock, address = self._accepted.get_nowait()
+            except queue.Empty:
+                break
+            if len(waiting) >= self.max_waiting:
+                oldest = next(iter(waiting))
+                del waiting[oldest]
+                selector.unregister(oldest)
+                self._drop(oldest, "max_waiting")
+            try:
+                selector.register(sock, selectors.EVENT_READ)
+            except (OSError, ValueError):
+                self.shutdown_request(sock)  # closed already
+                continue
+            waiting[sock] = (address, time.monotonic() + self.idle_timeout)
+        now = time.monotonic()
+        while waiting:  # oldest first: the deadlines are in the same order
+            sock, (_, deadline) = next(iter(waiting.items()))
+            if deadline > now:
+                break
+            del waiting[sock]
+            selector.unregister(sock)
+            self._drop(sock, "idle_timeout")
+
+    def _start(self, request, client_address) -> None:
+        """Serve a connection that sent its first bytes in its own thread, if a slot is free."""
+        if not self.slots.acquire(blocking=False):
+            answer = (
+                b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 21\r\n"
+                b"Connection: close\r\n\r\ntoo many connections\n"
+            )
+            self._drop(request, "max_connections", answer)
+            return
+        try:
+            super().process_request(request, client_address)
+        except Exception:  # noqa: BLE001 - e.g. no thread can be started: drop this one
+            log.exception("HTTP front: cannot serve a connection")
+            self.slots.release()
+            self.shutdown_request(request)
+
     def finish_request(self, request, client_address):
         import ssl
 
         if isinstance(request, ssl.SSLSocket):
-            request.settimeout(IDLE_TIMEOUT_SECONDS)
+            request.settimeout(self.idle_timeout)
             try:
                 request.do_handshake()
             except (OSError, ssl.SSLError):
                 return  # not TLS, or gave up: close without an answer
         super().finish_request(request, client_address)
 
-    def process_request(self, request, client_address):
-        if not self.slots.acquire(blocking=False):
-            self.refused_connections += 1
-            with contextlib.suppress(OSError):
-                request.sendall(
-                    b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 21\r\n"
-                    b"Connection: close\r\n\r\ntoo many connections\n"
-                )
-            self.shutdown_request(request)
-            return
-        try:
-            super().process_request(request, client_address)
-        except BaseException:
-            self.slots.release()
-            raise
-
     def process_request_thread(self, request, client_address):
         try:
             super().process_request_thread(request, client_address)
         finally:
             self.slots.release()
+
+
+def gzip_accepted(accept_encoding: str | None) -> bool:
+    """Return whether an Accept-Encoding header value accepts gzip (RFC 9110, 12.5.3).
+
+    gzip (or x-gzip) must be listed with a q-value above 0, or not listed and covered by a
+    ``*`` above 0: ``gzip;q=0`` and a bare ``identity`` get plain text. An ``identity`` with a
+    higher q-value than gzip wins, and a q-value that does not parse counts as 0 (when in doubt
+    the text goes plain, which every client reads).
+    """
+    weights: dict[str, float] = {}
+    for item in (accept_encoding or "").split(","):
+        coding, *params = (part.strip() for part in item.split(";"))
+        if not coding:
+            continue
+        weight = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    weight = float(value.strip())
+                except ValueError:
+                    weight = 0.0
+                if not 0 <= weight <= 1:  # NaN included
+                    weight = 0.0
+        coding = coding.lower()
+        weights[coding] = min(weight, weights.get(coding, 1.0))  # listed twice: the lower
+    gzip = weights.get("gzip", weights.get("x-gzip", weights.get("*", 0.0)))
+    return gzip > 0 and gzip >= weights.get("identity", 0.0)
 
 
 def make_handler(
@@ -173,10 +339,11 @@ def make_handler(
             if path.startswith("/api/v1/"):
                 self._api("GET")
             elif path == "/metrics":
-                zipped = "gzip" in self.headers.get("Accept-Encoding", "")
+                zipped = gzip_accepted(self.headers.get("Accept-Encoding"))
                 parts = page.render_parts(gzipped=zipped)
                 self.send_response(200)
                 self.send_header("Content-Type", CONTENT_TYPE_LATEST)
+                self.send_header("Vary", "Accept-Encoding")
                 if zipped:
                     self.send_header("Content-Encoding", "gzip")
                 self.send_header("Content-Length", str(sum(len(b) for b in parts)))
@@ -276,6 +443,7 @@ def run(args: argparse.Namespace) -> int:
             (host or "0.0.0.0", int(port)),
             handler,
             tls=web_config.tls if web_config else None,
+            dropped=exporter.stats.connections_dropped,
         )
     except OSError as err:
         raise ContractError(f"cannot listen on {args.web_listen_address}: {err.strerror}") from None
@@ -362,7 +530,11 @@ def add_parser(sub) -> None:
         help="TLS certificate and key, and basic-auth users with bcrypt hashes, in the "
         "exporter-toolkit format (docs/security.md)",
     )
-    p.add_argument("--shard", help="i/N: this replica's shard (overrides the config)")
+    p.add_argument(
+        "--shard",
+        help="i/N: this replica's shard (overrides the config); i may be a StatefulSet pod "
+        "name, whose ordinal it ends with: --shard=$(POD_NAME)/N (docs/kubernetes.md)",
+    )
     p.add_argument(
         "--print-config-reference",
         action="store_true",

@@ -13,6 +13,11 @@ Queries may only be plain vector selectors, ``name{label op "value", ...}`` with
 operators ``=``, ``!=``, ``=~`` and ``!~`` (regular expressions fully anchored), and constant
 scalar arithmetic such as Grafana's health check ``1+1``. Anything else is refused with HTTP
 400 and a Prometheus-style ``bad_data`` error; nothing is evaluated with ``eval``.
+
+Every request is bounded (the ``api.*`` configuration keys): it has a deadline (503,
+``timeout``), at most a few are evaluated at once (503, ``unavailable``, for the rest), and an
+answer holds a capped number of samples (422, ``execution``). /metrics and /healthz share none
+of these limits.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import json
 import logging
 import math
 import re
+import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Iterable
@@ -48,9 +54,16 @@ PROMETHEUS_API_VERSION = "2.42.0"
 LOOKBACK_MS = 5 * 60 * 1000
 #: Prometheus refuses range queries with more points per series than this.
 MAX_POINTS_PER_SERIES = 11_000
-#: Samples one query may return. Prometheus' default (--query.max-samples) is 50 million; an
-#: answer here is built as Python lists in the exporter's memory, so the cap is lower.
-MAX_SAMPLES = 1_000_000
+#: A request waits at most this long for one of the api.max_concurrency evaluation slots: long
+#: enough for a Grafana dashboard's burst of panel queries (a few milliseconds each), short
+#: enough that a flood is refused at once instead of piling up.
+QUEUE_WAIT_SECONDS = 1.0
+#: The limits a request can be refused at (the api.* keys), as linborg_exporter_api_requests_
+#: refused_total's reason label.
+API_LIMITS = ("max_concurrency", "max_samples", "timeout")
+#: The deadline is checked before evaluation, after the series are selected, and every this
+#: many samples while the answer is built (about 10 ms of work each here).
+DEADLINE_CHECK_SAMPLES = 1000
 #: Largest POST body read, in bytes.
 MAX_BODY_BYTES = 1 << 20
 
@@ -58,7 +71,15 @@ STEP_MS = STEP_SECONDS * 1000
 #: The earliest and latest times Prometheus accepts (its minTime and maxTime), in ms.
 MIN_TIME_MS = -(2**63) // 1_000_000
 MAX_TIME_MS = (2**63 - 1) // 1_000_000
-STATUS_OF = {"bad_data": 400, "not_found": 404, "execution": 422, "internal": 500}
+#: HTTP status of each Prometheus errorType (web/api/v1 of Prometheus).
+STATUS_OF = {
+    "bad_data": 400,
+    "not_found": 404,
+    "execution": 422,
+    "internal": 500,
+    "timeout": 503,
+    "unavailable": 503,
+}
 SELECTOR_EXAMPLE = f'{SERIES_NAME}{{server="...",metric="..."}}'
 
 
@@ -69,6 +90,14 @@ class APIError(Exception):
         super().__init__(message)
         self.kind = kind
         self.message = message
+
+
+class LimitError(APIError):
+    """Raise when a request goes past a limit; ``limit`` names it (the api.* key)."""
+
+    def __init__(self, kind: str, limit: str, message: str):
+        super().__init__(kind, message)
+        self.limit = limit
 
 
 # --- The query language subset ---------------------------------------------------------------
@@ -564,6 +593,20 @@ def _param(params: dict[str, list[str]], name: str) -> str:
     return values[0] if values else ""
 
 
+def _timeout_param(params, deadline: Deadline) -> None:
+    """Bring the deadline forward to the request's ``timeout`` parameter, as Prometheus does."""
+    text = _param(params, "timeout")
+    if not text:
+        return
+    try:
+        seconds = parse_duration_ns(text) / 1e9
+    except (ValueError, OverflowError):
+        raise APIError(
+            "bad_data", f'invalid parameter "timeout": cannot parse "{text}" to a valid duration'
+        ) from None
+    deadline.lower(seconds)
+
+
 def _query_param(params, name: str = "query") -> Selector | Scalar:
     text = _param(params, name)
     try:
@@ -688,16 +731,61 @@ class ForecastPaths:
 # --- The API ---------------------------------------------------------------------------------
 
 
+class Deadline:
+    """When one API request must be answered by; ``check`` raises once that time has passed."""
+
+    def __init__(self, seconds: float, timer: Callable[[], float] = time.monotonic):
+        self.timer = timer
+        self.seconds = seconds
+        self.at = timer() + seconds
+
+    def lower(self, seconds: float) -> None:
+        """Bring the deadline forward to ``seconds`` after now (a request's timeout parameter)."""
+        if seconds < self.seconds:
+            self.seconds = seconds
+            self.at = min(self.at, self.timer() + seconds)
+
+    def left(self) -> float:
+        return self.at - self.timer()
+
+    def check(self) -> None:
+        if self.timer() > self.at:
+            raise LimitError(
+                "timeout",
+                "timeout",
+                f"query timed out in expression evaluation (the deadline is {self.seconds:g}s; "
+                "api.timeout, or the request's timeout parameter)",
+            )
+
+
 class ForecastPathAPI:
     """Answer /api/v1/... requests from the latest snapshot of ``source``.
 
-    ``source`` has ``snapshot`` and ``config`` (the Exporter); ``clock`` says what now is.
+    ``source`` has ``snapshot`` and ``config`` (the Exporter) and, optionally, ``stats`` (the
+    exporter's Stats, where requests and refusals are counted); ``clock`` says what now is and
+    ``timer`` measures deadlines. Each request has the deadline ``api.timeout``; at most
+    ``api.max_concurrency`` are evaluated at once (one more waits up to QUEUE_WAIT_SECONDS, then
+    is refused); an answer holds at most ``api.max_samples`` samples.
     """
 
-    def __init__(self, source, clock: Callable[[], float] = time.time, build: str = "dev"):
+    def __init__(
+        self,
+        source,
+        clock: Callable[[], float] = time.time,
+        build: str = "dev",
+        timer: Callable[[], float] = time.monotonic,
+    ):
         self.source = source
         self.clock = clock
+        self.timer = timer
         self.build = build
+        config = source.config
+        self.timeout = config.api_timeout_seconds
+        self.max_concurrency = config.api_max_concurrency
+        self.max_samples = config.api_max_samples
+        self.slots = threading.BoundedSemaphore(self.max_concurrency)
+        self.stats = getattr(source, "stats", None)
+        self._count_lock = threading.Lock()
         self.routes = {
             "/api/v1/query": self.query,
             "/api/v1/query_range": self.query_range,
@@ -706,8 +794,8 @@ class ForecastPathAPI:
             "/api/v1/metadata": self.metadata,
             "/api/v1/query_exemplars": self.query_exemplars,
             "/api/v1/status/buildinfo": self.buildinfo,
-            "/api/v1/rules": lambda params, now_ms: {"groups": []},
-            "/api/v1/alerts": lambda params, now_ms: {"alerts": []},
+            "/api/v1/rules": lambda params, now_ms, deadline: {"groups": []},
+            "/api/v1/alerts": lambda params, now_ms, deadline: {"alerts": []},
         }
 
     def paths(self, now: float) -> ForecastPaths:
@@ -731,10 +819,39 @@ class ForecastPathAPI:
             body = rfile.read(length)
         return self.answer(method, path, query, body, headers.get("Content-Type", ""))
 
+    def _count(self, refused: str | None = None) -> None:
+        if self.stats is None:
+            return
+        with self._count_lock:
+            self.stats.api_requests += 1
+            if refused:
+                self.stats.api_refused[refused] = self.stats.api_refused.get(refused, 0) + 1
+
     def answer(
         self, method: str, path: str, query: str = "", body: bytes = b"", content_type: str = ""
     ) -> tuple[int, bytes]:
-        """Answer GET or POST ``path`` with its URL query and form body; return status, JSON."""
+        """Answer GET or POST ``path`` with its URL query and form body; return status, JSON.
+
+        The request waits for one of the ``api.max_concurrency`` slots at most
+        QUEUE_WAIT_SECONDS (and never past its deadline), else it is answered 503.
+        """
+        deadline = Deadline(self.timeout, self.timer)
+        if not self.slots.acquire(timeout=max(0.0, min(QUEUE_WAIT_SECONDS, deadline.left()))):
+            self._count("max_concurrency")
+            return _error(
+                "unavailable",
+                f"too many concurrent requests: at most {self.max_concurrency} are evaluated at "
+                "once (api.max_concurrency); try again",
+            )
+        try:
+            code, body, refused = self._answer(method, path, query, body, content_type, deadline)
+        finally:
+            self.slots.release()
+        self._count(refused)
+        return code, body
+
+    def _answer(self, method, path, query, body, content_type, deadline: Deadline):
+        """Return status, JSON and the limit that refused the request (None if none did)."""
         try:
             params = urllib.parse.parse_qs(query, keep_blank_values=True)
             if method == "POST" and content_type.split(";")[0].strip().lower() == (
@@ -748,42 +865,63 @@ class ForecastPathAPI:
             now_ms = round(self.clock() * 1000)
             if path.startswith("/api/v1/label/") and path.endswith("/values"):
                 name = path[len("/api/v1/label/") : -len("/values")]
-                data = self.label_values(name, params, now_ms)
+                data = self.label_values(name, params, now_ms, deadline)
             elif path in self.routes:
-                data = self.routes[path](params, now_ms)
+                data = self.routes[path](params, now_ms, deadline)
             else:
                 raise APIError("not_found", f"no such endpoint: {path}")
+            deadline.check()  # the JSON encoding below is not interrupted: the sample cap bounds it
+        except LimitError as err:
+            return (*_error(err.kind, err.message), err.limit)
         except APIError as err:
-            return _error(err.kind, err.message)
+            return (*_error(err.kind, err.message), None)
         except UnicodeDecodeError:
-            return _error("bad_data", "the request body is not UTF-8")
+            return (*_error("bad_data", "the request body is not UTF-8"), None)
         except Exception:  # a bug here must not take the exporter down, nor hang the client
             log.exception("forecast path API: %s %s failed", method, path)
-            return _error("internal", "internal error; see the exporter's log")
-        return 200, json.dumps(
+            return (*_error("internal", "internal error; see the exporter's log"), None)
+        text = json.dumps(
             {"status": "success", "data": data}, separators=(",", ":"), allow_nan=False
-        ).encode()
+        )
+        return 200, text.encode(), None
 
-    # Endpoints: each takes the request parameters and now (ms) and returns "data".
+    def _cap(self, series: int, steps: int = 1) -> None:
+        """Refuse an answer of more than ``api.max_samples`` samples before it is built."""
+        if series * steps > self.max_samples:
+            raise LimitError(
+                "execution",
+                "max_samples",
+                "query processing would load too many samples into memory in query execution "
+                f"({series} series x {steps} steps; at most {self.max_samples:,} samples, "
+                "api.max_samples)",
+            )
 
-    def query(self, params, now_ms: int):
+    # Endpoints: each takes the request parameters, now (ms) and the deadline; returns "data".
+
+    def query(self, params, now_ms: int, deadline: Deadline):
+        _timeout_param(params, deadline)
         expr = _query_param(params)
         t_ms = _time_param(params, "time", default=now_ms)
         if isinstance(expr, Scalar):
             return {"resultType": "scalar", "result": [_ts(t_ms), format_value(expr.value)]}
         paths = self.paths(now_ms / 1000)
         si, mj, qk = paths.select([expr])
+        deadline.check()
         k, ok = paths.step_at(np.array([t_ms], np.int64))
         result = []
         if ok[0] and len(si):
+            self._cap(len(si))
             values = paths.values[si, mj, k[0], qk].tolist()
             for n, v in enumerate(values):
+                if n % DEADLINE_CHECK_SAMPLES == 0:
+                    deadline.check()
                 if not math.isnan(v):
                     labels = paths.labels(si[n], mj[n], qk[n])
                     result.append({"metric": labels, "value": [_ts(t_ms), format_value(v)]})
         return {"resultType": "vector", "result": result}
 
-    def query_range(self, params, now_ms: int):
+    def query_range(self, params, now_ms: int, deadline: Deadline):
+        _timeout_param(params, deadline)
         expr = _query_param(params)
         start = _time_param(params, "start")
         end = _time_param(params, "end")
@@ -823,19 +961,18 @@ class ForecastPathAPI:
             return {"resultType": "matrix", "result": [{"metric": {}, "values": values}]}
         paths = self.paths(now_ms / 1000)
         si, mj, qk = paths.select([expr])
+        deadline.check()
         k, ok = paths.step_at(times)
         times, k = times[ok], k[ok]
-        if len(si) * len(times) > MAX_SAMPLES:
-            raise APIError(
-                "execution",
-                "query processing would load too many samples into memory in query execution "
-                f"({len(si)} series x {len(times)} steps; at most {MAX_SAMPLES:,} samples)",
-            )
+        self._cap(len(si), len(times))
         result = []
         if len(times):
             stamps = [_ts(t) for t in times.tolist()]
             block = paths.values[si[:, None], mj[:, None], k[None, :], qk[:, None]].tolist()
+            every = max(1, DEADLINE_CHECK_SAMPLES // len(times))  # rows between checks
             for n, row in enumerate(block):
+                if n % every == 0:
+                    deadline.check()
                 values = [[t, format_value(v)] for t, v in zip(stamps, row, strict=True) if v == v]
                 if values:
                     result.append({"metric": paths.labels(si[n], mj[n], qk[n]), "values": values})
@@ -848,7 +985,7 @@ class ForecastPathAPI:
         if end < start:
             raise APIError("bad_data", "end timestamp must not be before start time")
 
-    def _listed(self, params, now_ms: int, need_match: bool = False):
+    def _listed(self, params, now_ms: int, deadline: Deadline, need_match: bool = False):
         self._time_range(params)
         selectors = _match_params(params)
         if need_match and not selectors:
@@ -856,20 +993,28 @@ class ForecastPathAPI:
         paths = self.paths(now_ms / 1000)
         if not selectors:
             selectors = [Selector((Matcher("__name__", "=", SERIES_NAME),))]
-        return paths, paths.select(selectors)
+        selected = paths.select(selectors)
+        deadline.check()
+        return paths, selected
 
-    def series(self, params, now_ms: int):
-        paths, (si, mj, qk) = self._listed(params, now_ms, need_match=True)
-        return [paths.labels(s, j, k) for s, j, k in zip(si, mj, qk, strict=True)]
+    def series(self, params, now_ms: int, deadline: Deadline):
+        paths, (si, mj, qk) = self._listed(params, now_ms, deadline, need_match=True)
+        self._cap(len(si))  # a label set weighs more than a sample
+        out = []
+        for n, (s, j, k) in enumerate(zip(si, mj, qk, strict=True)):
+            if n % DEADLINE_CHECK_SAMPLES == 0:
+                deadline.check()
+            out.append(paths.labels(s, j, k))
+        return out
 
-    def labels(self, params, now_ms: int):
-        paths, (si, _, _) = self._listed(params, now_ms)
+    def labels(self, params, now_ms: int, deadline: Deadline):
+        paths, (si, _, _) = self._listed(params, now_ms, deadline)
         return ["__name__", "metric", "profile", "q", "server"] if len(si) else []
 
-    def label_values(self, name: str, params, now_ms: int):
+    def label_values(self, name: str, params, now_ms: int, deadline: Deadline):
         if not _LABEL_NAME.match(name):
             raise APIError("bad_data", f'invalid label name: "{name}"')
-        paths, (si, mj, qk) = self._listed(params, now_ms)
+        paths, (si, mj, qk) = self._listed(params, now_ms, deadline)
         if not len(si):
             return []
         if name == "__name__":
@@ -884,7 +1029,7 @@ class ForecastPathAPI:
             return sorted({QUANTILE_LABELS[k] for k in qk})
         return []
 
-    def metadata(self, params, now_ms: int):
+    def metadata(self, params, now_ms: int, deadline: Deadline):
         wanted = _param(params, "metric")
         limit = _param(params, "limit")
         if limit and not re.fullmatch(r"[+-]?[0-9]+", limit):
@@ -893,12 +1038,12 @@ class ForecastPathAPI:
             return {}
         return {SERIES_NAME: [{"type": "gauge", "help": SERIES_HELP, "unit": ""}]}
 
-    def query_exemplars(self, params, now_ms: int):
+    def query_exemplars(self, params, now_ms: int, deadline: Deadline):
         _query_param(params)
         self._time_range(params)
         return []
 
-    def buildinfo(self, params, now_ms: int):
+    def buildinfo(self, params, now_ms: int, deadline: Deadline):
         return {
             "version": PROMETHEUS_API_VERSION,
             "revision": f"linborg-{self.build}",

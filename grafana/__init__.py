@@ -1,1 +1,1 @@
-"""Grafana dashboards as code with grafanalib, and their provisioning."""
+"""PNG previews of the dashboards (the dashboards themselves are code in linborg/dashboards/)."""

@@ -103,9 +103,9 @@ class Source:
     """Run panel queries: Prometheus for its data source, the exporter for the forecast API."""
 
     def __init__(self, prometheus: str, exporter: str, timeout: float = 30):
-        from grafana.dashboards import FORECASTS_UID
+        from linborg.mixin import CONFIG
 
-        self.urls = {FORECASTS_UID: exporter.rstrip("/")}
+        self.urls = {CONFIG["forecasts_datasource_uid"]: exporter.rstrip("/")}
         self.prometheus = prometheus.rstrip("/")
         self.timeout = timeout
 
@@ -160,7 +160,7 @@ def _draw_lines(ax, data: list[tuple[str, dict, list[float], list[float]]], star
 
 def draw_panel(ax, panel: dict, source: Source, values: dict, start: float, end: float) -> None:
     """Draw one panel into ``ax`` from its queries."""
-    from grafana.dashboards import substitute
+    from linborg.dashboards import substitute
 
     title = substitute(panel["title"], values)
     if panel.get("timeFrom"):
@@ -230,7 +230,7 @@ def render_dashboard(doc: dict, source: Source, values: dict, path: Path, now: f
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
-    from grafana.dashboards import iter_panels
+    from linborg.dashboards import iter_panels
 
     panels = [p for p in iter_panels(doc["panels"]) if p["type"] != "row"]
     start = relative_time(doc["time"]["from"], now)
@@ -278,7 +278,7 @@ def render_previews(
     prometheus: str, exporter: str, out: Path = OUT_DIR, server: str | None = None
 ) -> list[Path]:
     """Write one PNG per dashboard into ``out``; return the paths written."""
-    from grafana.dashboards import SAMPLE_VALUES, render_all
+    from linborg.dashboards import SAMPLE_VALUES, render_all
 
     values = {**SAMPLE_VALUES, "server": server or top_server(prometheus) or "ppml0001"}
     source = Source(prometheus, exporter)

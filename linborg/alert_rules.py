@@ -23,6 +23,12 @@ A warning is withdrawn while the critical alert of the same name fires for the s
 (and metric): the rule reads ``ALERTS``, so the warning stays up while the critical alert is
 still pending and the hand-over leaves no gap. The critical rule comes first in its group, so
 the warning sees it in the same evaluation.
+
+Every knob (the exporter's job selector, lead times, quantiles, ``for`` durations, risk levels,
+limits, runbook and Grafana links) is in ``CONFIG`` of linborg/mixin.py, which the recording
+rules and the dashboards read too; series names come from linborg.families. ``runbook_url``
+is the runbook base URL + the alert's anchor in docs/runbooks.md; ``dashboard_url`` is there
+only when a ``grafana_url`` is configured.
 """
 
 from __future__ import annotations
@@ -32,95 +38,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from linborg import families as F
+from linborg import mixin
 from linborg.contract import METRICS, METRICS_BY_NAME, NAMESPACE, PROFILE_NAMES, Metric
-from linborg.dashboards import DASHBOARD_UIDS, DEFAULT_GRAFANA_URL
+from linborg.mixin import CONFIG as CONFIG  # the knobs; benchmarks/incident_lead.py reads them here
 from linborg.quality_rules import ACTUAL
 from linborg.thresholds import Thresholds, load_thresholds
 
 _M = METRICS_BY_NAME  # a lookup, so a renamed metric fails here instead of in Prometheus
-
-# --- knobs: change them here, run `linborg rules`, commit the regenerated rule file ------------
-
-CONFIG: dict[str, Any] = {
-    # -- where things are --
-    # Scrape job of the exporter (scraped with honor_labels: true). Every expression selects it,
-    # and the exporter-health alerts watch its `up` series.
-    "exporter_job": "linborg-exporter",
-    # runbook_url of each alert: this base + "#" + the alert name in lower case (the anchor of
-    # the alert's section in docs/runbooks.md).
-    "runbook_base_url": "https://github.com/linborg/linborg/blob/main/docs/runbooks.md",
-    # dashboard_url: the server detail dashboard ({grafana}/d/linborg-server?var-server=...)
-    # for per-server alerts, the exporter dashboard for exporter-health alerts.
-    "grafana_url": DEFAULT_GRAFANA_URL,
-    # Horizons the exporter exposes (its `horizons` setting). Annotations report the worst
-    # forecast over those within the alert's lead time.
-    "horizons": ("30m", "1h", "2h", "4h", "8h"),
-    # Threshold files the exporter is run with besides the packaged ones (its
-    # `thresholds_file`). The expressions do not depend on them (the exporter applies them);
-    # the `threshold` annotations do.
-    "thresholds_files": (),
-    # -- predicted breaches (time to breach from the exporter) --
-    # Critical: the p50 forecast crosses the critical threshold within this lead time.
-    "critical_lead_time": "2h",
-    "critical_quantile": "0.5",
-    # Warning: the pessimistic forecast (p90, or p10 for cpu_idle_pct where low is bad) crosses
-    # the warning threshold within this lead time. 8h is the exporter's whole window: any
-    # predicted warning breach counts.
-    "warning_lead_time": "8h",
-    "warning_quantile": "pessimistic",
-    # How long a condition must hold before the alert fires. The exporter updates every 5 min,
-    # so 10m means the prediction survived at least two more cycles, 15m three.
-    "for_critical": "10m",
-    "for_warning": "15m",
-    # -- predicted incident (risk score) --
-    # Window of the risk score the incident alert reads (its `driver` becomes `metric`).
-    "risk_window": "8h",
-    # Risk is max over steps of max(P(critical), 0.6 * P(warning)) * urgency, urgency falling
-    # from 1 now to 0.6 at 8h (linborg/risk.py). When p50 crosses critical at a step within 2h,
-    # P(critical) >= 0.5 there and urgency >= 0.9, so the risk is >= 45 by construction. 40
-    # keeps the risk term from ever vetoing a p50 critical breach within 2h (floating point puts
-    # the exact bound at 44.99...); the time to breach decides, the risk names the driver.
-    "risk_critical": 40,
-    # "Moderately high": 30 is a 50% chance of a warning breach right away (0.6 * 0.5 * 1), or
-    # a 30-50% chance of a critical breach within the window. A pessimistic warning crossing
-    # alone only guarantees 0.6 * 0.1 * 0.6 * 100 = 3.6, so this term filters the long shots.
-    # Critical implies warning (40 >= 30, and p50 past critical implies the pessimistic quantile
-    # past warning), which the warning rule then withdraws while the critical one fires.
-    "risk_warning": 30,
-    # Drivers that never raise an incident: uptime_days crosses its thresholds by age alone
-    # (kernel patching overdue); that is a ticket, not a predicted incident.
-    "incident_ignored_drivers": (_M["uptime_days"].name,),
-    # -- exporter health --
-    # Severity of the exporter-health alerts: losing the forecasts loses early warnings, while
-    # the reactive node alerts keep working, so nobody is woken up for it.
-    "health_severity": "warning",
-    # `profile` label of exporter-health alerts; `server` is the exporter's instance label, or
-    # this value where there is no instance (absent()).
-    "health_profile": "exporter",
-    "absent_server": "exporter",
-    # The exporter target is down (up == 0), or there is no target of the job at all.
-    "for_exporter_down": "10m",
-    "for_exporter_absent": "15m",
-    # The exporter is up but serves no model (it refuses to start without one, so this means a
-    # bundle was removed or failed to load on reload).
-    "for_no_model": "10m",
-    # Forecasts are stale when the last successful cycle is older than this. It matches the
-    # exporter's default max_snapshot_age (15m), after which the exporter drops its forecasts
-    # and every predicted alert above goes quiet.
-    "staleness_max": "15m",
-    "for_stale": "5m",
-    # Share of cycles that got no data from Prometheus, over the window (6 cycles in 30m).
-    "cycle_failure_ratio": 0.25,
-    "cycle_failure_window": "30m",
-    "for_cycles_failing": "15m",
-    # Share of the exporter's queries to Prometheus that failed (14 queries per cycle).
-    "query_failure_ratio": 0.1,
-    "query_failure_window": "10m",
-    "for_queries_failing": "15m",
-    # A server's forecasts are not trusted when less than this share of its 24h context exists.
-    "completeness_min": 0.75,
-    "for_low_completeness": "30m",
-}
 
 
 @dataclass(frozen=True)
@@ -201,15 +126,12 @@ def seconds(duration: str) -> int:
 # --- small builders -----------------------------------------------------------------------------
 
 
-def _selector(name: str, cfg: Mapping[str, Any], **matchers: str) -> str:
-    """Return ``name{job="...",k="v",...}``; a value starting with '=~' or '!~' is a regex."""
-    parts = [f'job="{cfg["exporter_job"]}"']
-    for key, value in matchers.items():
-        op = "="
-        if value[:2] in ("=~", "!~"):
-            op, value = value[:2], value[2:]
-        parts.append(f'{key}{op}"{value}"')
-    return f"{name}{{{','.join(parts)}}}"
+def _in_template(promql: str) -> str:
+    """Return ``promql`` with single-quoted strings, to sit inside a Go template string.
+
+    The mixin refuses quotes inside selector values, so swapping them is exact.
+    """
+    return promql.replace('"', "'")
 
 
 def _regex(values: list[str] | tuple[str, ...]) -> str:
@@ -256,16 +178,17 @@ def _profile_groups(thresholds: Thresholds, m: Metric, level: str) -> list[tuple
     return list(groups.items())
 
 
-def _runbook(cfg: Mapping[str, Any], alertname: str) -> str:
-    return f"{cfg['runbook_base_url']}#{alertname.lower()}"
+def _links(cfg: Mapping[str, Any], alertname: str, dashboard: str) -> dict[str, str]:
+    """Return the runbook_url and, where Grafana is configured, dashboard_url annotations.
 
-
-def _server_dashboard(cfg: Mapping[str, Any]) -> str:
-    return f"{cfg['grafana_url']}/d/{DASHBOARD_UIDS['server']}?var-server={{{{ $labels.server }}}}"
-
-
-def _exporter_dashboard(cfg: Mapping[str, Any]) -> str:
-    return f"{cfg['grafana_url']}/d/{DASHBOARD_UIDS['exporter']}"
+    ``dashboard``: "server" (the server detail dashboard, for the alert's server) or "exporter".
+    """
+    links = {"runbook_url": mixin.runbook_url(cfg, alertname)}
+    query = "var-server={{ $labels.server }}" if dashboard == "server" else ""
+    url = mixin.dashboard_url(cfg, dashboard, query)
+    if url:
+        links["dashboard_url"] = url
+    return links
 
 
 def _query_value(promql: str, args: str, fmt: str) -> str:
@@ -335,9 +258,18 @@ def _peak_of(cfg: Mapping[str, Any], q: str, lead: str) -> Callable[[Metric], st
 
     def text(m: Metric) -> str:
         return _query_value(
-            f"{'min' if _below(m) else 'max'}(linborg_forecast{{job='{cfg['exporter_job']}',"
-            f"server='%s',metric='%s',q='{_quantile(q, m)}',"
-            f"horizon=~'{_horizons_within(cfg, lead)}'}})",
+            f"{'min' if _below(m) else 'max'}("
+            + _in_template(
+                mixin.exporter(
+                    F.FORECAST,
+                    cfg,
+                    server="%s",
+                    metric="%s",
+                    q=_quantile(q, m),
+                    horizon="=~" + _horizons_within(cfg, lead),
+                )
+            )
+            + ")",
             "$labels.server $labels.metric",
             f'printf "{_value_fmt(m)}"',
         )
@@ -457,10 +389,8 @@ def _prelude(metrics: list[Metric], q: str, thresholds: Thresholds, units: bool)
 
 
 def _ttb_query(cfg: Mapping[str, Any], level: str, q: str) -> str:
-    return (
-        f"min(linborg_time_to_breach_seconds{{job='{cfg['exporter_job']}',server='%s',"
-        f"metric='%s',level='{level}',q='{q}'}})"
-    )
+    ttb = mixin.exporter(F.TIME_TO_BREACH_SECONDS, cfg, server="%s", metric="%s", level=level, q=q)
+    return f"min({_in_template(ttb)})"
 
 
 def _window(cfg: Mapping[str, Any]) -> str:
@@ -571,12 +501,8 @@ def _metric_matcher(metrics: list[Metric]) -> str:
 def _family_rule(fam: Family, level: str, cfg: Mapping, thresholds: Thresholds) -> dict:
     q, lead, for_ = _level_for(level, cfg)
     metrics = list(fam.metrics)
-    ttb = _selector(
-        "linborg_time_to_breach_seconds",
-        cfg,
-        metric=_metric_matcher(metrics),
-        level=level,
-        q=q,
+    ttb = mixin.exporter(
+        F.TIME_TO_BREACH_SECONDS, cfg, metric=_metric_matcher(metrics), level=level, q=q
     )
     expr = f"{ttb} <= {seconds(lead)}"
     if level == "warning":
@@ -598,8 +524,7 @@ def _family_rule(fam: Family, level: str, cfg: Mapping, thresholds: Thresholds) 
             "predicted_value": t.peak,
             "threshold": t.threshold,
             "lead_time": t.lead_time,
-            "runbook_url": _runbook(cfg, fam.alertname),
-            "dashboard_url": _server_dashboard(cfg),
+            **_links(cfg, fam.alertname, "server"),
         },
     }
 
@@ -613,13 +538,13 @@ def _incident_rule(level: str, cfg: Mapping[str, Any], thresholds: Thresholds) -
     q, lead, for_ = _level_for(level, cfg)
     metrics = [m for m in METRICS if m.name not in cfg["incident_ignored_drivers"]]
     risk_min = cfg[f"risk_{level}"]
-    risk = _selector(
-        "linborg_risk_score",
+    risk = mixin.exporter(
+        F.RISK_SCORE,
         cfg,
         window=cfg["risk_window"],
         driver="!~" + _regex(cfg["incident_ignored_drivers"]),
     )
-    ttb = _selector("linborg_time_to_breach_seconds", cfg, level=level, q=q)
+    ttb = mixin.exporter(F.TIME_TO_BREACH_SECONDS, cfg, level=level, q=q)
     expr = (
         f'label_replace({risk}, "metric", "$1", "driver", "(.*)") >= {risk_min}\n'
         f"and on(server, metric)\n"
@@ -646,8 +571,7 @@ def _incident_rule(level: str, cfg: Mapping[str, Any], thresholds: Thresholds) -
             "predicted_value": t.peak,
             "threshold": t.threshold,
             "lead_time": t.lead_time,
-            "runbook_url": _runbook(cfg, INCIDENT),
-            "dashboard_url": _server_dashboard(cfg),
+            **_links(cfg, INCIDENT, "server"),
         },
     }
 
@@ -683,16 +607,19 @@ def _health_rule(
             "summary": summary,
             "description": description,
             "threshold": threshold,
-            "runbook_url": _runbook(cfg, alertname),
-            "dashboard_url": _exporter_dashboard(cfg),
+            **_links(cfg, alertname, "exporter"),
         },
     }
 
 
 def health_rules(cfg: Mapping[str, Any]) -> list[dict]:
     """Return the exporter-health rules."""
-    job = cfg["exporter_job"]
-    up = f'up{{job="{job}"}}'
+    job = cfg["exporter_selector"]
+    up = mixin.selector("up", job)
+
+    def sel(name: str) -> str:
+        return mixin.exporter(name, cfg)
+
     stale = cfg["staleness_max"]
     cycles_w, queries_w = cfg["cycle_failure_window"], cfg["query_failure_window"]
     cycle_ratio, query_ratio = cfg["cycle_failure_ratio"], cfg["query_failure_ratio"]
@@ -704,8 +631,8 @@ def health_rules(cfg: Mapping[str, Any]) -> list[dict]:
             cfg["for_exporter_down"],
             cfg,
             "LINBORG exporter {{ $labels.instance }} is down.",
-            f"Prometheus has not scraped the LINBORG exporter {{{{ $labels.instance }}}} (job "
-            f"{job}) for {cfg['for_exporter_down']}: the servers it forecasts have no forecasts, "
+            f"Prometheus has not scraped the LINBORG exporter {{{{ $labels.instance }}}} ({up}) "
+            f"for {cfg['for_exporter_down']}: the servers it forecasts have no forecasts, "
             f"risk scores or predicted alerts.",
             "up == 0",
         ),
@@ -714,30 +641,27 @@ def health_rules(cfg: Mapping[str, Any]) -> list[dict]:
             f"absent({up})",
             cfg["for_exporter_absent"],
             cfg,
-            f"No LINBORG exporter target (job {job}) is being scraped.",
-            f"Prometheus has no target of job {job} for {cfg['for_exporter_absent']}: no server "
-            f"is forecast and no predicted alert can fire. The scrape configuration or service "
-            f"discovery lost the exporter.",
-            f"no up{{job={job}}} series",
+            f"No LINBORG exporter target ({up}) is being scraped.",
+            f"Prometheus has no target matching {{{job}}} for {cfg['for_exporter_absent']}: "
+            f"no server is forecast and no predicted alert can fire. The scrape configuration or "
+            f"service discovery lost the exporter.",
+            f"no {up} series",
             server=cfg["absent_server"],
         ),
         _health_rule(
             NO_MODEL,
-            f"{up} == 1\nunless on(job, instance)\n  "
-            + _selector("linborg_model_info", cfg)
-            + "\n",
+            f"{up} == 1\nunless on(job, instance)\n  " + sel(F.MODEL_INFO) + "\n",
             cfg["for_no_model"],
             cfg,
             "LINBORG exporter {{ $labels.instance }} serves no model.",
             f"The exporter {{{{ $labels.instance }}}} answers scrapes but exposes no "
-            f"linborg_model_info for {cfg['for_no_model']}: no model is loaded, so it produces "
+            f"{F.MODEL_INFO} for {cfg['for_no_model']}: no model is loaded, so it produces "
             f"no forecasts.",
-            "linborg_model_info absent",
+            f"{F.MODEL_INFO} absent",
         ),
         _health_rule(
             STALE,
-            f"time() - {_selector('linborg_exporter_last_success_timestamp_seconds', cfg)}"
-            f" > {seconds(stale)}",
+            f"time() - {sel(F.LAST_SUCCESS_TIMESTAMP_SECONDS)} > {seconds(stale)}",
             cfg["for_stale"],
             cfg,
             "LINBORG forecasts from {{ $labels.instance }} are stale.",
@@ -749,8 +673,8 @@ def health_rules(cfg: Mapping[str, Any]) -> list[dict]:
         ),
         _health_rule(
             CYCLES_FAILING,
-            f"rate({_selector('linborg_exporter_cycle_failures_total', cfg)}[{cycles_w}])\n"
-            f"/\nrate({_selector('linborg_exporter_cycles_total', cfg)}[{cycles_w}])\n"
+            f"rate({sel(F.CYCLE_FAILURES_TOTAL)}[{cycles_w}])\n"
+            f"/\nrate({sel(F.CYCLES_TOTAL)}[{cycles_w}])\n"
             f"> {cycle_ratio}\n",
             cfg["for_cycles_failing"],
             cfg,
@@ -762,8 +686,8 @@ def health_rules(cfg: Mapping[str, Any]) -> list[dict]:
         ),
         _health_rule(
             QUERIES_FAILING,
-            f"rate({_selector('linborg_exporter_query_failures_total', cfg)}[{queries_w}])\n"
-            f"/\nrate({_selector('linborg_exporter_queries_total', cfg)}[{queries_w}])\n"
+            f"rate({sel(F.QUERY_FAILURES_TOTAL)}[{queries_w}])\n"
+            f"/\nrate({sel(F.QUERIES_TOTAL)}[{queries_w}])\n"
             f"> {query_ratio}\n",
             cfg["for_queries_failing"],
             cfg,
@@ -775,8 +699,7 @@ def health_rules(cfg: Mapping[str, Any]) -> list[dict]:
         ),
         {
             "alert": LOW_COMPLETENESS,
-            "expr": f"{_selector('linborg_data_completeness_ratio', cfg)} "
-            f"< {cfg['completeness_min']}",
+            "expr": f"{sel(F.DATA_COMPLETENESS_RATIO)} < {cfg['completeness_min']}",
             "for": cfg["for_low_completeness"],
             "labels": {"severity": cfg["health_severity"]},
             "annotations": {
@@ -788,8 +711,7 @@ def health_rules(cfg: Mapping[str, Any]) -> list[dict]:
                     f"alerts are less reliable; missing metrics may be absent altogether."
                 ),
                 "threshold": f"{cfg['completeness_min']:.0%}",
-                "runbook_url": _runbook(cfg, LOW_COMPLETENESS),
-                "dashboard_url": _server_dashboard(cfg),
+                **_links(cfg, LOW_COMPLETENESS, "server"),
             },
         },
     ]
@@ -799,11 +721,8 @@ def health_rules(cfg: Mapping[str, Any]) -> list[dict]:
 
 
 def rule_groups(config: Mapping[str, Any] | None = None) -> dict:
-    """Return the rule file as data; ``config`` overrides keys of CONFIG."""
-    cfg = {**CONFIG, **(config or {})}
-    unknown = set(cfg) - set(CONFIG)
-    if unknown:
-        raise KeyError(f"unknown alert rule settings: {', '.join(sorted(unknown))}")
+    """Return the rule file as data; ``config`` overrides keys of the mixin's CONFIG."""
+    cfg = mixin.config(config)
     thresholds = load_thresholds(*cfg["thresholds_files"])
     return {
         "groups": [

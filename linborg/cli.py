@@ -34,7 +34,8 @@ def contract_markdown(thresholds) -> str:
         f"Contract version **{contract.CONTRACT_VERSION}**. Every Parquet file and model bundle "
         "carries it; files and bundles of another major version are refused.",
         "",
-        f"Step: {contract.STEP_SECONDS} seconds. Long-format table columns: "
+        f"Step: {contract.STEP_SECONDS} seconds. Wide table (one row per server and step, one "
+        "column per metric), columns: "
         f"`{'`, `'.join(contract.KEY_COLUMNS)}`, the 14 metrics, and optionally "
         f"`{'`, `'.join(contract.OPTIONAL_COLUMNS)}` (ground truth).",
         "",
@@ -200,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_contract)
 
     p = sub.add_parser("validate", help="check a Parquet metrics file against the contract")
-    p.add_argument("file", help="Parquet file in the contract's long format")
+    p.add_argument("file", help="Parquet file in the contract's wide format")
     p.add_argument(
         "--allow-missing",
         action="store_true",
@@ -238,6 +239,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="grafana/dashboards", help="folder to write into")
     p.set_defaults(func=cmd_dashboards)
 
+    p = sub.add_parser(
+        "kubernetes",
+        help="generate the PrometheusRules and dashboard ConfigMaps of deploy/kubernetes/",
+    )
+    p.add_argument("--out", default="deploy/kubernetes/generated", help="folder to write into")
+    p.set_defaults(func=cmd_kubernetes)
+
     from grafana.preview import add_parser as add_previews
 
     add_previews(sub)
@@ -269,7 +277,17 @@ def cmd_rules(args) -> int:
 def cmd_dashboards(args) -> int:
     from pathlib import Path
 
-    from grafana.dashboards import write_all
+    from linborg.dashboards import write_all
+
+    for path in write_all(Path(args.out)):
+        print(path)
+    return 0
+
+
+def cmd_kubernetes(args) -> int:
+    from pathlib import Path
+
+    from linborg.kubernetes import write_all
 
     for path in write_all(Path(args.out)):
         print(path)

@@ -8,7 +8,7 @@ Record names follow ``level:metric:operations``:
 - level ``instance``: one series per scraped target; labels ``instance``, ``job``, ``server``
   and whatever target labels relabelling added (a ``profile`` label, for one, passes through);
 - metric: the LINBORG wire name from linborg.contract, e.g. ``linborg_cpu_user_pct``;
-- operations: ``rate5m`` (share of CPU time from counters over RATE_WINDOW), ``sum_rate5m``
+- operations: ``rate5m`` (share of CPU time from counters over the rate window), ``sum_rate5m``
   (rates summed over network devices), ``ratio`` (percent from a ratio of gauges) or ``gauge``
   (a node_exporter gauge, at most rescaled).
 
@@ -19,69 +19,20 @@ label that relabelling put on the target.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import yaml
 
+from linborg import mixin
 from linborg.contract import METRICS, Metric, metric
 
-# --- knobs: change them here, run `linborg rules`, commit the regenerated rule file ------------
-
-#: Name of the one rule group in the generated file.
-GROUP_NAME = "linborg-node-exporter"
-
-#: Range of every rate() (CPU modes, Java CPU, network). It is part of the record names
-#: (``:rate5m``), so changing it renames those series. Keep it at least four scrape intervals.
-RATE_WINDOW = "5m"
-
-#: Regex cutting ``server`` out of ``instance`` (Prometheus anchors it): the host without
-#: ``:port`` and IPv6 brackets; ``ppml0001:9100`` -> ``ppml0001``, ``[::1]:9100`` -> ``::1``.
-SERVER_FROM_INSTANCE = r"\[?(.+?)\]?(?::[0-9]+)?"
-
-#: node_cpu_seconds_total modes (regex over ``mode``) summed into each CPU metric, as a share
-#: of all CPU time. They cover every mode node_exporter reports on Linux, so the four add up to
-#: 100 as in the training data: nice is user-space time, irq and softirq are kernel time (as in
-#: ``sar -u``), and steal (time the hypervisor gave to others) counts as idle.
-CPU_MODES = {
-    "cpu_user_pct": "user|nice",
-    "cpu_sys_pct": "system|irq|softirq",
-    "cpu_iowait_pct": "iowait",
-    "cpu_idle_pct": "idle|steal",
-}
-
-#: Mount point whose usage is disk_usage_pct, exactly as node_exporter reports it. Run
-#: node_exporter with ``--path.rootfs=/host`` in a container so that ``/`` is the host's root.
-DISK_MOUNTPOINT = "/"
-
-#: File system types never taken as the data disk (regex over ``fstype``). overlay is the
-#: container's own view, not the host's disk.
-DISK_FSTYPE_EXCLUDE = "tmpfs|ramfs|devtmpfs|overlay|squashfs|nsfs|autofs|fuse.lxcfs"
-
-#: Network devices left out of net_in_mb_s and net_out_mb_s (regex over ``device``): loopback,
-#: and virtual devices whose traffic also crosses a physical one (container and VM bridges,
-#: overlays, tunnels, ifb shaping mirrors). Add bond members (or the bond) here.
-NET_DEVICE_EXCLUDE = (
-    "lo|veth.*|docker.*|br-.*|virbr.*|cali.*|flannel.*|cni.*|vxlan.*|kube-.*|ifb.*|tun.*|tap.*|wg.*"
-)
+# The knobs (group name, rate window, CPU modes, disk and network filters, process-exporter
+# groups, CLOSE_WAIT metrics, the node_exporter and process-exporter selectors) are the
+# ``node_*`` keys of CONFIG in linborg/mixin.py, each with a comment.
 
 #: Bytes per LINBORG megabyte (the contract's unit is megabytes per second, SI).
 BYTES_PER_MB = 1_000_000
-
-#: process-exporter (ncabatoff/process-exporter) name groups counted as Java (regex over
-#: ``groupname``); java_cpu_pct is absent where no such group is scraped.
-JAVA_GROUPNAME_REGEX = ".*java.*"
-
-#: process-exporter CPU modes counted (regex over ``mode``). "user" keeps java_cpu_pct a part of
-#: cpu_user_pct, as the contract says; "user|system" adds the JVM's kernel time.
-JAVA_CPU_MODES = "user"
-
-#: LINBORG metrics that get the host's total of CLOSE_WAIT sockets. node_exporter's tcpstat
-#: collector cannot tell client from backend connections, so one metric gets the total and the
-#: other stays absent (missing) instead of double-counting. tcpstat leaves out states with no
-#: sockets; the rule reads that as 0 while tcpstat reports any state, and as absent without it.
-CLOSE_WAIT_METRICS = ("front_close_wait",)
-
-# --- rules -------------------------------------------------------------------------------------
 
 SECONDS_PER_DAY = 86400
 
@@ -97,100 +48,135 @@ def _indent(text: str, by: str = "  ") -> str:
     return "\n".join(by + line for line in text.splitlines())
 
 
-def _with_server(expr: str) -> str:
+def _with_server(expr: str, cfg: Mapping[str, Any]) -> str:
     """Return ``expr`` with a ``server`` label cut out of ``instance``."""
     return (
         "label_replace(\n"
         f"{_indent(expr)},\n"
-        f'  "server", "$1", "instance", {_quote(SERVER_FROM_INSTANCE)}\n'
+        f'  "server", "$1", "instance", {_quote(cfg["node_server_from_instance"])}\n'
         ")"
     )
 
 
-def _rate_ops() -> str:
-    return f"rate{RATE_WINDOW}"
+def _node(name: str, cfg: Mapping[str, Any], matchers: str = "") -> str:
+    """Return a selector of the node_exporter series ``name``: the config's matchers first."""
+    return _series(name, cfg["node_exporter_selector"], matchers)
 
 
-def _cpu(m: Metric) -> tuple[str, str]:
-    modes = _quote(CPU_MODES[m.name])
-    return _rate_ops(), _with_server(
-        f"sum without (cpu, mode) (rate(node_cpu_seconds_total{{mode=~{modes}}}[{RATE_WINDOW}]))\n"
-        f"/ sum without (cpu, mode) (rate(node_cpu_seconds_total[{RATE_WINDOW}]))\n"
-        "* 100"
+def _series(name: str, selector: str, matchers: str) -> str:
+    parts = [p for p in (selector.strip(), matchers) if p]
+    return f"{name}{{{', '.join(parts)}}}" if parts else name
+
+
+def _rate_ops(cfg: Mapping[str, Any]) -> str:
+    return f"rate{cfg['node_rate_window']}"
+
+
+def _cpu(m: Metric, cfg: Mapping[str, Any]) -> tuple[str, str]:
+    modes = _quote(cfg["node_cpu_modes"][m.name])
+    window = cfg["node_rate_window"]
+    cpu = "node_cpu_seconds_total"
+    return _rate_ops(cfg), _with_server(
+        f"sum without (cpu, mode) (rate({_node(cpu, cfg, f'mode=~{modes}')}[{window}]))\n"
+        f"/ sum without (cpu, mode) (rate({_node(cpu, cfg)}[{window}]))\n"
+        "* 100",
+        cfg,
     )
 
 
-def _java(m: Metric) -> tuple[str, str]:
-    selector = (
-        "namedprocess_namegroup_cpu_seconds_total{"
-        f"groupname=~{_quote(JAVA_GROUPNAME_REGEX)}, mode=~{_quote(JAVA_CPU_MODES)}}}"
+def _java(m: Metric, cfg: Mapping[str, Any]) -> tuple[str, str]:
+    selector = _series(
+        "namedprocess_namegroup_cpu_seconds_total",
+        cfg["process_exporter_selector"],
+        f"groupname=~{_quote(cfg['node_java_groupname_regex'])}, "
+        f"mode=~{_quote(cfg['node_java_cpu_modes'])}",
     )
-    java = _with_server(f"sum without (groupname, mode) (\n  rate({selector}[{RATE_WINDOW}])\n)")
-    cpus = _with_server('node_cpu_seconds_total{mode="idle"}')
-    return _rate_ops(), (
+    java = _with_server(
+        f"sum without (groupname, mode) (\n  rate({selector}[{cfg['node_rate_window']}])\n)",
+        cfg,
+    )
+    cpus = _with_server(_node("node_cpu_seconds_total", cfg, 'mode="idle"'), cfg)
+    return _rate_ops(cfg), (
         f"{java}\n/ on (server) group_left ()\ncount by (server) (\n{_indent(cpus)}\n)\n* 100"
     )
 
 
-def _mem(m: Metric) -> tuple[str, str]:
+def _mem(m: Metric, cfg: Mapping[str, Any]) -> tuple[str, str]:
+    available = _node("node_memory_MemAvailable_bytes", cfg)
+    total = _node("node_memory_MemTotal_bytes", cfg)
+    return "ratio", _with_server(f"(1 - {available} / {total}) * 100", cfg)
+
+
+def _swap(m: Metric, cfg: Mapping[str, Any]) -> tuple[str, str]:
+    total = _node("node_memory_SwapTotal_bytes", cfg)
+    free = _node("node_memory_SwapFree_bytes", cfg)
     return "ratio", _with_server(
-        "(1 - node_memory_MemAvailable_bytes / node_memory_MemTotal_bytes) * 100"
+        f"({total} - {free})\n/ ({total} > 0) * 100\nor 0 * ({total} == 0)",
+        cfg,
     )
 
 
-def _swap(m: Metric) -> tuple[str, str]:
-    return "ratio", _with_server(
-        "(node_memory_SwapTotal_bytes - node_memory_SwapFree_bytes)\n"
-        "/ (node_memory_SwapTotal_bytes > 0) * 100\n"
-        "or 0 * (node_memory_SwapTotal_bytes == 0)"
+def _disk(m: Metric, cfg: Mapping[str, Any]) -> tuple[str, str]:
+    match = (
+        f"mountpoint={_quote(cfg['node_disk_mountpoint'])}, "
+        f"fstype!~{_quote(cfg['node_disk_fstype_exclude'])}"
     )
-
-
-def _disk(m: Metric) -> tuple[str, str]:
-    match = f"{{mountpoint={_quote(DISK_MOUNTPOINT)}, fstype!~{_quote(DISK_FSTYPE_EXCLUDE)}}}"
     # Used share as df shows it: used / (used + available to unprivileged users), written as
     # 1 - avail / (used + avail). The matcher on the left operand selects the file system.
     return "ratio", _with_server(
         "max without (device, fstype) (\n"
-        f"  1 - node_filesystem_avail_bytes{match}\n"
+        f"  1 - {_node('node_filesystem_avail_bytes', cfg, match)}\n"
         "  / (\n"
-        "    node_filesystem_size_bytes - node_filesystem_free_bytes\n"
-        "    + node_filesystem_avail_bytes\n"
+        f"    {_node('node_filesystem_size_bytes', cfg)} - "
+        f"{_node('node_filesystem_free_bytes', cfg)}\n"
+        f"    + {_node('node_filesystem_avail_bytes', cfg)}\n"
         "  )\n"
-        ") * 100"
+        ") * 100",
+        cfg,
     )
 
 
-def _net(direction: str) -> Callable[[Metric], tuple[str, str]]:
-    def build(m: Metric) -> tuple[str, str]:
-        series = f"node_network_{direction}_bytes_total{{device!~{_quote(NET_DEVICE_EXCLUDE)}}}"
-        return f"sum_{_rate_ops()}", _with_server(
-            f"sum without (device) (rate({series}[{RATE_WINDOW}])) / {BYTES_PER_MB}"
+def _net(direction: str) -> Callable[[Metric, Mapping[str, Any]], tuple[str, str]]:
+    def build(m: Metric, cfg: Mapping[str, Any]) -> tuple[str, str]:
+        series = _node(
+            f"node_network_{direction}_bytes_total",
+            cfg,
+            f"device!~{_quote(cfg['node_net_device_exclude'])}",
+        )
+        return f"sum_{_rate_ops(cfg)}", _with_server(
+            f"sum without (device) (rate({series}[{cfg['node_rate_window']}])) / {BYTES_PER_MB}",
+            cfg,
         )
 
     return build
 
 
-def _close_wait(m: Metric) -> tuple[str, str] | None:
-    if m.name not in CLOSE_WAIT_METRICS:
+def _close_wait(m: Metric, cfg: Mapping[str, Any]) -> tuple[str, str] | None:
+    if m.name not in cfg["node_close_wait_metrics"]:
         return None
+    states = "node_tcp_connection_states"
     return "gauge", _with_server(
-        'sum without (state) (node_tcp_connection_states{state="close_wait"})\n'
-        "or 0 * count without (state) (node_tcp_connection_states)"
+        f"sum without (state) ({_node(states, cfg, 'state=' + _quote('close_wait'))})\n"
+        f"or 0 * count without (state) ({_node(states, cfg)})",
+        cfg,
     )
 
 
-def _load(m: Metric) -> tuple[str, str]:
-    return "gauge", _with_server("node_load1")
+def _load(m: Metric, cfg: Mapping[str, Any]) -> tuple[str, str]:
+    return "gauge", _with_server(_node("node_load1", cfg), cfg)
 
 
-def _uptime(m: Metric) -> tuple[str, str]:
-    return "gauge", _with_server(f"(time() - node_boot_time_seconds) / {SECONDS_PER_DAY}")
+def _uptime(m: Metric, cfg: Mapping[str, Any]) -> tuple[str, str]:
+    boot = _node("node_boot_time_seconds", cfg)
+    return "gauge", _with_server(f"(time() - {boot}) / {SECONDS_PER_DAY}", cfg)
 
 
 #: LINBORG metric -> builder of (operations, PromQL), or None where it is not recorded.
-_BUILDERS: dict[str, Callable[[Metric], tuple[str, str] | None]] = {
-    **dict.fromkeys(CPU_MODES, _cpu),
+_BUILDERS: dict[str, Callable[[Metric, Mapping[str, Any]], tuple[str, str] | None]] = {
+    "cpu_user_pct": _cpu,
+    "cpu_sys_pct": _cpu,
+    "cpu_iowait_pct": _cpu,
+    "cpu_idle_pct": _cpu,
     "java_cpu_pct": _java,
     "mem_used_pct": _mem,
     "swap_used_pct": _swap,
@@ -209,26 +195,30 @@ def record_name(m: Metric, operations: str) -> str:
     return f"instance:{m.wire_name}:{operations}"
 
 
-def rules() -> list[dict[str, str]]:
-    """Return the recording rules ({record, expr}) in the contract's metric order."""
-    for name in (*_BUILDERS, *CPU_MODES, *CLOSE_WAIT_METRICS):
+def rules(config: Mapping[str, Any] | None = None) -> list[dict[str, str]]:
+    """Return the recording rules ({record, expr}) in the contract's metric order.
+
+    ``config`` overrides keys of the mixin's CONFIG.
+    """
+    cfg = mixin.config(config)
+    for name in (*_BUILDERS, *cfg["node_cpu_modes"], *cfg["node_close_wait_metrics"]):
         metric(name)  # a ContractError names a key the contract does not know
     missing = [m.name for m in METRICS if m.name not in _BUILDERS]
     if missing:
         raise ValueError(f"no node_exporter source for {', '.join(missing)}")
     out = []
     for m in METRICS:
-        built = _BUILDERS[m.name](m)
+        built = _BUILDERS[m.name](m, cfg)
         if built is not None:
             operations, expr = built
             out.append({"record": record_name(m, operations), "expr": expr})
     return out
 
 
-def records() -> dict[str, str]:
+def records(config: Mapping[str, Any] | None = None) -> dict[str, str]:
     """Return LINBORG metric name -> record name, for the metrics these rules record."""
     by_wire = {m.wire_name: m.name for m in METRICS}
-    return {by_wire[r["record"].split(":")[1]]: r["record"] for r in rules()}
+    return {by_wire[r["record"].split(":")[1]]: r["record"] for r in rules(config)}
 
 
 class _Dumper(yaml.SafeDumper):
@@ -243,7 +233,7 @@ def _represent_str(dumper: yaml.SafeDumper, text: str) -> yaml.ScalarNode:
 _Dumper.add_representer(str, _represent_str)
 
 
-def render() -> str:
+def render(config: Mapping[str, Any] | None = None) -> str:
     """Return the YAML text of the rule file (one group, default evaluation interval)."""
-    doc = {"groups": [{"name": GROUP_NAME, "rules": rules()}]}
+    doc = {"groups": [{"name": mixin.config(config)["node_group"], "rules": rules(config)}]}
     return yaml.dump(doc, Dumper=_Dumper, sort_keys=False, width=100)

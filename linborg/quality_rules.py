@@ -33,40 +33,24 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from linborg import families as F
+from linborg import mixin
 from linborg.contract import METRICS
 
-# --- knobs: change them here, run `linborg rules`, commit the regenerated rule file ------------
-
-CONFIG: dict[str, Any] = {
-    # Name of the one rule group in the generated file.
-    "group_name": "linborg-forecast-quality",
-    # Evaluation interval of the group. Quality moves slowly (the exporter forecasts once per
-    # 5-minute step); 1m keeps the 140 per-server rules cheap and the 1h averages smooth.
-    "interval": "1m",
-    # Scrape job of the exporter (as in linborg/alert_rules.py): the forecasts are read from it.
-    "exporter_job": "linborg-exporter",
-    # Horizons the exporter exposes (its `horizons` setting); one rule pair per horizon.
-    "horizons": ("30m", "1h", "2h", "4h", "8h"),
-    # PromQL of each metric's actual values, by metric name. The default is the generator's
-    # series, ``linborg_<metric>``, as the exporter reads by default; with node_exporter, give
-    # the same expressions as the exporter's `queries` setting (e.g. the recording rules'
-    # ``instance:linborg_cpu_user_pct:rate5m``). Every result series must carry ``server``.
-    "actuals": {m.name: m.wire_name for m in METRICS},
-    # Window of the rolling per-profile averages; it is part of their record names.
-    "window": "1h",
-}
+# The knobs (group name, evaluation interval, window, horizons, the actuals' PromQL, the
+# exporter's job selector) are in CONFIG of linborg/mixin.py.
 
 ACTUAL = "server_metric:linborg_actual:max"
 ABS_ERROR = "server:linborg_forecast_abs_error:p50"
 IN_BAND = "server:linborg_forecast_in_band:p10_p90"
 
 
-def mae_record(window: str = CONFIG["window"]) -> str:
+def mae_record(window: str = mixin.CONFIG["quality_window"]) -> str:
     """Return the record name of the per-profile mean absolute error."""
     return f"profile_metric_horizon:linborg_forecast_abs_error:avg_{window}"
 
 
-def coverage_record(window: str = CONFIG["window"]) -> str:
+def coverage_record(window: str = mixin.CONFIG["quality_window"]) -> str:
     """Return the record name of the per-profile p10-p90 coverage."""
     return f"profile_metric_horizon:linborg_forecast_coverage:avg_{window}"
 
@@ -77,7 +61,7 @@ def _indent(text: str, by: str = "  ") -> str:
 
 def _forecast(cfg: Mapping[str, Any], horizon: str, q: str) -> str:
     """Return the forecasts for now issued ``horizon`` ago, one series per server and metric."""
-    selector = f'linborg_forecast{{job="{cfg["exporter_job"]}", horizon="{horizon}", q="{q}"}}'
+    selector = mixin.exporter(F.FORECAST, cfg, horizon=horizon, q=q)
     return f"max by (server, profile, metric, horizon) (\n  {selector} offset {horizon}\n)"
 
 
@@ -105,11 +89,8 @@ def _in_band(cfg: Mapping[str, Any], horizon: str) -> str:
 
 
 def rule_groups(config: Mapping[str, Any] | None = None) -> dict:
-    """Return the rule file as data; ``config`` overrides keys of CONFIG."""
-    cfg = {**CONFIG, **(config or {})}
-    unknown = set(cfg) - set(CONFIG)
-    if unknown:
-        raise KeyError(f"unknown quality rule settings: {', '.join(sorted(unknown))}")
+    """Return the rule file as data; ``config`` overrides keys of the mixin's CONFIG."""
+    cfg = mixin.config(config)
     missing = [m.name for m in METRICS if m.name not in cfg["actuals"]]
     if missing:
         raise KeyError(f"actuals: no expression for {', '.join(missing)}")
@@ -128,7 +109,7 @@ def rule_groups(config: Mapping[str, Any] | None = None) -> dict:
             (IN_BAND, _in_band(cfg, horizon)),
         ):
             rules.append({"record": record, "expr": expr, "labels": {"horizon": horizon}})
-    window = cfg["window"]
+    window = cfg["quality_window"]
     for record, source in ((mae_record(window), ABS_ERROR), (coverage_record(window), IN_BAND)):
         rules.append(
             {
@@ -138,7 +119,8 @@ def rule_groups(config: Mapping[str, Any] | None = None) -> dict:
                 ),
             }
         )
-    return {"groups": [{"name": cfg["group_name"], "interval": cfg["interval"], "rules": rules}]}
+    group = {"name": cfg["quality_group"], "interval": cfg["quality_interval"], "rules": rules}
+    return {"groups": [group]}
 
 
 def render(config: Mapping[str, Any] | None = None) -> str:

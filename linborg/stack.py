@@ -123,7 +123,7 @@ class Options:
     exporter_interval: str = "1m"
     scrape_interval: str = "10s"
     evaluation_interval: str = "10s"
-    #: Overrides of linborg/alert_rules.py CONFIG. The demo shortens the ``for:`` guards of
+    #: Overrides of the mixin's CONFIG (linborg/mixin.py). The demo shortens the ``for:`` guards of
     #: the shipped rules (10 min critical, 15 min warning) to DEMO_FOR, so that its alert
     #: shows within about ten minutes; the tests shorten them further.
     rule_overrides: dict = field(
@@ -586,10 +586,10 @@ class Stack:
             REPO / "prometheus" / "rules" / "linborg.quality.rules.yml",
         ]
         if opts.rule_overrides:
-            from linborg.alert_rules import CONFIG, render
+            from linborg.alert_rules import render
 
             alerts = work / "linborg.alerts.yml"
-            alerts.write_text(render({**CONFIG, **opts.rule_overrides}))
+            alerts.write_text(render(opts.rule_overrides))
             rules.append(alerts)
         else:
             rules.append(REPO / "prometheus" / "rules" / "linborg.alerts.yml")

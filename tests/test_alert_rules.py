@@ -12,9 +12,10 @@ import yaml
 from realstack import require
 
 from exporter.config import DEFAULT_HORIZONS
-from linborg import alert_rules, quality_rules
+from linborg import alert_rules, mixin, quality_rules
+from linborg import families as F
 from linborg.contract import METRIC_NAMES, METRICS, PROFILE_NAMES
-from linborg.dashboards import DASHBOARD_UIDS
+from linborg.mixin import CONFIG
 from linborg.risk import assess
 from linborg.rulefiles import HEADER, RULE_FILES
 from linborg.thresholds import load_thresholds
@@ -25,18 +26,15 @@ UNIT_TESTS = ROOT / "prometheus" / "tests" / "alerts_test.yml"
 RUNBOOKS = ROOT / "docs" / "runbooks.md"
 GOLDEN = ROOT / "tests" / "golden" / "metrics.txt"
 
-ALL_ANNOTATIONS = {"summary", "description", "threshold", "runbook_url", "dashboard_url"}
+#: dashboard_url comes on top where a grafana_url is configured (not by default).
+ALL_ANNOTATIONS = {"summary", "description", "threshold", "runbook_url"}
 PREDICTED_ANNOTATIONS = ALL_ANNOTATIONS | {"current_value", "predicted_value", "lead_time"}
 #: Exporter series that carry the real server and profile labels.
-PER_SERVER_SERIES = {
-    "linborg_risk_score",
-    "linborg_time_to_breach_seconds",
-    "linborg_data_completeness_ratio",
-}
+PER_SERVER_SERIES = {F.RISK_SCORE, F.TIME_TO_BREACH_SECONDS, F.DATA_COMPLETENESS_RATIO}
 
 
-def _rules() -> list[dict]:
-    doc = yaml.safe_load(RULES.read_text())
+def _rules(text: str | None = None) -> list[dict]:
+    doc = yaml.safe_load(RULES.read_text() if text is None else text)
     return [rule for group in doc["groups"] for rule in group["rules"]]
 
 
@@ -45,7 +43,7 @@ def _alertnames() -> list[str]:
 
 
 def _is_predicted(rule: dict) -> bool:
-    return "linborg_time_to_breach_seconds" in rule["expr"]
+    return F.TIME_TO_BREACH_SECONDS in rule["expr"]
 
 
 def _promtool(*args: str) -> subprocess.CompletedProcess:
@@ -151,8 +149,10 @@ def test_absent_based_alerts_name_server_and_profile_themselves():
 def test_every_runbook_url_points_at_a_section_of_docs_runbooks():
     text = RUNBOOKS.read_text()
     anchors = {_github_anchor(h) for h in re.findall(r"^#{1,6} (.+)$", text, re.MULTILINE)}
-    base = alert_rules.CONFIG["runbook_base_url"]
-    assert base.endswith("docs/runbooks.md")
+    # The default base is the runbooks' path in this repository: it exists.
+    base = CONFIG["runbook_base_url"]
+    assert not mixin.is_absolute(base) and (ROOT / base).resolve() == RUNBOOKS
+    assert _rules()
     for rule in _rules():
         url = rule["annotations"]["runbook_url"]
         assert url.startswith(base + "#"), url
@@ -162,13 +162,20 @@ def test_every_runbook_url_points_at_a_section_of_docs_runbooks():
         assert target in anchors, f"docs/runbooks.md links to missing #{target}"
 
 
-def test_every_dashboard_url_names_a_known_dashboard():
-    grafana = alert_rules.CONFIG["grafana_url"]
+def test_no_dashboard_url_without_a_grafana_url():
+    assert CONFIG["grafana_url"] is None
     for rule in _rules():
+        assert "dashboard_url" not in rule["annotations"], rule["alert"]
+
+
+def test_with_a_grafana_url_every_alert_links_a_known_dashboard():
+    grafana = "https://grafana.example"
+    rules = _rules(alert_rules.render({"grafana_url": grafana + "/"}))
+    for rule in rules:
         url = rule["annotations"]["dashboard_url"]
         assert url.startswith(f"{grafana}/d/"), url
         uid = re.match(r"[^?#/]+", url[len(f"{grafana}/d/") :]).group(0)
-        assert uid in DASHBOARD_UIDS.values(), f"{rule['alert']}: unknown dashboard {uid}"
+        assert uid in CONFIG["dashboard_uids"].values(), f"{rule['alert']}: unknown dashboard {uid}"
         per_server = "server" not in rule.get("labels", {})
         assert ("var-server={{ $labels.server }}" in url) == per_server, url
 
@@ -184,6 +191,23 @@ def test_every_linborg_series_used_is_one_the_exporter_exposes():
             assert name in exposed, f"{rule['alert']} uses {name}, not on the exporter's /metrics"
 
 
+def test_every_exporter_series_selected_carries_the_job_selector():
+    """Expressions and the annotations' queries select exporter families in the job only."""
+    job = CONFIG["exporter_selector"]
+    in_template = job.replace('"', "'")
+    checked = 0
+    for rule in _rules():
+        queries = re.findall(r'printf "([^"]*)"', " ".join(rule["annotations"].values()))
+        for text in (rule["expr"], *queries):
+            for name in F.ON_METRICS:
+                for found in re.finditer(rf"\b{name}\b(\{{[^}}]*\}})?", text):
+                    selector = found.group(1) or ""
+                    assert job in selector or in_template in selector, (rule["alert"], text)
+                    checked += 1
+    assert checked > len(_rules())
+    assert f"absent(up{{{job}}})" in " ".join(r["expr"] for r in _rules())
+
+
 def test_the_current_value_is_the_quality_rules_actual_or_else_the_source_series():
     """The annotations read the current value from series Prometheus has for every server."""
     quality = yaml.safe_load((RULES.parent / "linborg.quality.rules.yml").read_text())
@@ -194,7 +218,7 @@ def test_the_current_value_is_the_quality_rules_actual_or_else_the_source_series
     prometheus = yaml.safe_load((ROOT / "prometheus" / "prometheus.yml").read_text())
     assert "rules/linborg.quality.rules.yml" in prometheus["rule_files"]
     # The fallback is the default source series, the contract's wire name.
-    assert quality_rules.CONFIG["actuals"] == {m.name: m.wire_name for m in METRICS}
+    assert CONFIG["actuals"] == {m.name: m.wire_name for m in METRICS}
     query = (
         f"max({quality_rules.ACTUAL}{{server='%s',metric='%s'}}) or max(linborg_%s{{server='%s'}})"
     )
@@ -216,7 +240,7 @@ def test_summaries_compare_the_current_value_with_the_profiles_own_thresholds():
         assert "{{ if $pastCrit }}" in summary and "{{ else if $pastWarn }}" in summary
         assert "current value unknown" in summary, "it renders without the current value too"
         found = re.search(r'metric=~?"([^"]+)"', rule["expr"])
-        ignored = alert_rules.CONFIG["incident_ignored_drivers"]
+        ignored = CONFIG["incident_ignored_drivers"]
         metrics = (
             found.group(1).split("|") if found else [m for m in METRIC_NAMES if m not in ignored]
         )
@@ -258,7 +282,7 @@ def test_every_metric_name_in_the_rules_is_a_contract_metric():
 
 
 def test_config_lead_times_and_risk_thresholds_are_consistent():
-    cfg = alert_rules.CONFIG
+    cfg = CONFIG
     crit = alert_rules.seconds(cfg["critical_lead_time"])
     warn = alert_rules.seconds(cfg["warning_lead_time"])
     assert crit <= warn <= 8 * 3600, "the exporter predicts breaches up to 8h ahead"
@@ -269,7 +293,7 @@ def test_config_lead_times_and_risk_thresholds_are_consistent():
 
 def test_a_p50_critical_breach_within_the_lead_time_always_clears_the_critical_risk():
     """The risk threshold never vetoes what the time to breach already says (linborg/risk.py)."""
-    cfg = alert_rules.CONFIG
+    cfg = CONFIG
     lead_steps = alert_rules.seconds(cfg["critical_lead_time"]) // 300
     thresholds = load_thresholds()
     name = METRICS[0].name
@@ -295,21 +319,26 @@ def test_threshold_annotations_follow_threshold_overrides(tmp_path):
     assert text != alert_rules.render()
 
 
-def test_unknown_settings_are_refused():
+def test_unknown_settings_and_malformed_selectors_are_refused():
     with pytest.raises(KeyError, match="for_critcal"):
         alert_rules.render({"for_critcal": "5m"})
+    for selector in ("linborg-exporter", "job='x'", 'job="a\\"b"', ""):
+        with pytest.raises(ValueError, match="exporter_selector"):
+            alert_rules.render({"exporter_selector": selector})
 
 
 def test_settings_reach_the_rules():
     text = alert_rules.render(
         {
-            "exporter_job": "forecasts",
+            "exporter_selector": 'job="forecasts"',
             "runbook_base_url": "https://wiki.example/runbooks.md",
             "grafana_url": "https://grafana.example",
             "for_critical": "20m",
         }
     )
-    assert 'job="linborg-exporter"' not in text and 'job="forecasts"' in text
+    rules = " ".join(r["expr"] + " ".join(r["annotations"].values()) for r in _rules(text))
+    assert 'job="linborg-exporter"' not in rules and "job='linborg-exporter'" not in rules
+    assert 'job="forecasts"' in rules and "job='forecasts'" in rules  # annotations' queries too
     assert "https://wiki.example/runbooks.md#linborgpredictedincident" in text
     assert "https://grafana.example/d/linborg-server?var-server=" in text
     assert "for: 20m" in text

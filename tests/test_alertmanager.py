@@ -15,7 +15,7 @@ import requests
 import yaml
 from realstack import Process, free_port, poll, require
 
-from linborg import contract
+from linborg import contract, routing
 from linborg.amconfig import DUMMY_ROUTING_KEY, PRODUCTION_CONFIG, local_config
 from linborg.cli import build_parser, cmd_sink, main
 from linborg.sink import WebhookSink
@@ -106,6 +106,33 @@ def test_routes_table_covers_every_severity_profile_and_receiver():
     configured = {r["name"] for r in doc["receivers"]}
     expected = {name for receivers, _, _ in ROUTE_ROWS for name in receivers}
     assert configured == expected, "every receiver is reached by some row, and only those"
+
+
+def test_readme_routing_matrix_is_the_one_in_code():
+    readme = (REPO / "alertmanager" / "README.md").read_text()
+    assert f"## Routing matrix\n\n{routing.markdown()}\n\n" in readme, (
+        "alertmanager/README.md's routing matrix differs from linborg/routing.py: paste "
+        "linborg.routing.markdown() under '## Routing matrix'"
+    )
+
+
+@pytest.mark.parametrize("route", routing.ROUTES, ids=[r.receiver for r in routing.ROUTES])
+def test_every_row_of_the_routing_matrix_is_what_the_config_does(route):
+    result = amtool(
+        "config",
+        "routes",
+        "test",
+        f"--config.file={CONFIG_REL}",
+        f"--verify.receivers={route.receiver}",
+        "alertname=LinborgDiskFullPredicted",
+        *(f"{k}={v}" for k, v in route.example),
+    )
+    assert result.returncode == 0, f"{route}: amtool says {result.stdout.strip()}"
+
+
+def test_the_routing_matrix_names_every_receiver_of_the_config():
+    doc = yaml.safe_load((REPO / CONFIG_REL).read_text())
+    assert {r["name"] for r in doc["receivers"]} == {r.receiver for r in routing.ROUTES}
 
 
 # ---------------------------------------------------------------------------- templates
@@ -214,6 +241,19 @@ def test_pagerduty_details_list_every_field(tmp_path):
         "since: 2026-05-04 10:00:00 UTC",
     ):
         assert line in text.splitlines(), f"{line!r} missing: {text!r}"
+
+
+def test_a_runbook_path_is_shown_as_text_and_a_missing_dashboard_left_out(tmp_path):
+    """The rules' defaults: runbook_url is a path in the repository, no grafana_url."""
+    annotations = {**PREDICTED["annotations"], "runbook_url": "docs/runbooks.md#linborgx"}
+    del annotations["dashboard_url"]
+    alert = {**PREDICTED, "annotations": annotations}
+    text = render(tmp_path, alert, "linborg.slack.text")
+    assert "runbook `docs/runbooks.md#linborgx` · no dashboard" in text, text
+    assert "|Runbook>" not in text
+    details = render(tmp_path, alert, "linborg.pagerduty.alerts", ".Alerts.Firing").splitlines()
+    assert "runbook: docs/runbooks.md#linborgx" in details
+    assert not [line for line in details if line.startswith("dashboard")], details
 
 
 def test_exporter_alert_renders_without_a_forecast_line(tmp_path):

@@ -12,11 +12,12 @@ import yaml
 from realstack import require
 
 from exporter.config import DEFAULT_HORIZONS
-from grafana import dashboards
-from linborg import quality_rules
+from linborg import alert_rules, dashboards, quality_rules
+from linborg import families as F
 from linborg.cli import main
 from linborg.contract import METRIC_NAMES, METRICS, PROFILE_NAMES
-from linborg.dashboards import DASHBOARD_UIDS
+from linborg.dashboards.panels import Kit
+from linborg.mixin import CONFIG
 from linborg.thresholds import LEVELS, load_thresholds
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,6 +29,7 @@ GOLDEN = ROOT / "tests" / "golden" / "metrics.txt"
 RUNBOOKS = ROOT / "docs" / "runbooks.md"
 README = ROOT / "grafana" / "README.md"
 ALERTMANAGER = ROOT / "alertmanager" / "alertmanager.yml"
+DASHBOARD_UIDS = CONFIG["dashboard_uids"]
 
 #: A series name in PromQL (recording rule names have colons).
 NAME = re.compile(r"[A-Za-z_:][A-Za-z0-9_:]*")
@@ -41,17 +43,17 @@ def _panels(doc: dict) -> list[dict]:
     return list(dashboards.iter_panels(doc["panels"]))
 
 
-def _rules() -> list[dict]:
+def _rules(texts: list[str] | None = None) -> list[dict]:
     out = []
-    for path in sorted(RULES_DIR.glob("*.yml")):
-        for group in yaml.safe_load(path.read_text())["groups"]:
+    for text in texts or [path.read_text() for path in sorted(RULES_DIR.glob("*.yml"))]:
+        for group in yaml.safe_load(text)["groups"]:
             out += group["rules"]
     return out
 
 
 def _allowed_names() -> set[str]:
     """Return every series name a dashboard or rule may read."""
-    names = {dashboards.FORECAST_PATH}
+    names = {F.FORECAST_PATH}
     for line in GOLDEN.read_text().splitlines():
         if line.startswith("# TYPE "):
             names.add(line.split()[2])
@@ -111,7 +113,7 @@ def test_every_dashboard_uid_tag_and_datasource_variable():
         var = doc["templating"]["list"][0]
         assert (var["name"], var["type"]) == ("datasource", "datasource")
         assert var["query"] == "prometheus"
-        assert var["current"]["value"] == dashboards.PROMETHEUS_UID
+        assert var["current"]["value"] == CONFIG["prometheus_datasource_uid"]
 
 
 def test_panel_ids_are_unique_and_panels_fit_the_grid_without_overlap():
@@ -130,22 +132,23 @@ def test_panel_ids_are_unique_and_panels_fit_the_grid_without_overlap():
 
 
 def test_every_panel_has_a_datasource_and_only_the_fans_use_the_forecast_api():
-    var = f"${{{dashboards.DATASOURCE_VAR}}}"
+    var = f"${{{CONFIG['datasource_variable']}}}"
+    forecasts_uid = CONFIG["forecasts_datasource_uid"]
     fans = 0
     for doc in _docs().values():
         for p in _panels(doc):
             assert p["datasource"], f"{doc['uid']}: {p['title']} has no datasource"
             uid = p["datasource"]["uid"]
-            assert uid in (var, dashboards.FORECASTS_UID), (doc["uid"], p["title"], uid)
+            assert uid in (var, forecasts_uid), (doc["uid"], p["title"], uid)
             for t in p.get("targets", []):
                 assert t["datasource"] == p["datasource"], (doc["uid"], p["title"])
                 assert t["expr"].strip(), (doc["uid"], p["title"])
-                forecast_path = dashboards.FORECAST_PATH in t["expr"]
-                assert forecast_path == (uid == dashboards.FORECASTS_UID), (doc["uid"], t["expr"])
+                forecast_path = F.FORECAST_PATH in t["expr"]
+                assert forecast_path == (uid == forecasts_uid), (doc["uid"], t["expr"])
                 if forecast_path:
                     # The forecast path API answers plain selectors only.
                     assert re.fullmatch(r"linborg_forecast_path\{[^{}()]*\}", t["expr"])
-            fans += uid == dashboards.FORECASTS_UID
+            fans += uid == forecasts_uid
     assert fans == len(METRICS), "one forecast fan per metric on the server dashboard"
 
 
@@ -171,7 +174,23 @@ def test_every_linborg_series_used_exists():
     assert not unknown, f"series that nothing exposes or records: {unknown}"
     # The check bites: the quality records and the fan are used and known.
     assert quality_rules.mae_record() in used
-    assert dashboards.FORECAST_PATH in used
+    assert F.FORECAST_PATH in used
+
+
+def test_every_exporter_series_selected_carries_the_job_selector():
+    job = CONFIG["exporter_selector"]
+    exprs = [expr for *_, expr in dashboards.panel_queries()]
+    for doc in _docs().values():
+        exprs += [v["query"] for v in doc["templating"]["list"] if v["type"] == "query"]
+    checked = 0
+    for expr in exprs:
+        for name in F.ON_METRICS:
+            for found in re.finditer(rf"\b{name}\b(\{{[^}}]*\}})?", expr):
+                assert job in (found.group(1) or ""), expr
+                checked += 1
+    assert checked > 50
+    # ... and `up` of the exporter's job, on the exporter dashboard.
+    assert any(f"up{{{job}}}" in expr for expr in exprs)
 
 
 def test_metric_horizon_and_quantile_labels_are_known_values():
@@ -180,7 +199,7 @@ def test_metric_horizon_and_quantile_labels_are_known_values():
             for value in re.findall(r'\bmetric="([^"]*)"', expr):
                 assert value in METRIC_NAMES, (uid, title, value)
             for value in re.findall(r'\bhorizon="([^"]*)"', expr):
-                assert value in dashboards.HORIZONS, (uid, title, value)
+                assert value in CONFIG["horizons"], (uid, title, value)
             for value in re.findall(r'\bq="([^"]*)"', expr):
                 assert value in ("0.1", "0.5", "0.9", "pessimistic"), (uid, title, value)
 
@@ -189,7 +208,7 @@ def test_panel_queries_fill_in_every_variable():
     queries = dashboards.panel_queries({"server": "ppdb001"})
     assert queries
     for uid, title, ds, expr in queries:
-        assert ds in (dashboards.PROMETHEUS_UID, dashboards.FORECASTS_UID), (uid, title)
+        assert ds in (CONFIG["prometheus_datasource_uid"], CONFIG["forecasts_datasource_uid"])
         assert "$" not in expr and "$" not in title, (uid, title, expr)
     server = [q for q in queries if q[0] == DASHBOARD_UIDS["server"]]
     assert any('server="ppdb001"' in expr for *_, expr in server)
@@ -210,11 +229,12 @@ def test_threshold_lines_follow_the_servers_profile():
     thresholds = load_thresholds()
     term = re.compile(
         r"\(vector\(([0-9.e+-]+)\) and on \(\) linborg_data_completeness_ratio"
-        r'\{server="\$server", profile=~"([^"]+)"\}\)'
+        r'\{job="linborg-exporter", server="\$server", profile=~"([^"]+)"\}\)'
     )
+    kit = Kit(CONFIG)
     for metric in METRIC_NAMES:
         for level in LEVELS:
-            expr = dashboards.threshold_expr(metric, level, thresholds)
+            expr = kit.threshold_expr(metric, level, thresholds)
             found: dict[str, float] = {}
             for value, profiles in term.findall(expr):
                 for profile in profiles.split("|"):
@@ -234,7 +254,9 @@ def test_threshold_lines_follow_the_servers_profile():
 def test_server_dashboard_variables_and_time_range_cover_the_fan():
     doc = _docs()["linborg-server.json"]
     variables = {v["name"]: v for v in doc["templating"]["list"]}
-    assert variables["server"]["query"] == "label_values(linborg_risk_score, server)"
+    assert variables["server"]["query"] == (
+        'label_values(linborg_risk_score{job="linborg-exporter"}, server)'
+    )
     assert [o["value"] for o in variables["horizon"]["options"]] == list(DEFAULT_HORIZONS)
     assert doc["time"] == {"from": "now-6h", "to": "now+8h"}
 
@@ -242,7 +264,7 @@ def test_server_dashboard_variables_and_time_range_cover_the_fan():
 def test_every_dashboard_url_of_the_alerts_exists():
     docs = {doc["uid"]: doc for doc in _docs().values()}
     seen = set()
-    for rule in _rules():
+    for rule in _rules([alert_rules.render({"grafana_url": "https://grafana.example"})]):
         url = rule.get("annotations", {}).get("dashboard_url")
         if not url:
             continue
@@ -268,12 +290,20 @@ def test_impact_dashboard_cost_routing_and_runbooks():
     anchors = {
         _github_anchor(line[3:]) for line in RUNBOOKS.read_text().splitlines() if line[:3] == "## "
     }
-    links = re.findall(r"runbooks\.md#([\w-]+)\)", texts)
+    links = re.findall(r"runbooks\.md#([\w-]+)`", texts)
     assert links
     for anchor in links:
         assert anchor in anchors, f"runbook link to missing #{anchor}"
     for profile in PROFILE_NAMES:
         assert f"| `{profile}` |" in texts
+
+
+def test_runbooks_are_links_where_the_base_is_a_url():
+    base = "https://wiki.example/linborg/runbooks.md"
+    doc = json.loads(dashboards.render_all({"runbook_base_url": base})["linborg-impact.json"])
+    texts = " ".join(p["options"]["content"] for p in _panels(doc) if p["type"] == "text")
+    assert f"[LinborgDiskFullPredicted]({base}#linborgdiskfullpredicted)" in texts
+    assert "docs/runbooks.md" not in texts
 
 
 def test_readme_describes_every_dashboard_and_the_command():
@@ -323,15 +353,15 @@ def test_quality_rules_cover_every_metric_and_horizon():
 
 
 def test_quality_settings_are_checked_and_reach_the_rules():
-    with pytest.raises(KeyError, match="unknown quality rule settings"):
+    with pytest.raises(KeyError, match="unknown mixin settings: windw"):
         quality_rules.render({"windw": "2h"})
     with pytest.raises(KeyError, match="mem_used_pct"):
         quality_rules.render({"actuals": {"cpu_user_pct": "linborg_cpu_user_pct"}})
     text = quality_rules.render(
         {
-            "window": "2h",
+            "quality_window": "2h",
             "actuals": {
-                **quality_rules.CONFIG["actuals"],
+                **CONFIG["actuals"],
                 "cpu_user_pct": "instance:linborg_cpu_user_pct:rate5m",
             },
         }

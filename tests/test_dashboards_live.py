@@ -31,16 +31,9 @@ import requests
 from realstack import poll, promtool_query
 from test_e2e_alerts import SCRIPT
 
-from grafana.dashboards import (
-    FORECASTS_UID,
-    HORIZONS,
-    SAMPLE_VALUES,
-    iter_panels,
-    panel_queries,
-    render_all,
-    substitute,
-)
 from grafana.preview import panel_range, relative_time
+from linborg.dashboards import SAMPLE_VALUES, iter_panels, panel_queries, render_all, substitute
+from linborg.mixin import CONFIG
 from linborg.quality_rules import mae_record
 from linborg.stack import Options, Stack, fast, free_stack_ports
 
@@ -101,7 +94,7 @@ def instant_at(values: dict, now: float) -> list[float | None]:
 
 def run(stack, ds: str, expr: str, now: float, at: float | None) -> list[dict]:
     """Run a panel query as the dashboard would and return its series."""
-    if ds == FORECASTS_UID:
+    if ds == CONFIG["forecasts_datasource_uid"]:
         url = f"http://127.0.0.1:{stack.opts.ports.exporter}"
         path, params = "/api/v1/query_range", {"start": now, "end": now + 8 * 3600, "step": 300}
     elif at is not None:
@@ -168,7 +161,7 @@ def test_replayed_forecasts_feed_the_quality_panels_at_every_horizon(ready):
         assert resp["data"]["result"], f"no replayed forecasts {hours}h before the start"
     assert stack.replay["cycles"] == REPLAY_HOURS * 12 + 1
     by_horizon = instant(prom, f"avg by (horizon) ({mae_record()})")
-    assert {r["metric"]["horizon"] for r in by_horizon} == set(HORIZONS)
+    assert {r["metric"]["horizon"] for r in by_horizon} == set(CONFIG["horizons"])
     # The two servers with missing history are shown for what they are.
     reasons = instant(prom, f'linborg_server_not_forecast{{server="{ADDED}"}}')
     assert [r["metric"]["reason"] for r in reasons] == ["too_little_history"]

@@ -21,9 +21,9 @@ import pytest
 
 from generator.fleet import build_fleet
 from generator.simulate import Simulator
-from linborg.alert_rules import CONFIG
 from linborg.contract import METRIC_NAMES, STEP_SECONDS
 from linborg.features import ENCODER_STEPS
+from linborg.mixin import CONFIG
 from linborg.risk import assess
 from linborg.stack import EARLY_SCRIPT, Options, demo_script, scripted_crossing
 from linborg.thresholds import load_thresholds

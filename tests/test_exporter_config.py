@@ -126,3 +126,21 @@ def test_credentials_in_the_url_and_two_kinds_of_auth_are_refused(tmp_path):
     with pytest.raises(ContractError, match="credentials in the URL are refused"):
         PrometheusClient("http://u:p@127.0.0.1:9090")
     assert PrometheusClient("http://127.0.0.1:9090").url == "http://127.0.0.1:9090"
+
+
+def test_the_forecast_path_api_limits_are_read_and_checked():
+    cfg = config_from_dict({})
+    assert (cfg.api_timeout_seconds, cfg.api_max_concurrency, cfg.api_max_samples) == (
+        10,
+        4,
+        250_000,
+    )
+    cfg = config_from_dict({"api": {"timeout": "30s", "max_concurrency": 8, "max_samples": 10}})
+    assert (cfg.api_timeout_seconds, cfg.api_max_concurrency, cfg.api_max_samples) == (30, 8, 10)
+    with pytest.raises(ConfigError) as err:
+        config_from_dict({"api": {"timeout": "0s", "max_concurrency": 0, "max_samples": "many"}})
+    text = str(err.value)
+    assert "3 problem(s)" in text
+    assert "api.timeout: must be at least 1s" in text
+    assert "api.max_concurrency: expected a whole number >= 1, got 0" in text
+    assert "api.max_samples: expected a whole number >= 1, got 'many'" in text

@@ -5,11 +5,15 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import socket
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
+import requests
 
 from exporter.main import ModelHolder
 from trainer.bundle import SPEC, BundleError, load_bundle
@@ -129,50 +133,168 @@ def test_a_weights_file_declaring_too_many_parameters_is_refused_from_its_header
     assert bundle_module.MAX_PARAMETERS < 100_000_000
 
 
-def test_idle_connections_are_capped_and_dropped_and_healthz_keeps_answering():
-    import socket
-    import threading
-    import time
+class Front:
+    """An ExporterHTTPServer on loopback with small limits, serving an empty exporter."""
 
-    import requests
-    from realstack import free_port
+    def __init__(self, **limits):
+        from realstack import free_port
 
-    from exporter.collector import MetricsPage
-    from exporter.config import config_from_dict
-    from exporter.cycle import Exporter
-    from exporter.main import ExporterHTTPServer, make_handler
+        from exporter.collector import MetricsPage
+        from exporter.config import config_from_dict
+        from exporter.cycle import Exporter
+        from exporter.main import ExporterHTTPServer, make_handler
 
-    page = MetricsPage(Exporter(config_from_dict({}), None, None, None))
-    port = free_port()
-    handler = make_handler(page, lambda: (True, "ready"), idle_timeout=1.0)
-    httpd = ExporterHTTPServer(("127.0.0.1", port), handler, max_connections=4)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    idle = []
-    try:
-        assert httpd.socket.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
-        for _ in range(4):  # connect and say nothing, holding every slot
-            idle.append(socket.create_connection(("127.0.0.1", port), timeout=5))
-        time.sleep(0.2)
-        with socket.create_connection(("127.0.0.1", port), timeout=5) as extra:
-            assert extra.recv(4096).startswith(b"HTTP/1.1 503")
-        assert httpd.refused_connections >= 1
-        # The idle ones are dropped after the idle timeout; then scrapes get through again.
-        deadline = time.monotonic() + 5
-        while True:
-            try:
-                r = requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
-                if r.status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            assert time.monotonic() < deadline, "healthz did not come back"
-            time.sleep(0.1)
-        for s in idle:
-            assert s.recv(16) == b""  # closed by the server
-    finally:
-        for s in idle:
+        self.exporter = Exporter(config_from_dict({}), None, None, None)
+        self.page = MetricsPage(self.exporter)
+        self.port = free_port()
+        handler = make_handler(self.page, lambda: (True, "ready"), idle_timeout=1.0)
+        self.httpd = ExporterHTTPServer(
+            ("127.0.0.1", self.port),
+            handler,
+            idle_timeout=1.0,
+            dropped=self.exporter.stats.connections_dropped,
+            **limits,
+        )
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.sockets: list[socket.socket] = []
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        for s in self.sockets:
             s.close()
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(10)
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(10)
+
+    def connect(self) -> socket.socket:
+        s = socket.create_connection(("127.0.0.1", self.port), timeout=5)
+        self.sockets.append(s)
+        return s
+
+    def dropped(self, reason: str) -> float:
+        text = self.page.render().decode()
+        prefix = f'linborg_exporter_connections_dropped_total{{reason="{reason}"}} '
+        (line,) = [x for x in text.splitlines() if x.startswith(prefix)]
+        return float(line.removeprefix(prefix))
+
+
+def wait_for(check, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def test_silent_connections_hold_no_slot_and_are_closed_after_the_idle_timeout():
+    with Front(max_connections=4, max_waiting=8) as front:
+        silent = [front.connect() for _ in range(8)]  # twice the request slots
+        time.sleep(0.2)
+        began = time.monotonic()
+        r = requests.get(front.url + "/healthz", timeout=1)
+        assert r.status_code == 200 and time.monotonic() - began < 1
+        # Two more: the pool holds 8, so the two that waited longest are closed for them.
+        for _ in range(2):
+            front.connect()
+        assert silent[0].recv(16) == b"" and silent[1].recv(16) == b""
+        wait_for(lambda: front.dropped("max_waiting") == 2, 2, "two evictions")
+        # The rest are closed once they have said nothing for the idle timeout (1s).
+        for s in silent[2:]:
+            assert s.recv(16) == b""
+        wait_for(lambda: front.dropped("idle_timeout") == 8, 3, "eight idle timeouts")
+        assert front.dropped("max_connections") == 0
+        assert front.httpd.refused_connections == 0
+
+
+def test_requests_beyond_max_connections_are_answered_503_until_slots_free_up():
+    with Front(max_connections=4) as front:
+        for _ in range(4):  # a request line and no end of headers: each holds a slot
+            front.connect().sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        time.sleep(0.2)
+        extra = front.connect()
+        extra.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert extra.recv(4096).startswith(b"HTTP/1.1 503")
+        assert front.httpd.refused_connections == 1 and front.dropped("max_connections") == 1
+        # The handler gives up on the unfinished requests after 1s; scrapes get through again.
+        wait_for(
+            lambda: requests.get(front.url + "/healthz", timeout=1).status_code == 200,
+            5,
+            "healthz after the slots free up",
+        )
+
+
+@pytest.mark.parametrize(
+    "header, zipped",
+    [
+        (None, False),
+        ("", False),
+        ("gzip", True),
+        ("gzip, deflate", True),  # requests' default
+        ("GZIP;Q=0.5", True),
+        ("x-gzip", True),
+        ("*", True),
+        ("gzip;q=0", False),  # refused explicitly
+        ("gzip; q=0.000", False),
+        ("deflate, gzip;q=0, br", False),
+        ("identity", False),
+        ("deflate, br", False),
+        ("nogzip", False),  # not a substring match
+        ("*;q=0", False),
+        ("gzip;q=0, *", False),  # the explicit refusal wins over the wildcard
+        ("identity;q=1, gzip;q=0.5", False),  # identity preferred
+        ("identity;q=0.5, gzip;q=0.5", True),
+        ("gzip;q=abc", False),  # unreadable weight: plain
+        ("gzip;q=2", False),
+    ],
+)
+def test_gzip_is_chosen_by_the_accept_encoding_weights(header, zipped):
+    from exporter.main import gzip_accepted
+
+    assert gzip_accepted(header) is zipped
+
+
+def test_metrics_are_sent_plain_to_a_client_that_refuses_gzip():
+    import gzip
+    import http.client
+
+    with Front() as front:
+        for header, encoding in (
+            ("gzip;q=0", None),
+            ("identity", None),
+            (None, None),
+            ("gzip", "gzip"),
+        ):
+            conn = http.client.HTTPConnection("127.0.0.1", front.port, timeout=5)
+            conn.putrequest("GET", "/metrics", skip_accept_encoding=True)
+            if header is not None:
+                conn.putheader("Accept-Encoding", header)
+            conn.endheaders()
+            resp = conn.getresponse()
+            body = resp.read()
+            conn.close()
+            assert resp.status == 200
+            assert resp.getheader("Content-Encoding") == encoding, header
+            assert resp.getheader("Vary") == "Accept-Encoding"
+            text = gzip.decompress(body) if encoding else body
+            assert text.startswith(b"# HELP") and b"linborg_exporter_cycles_total" in text
+
+
+def test_clients_that_reset_their_connection_leave_no_traceback(capsys):
+    import struct
+
+    with Front() as front:
+        for _ in range(20):
+            s = socket.create_connection(("127.0.0.1", front.port), timeout=5)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            s.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
+            s.close()  # with SO_LINGER 0: a reset, not a goodbye
+        wait_for(
+            lambda: requests.get(front.url + "/healthz", timeout=1).status_code == 200,
+            5,
+            "healthz after the resets",
+        )
+        time.sleep(0.5)  # let the last handler threads end
+    assert "Traceback" not in capsys.readouterr().err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -14,6 +15,7 @@ from realstack import Process, free_port, poll, require, start_prometheus
 from exporter.config import load_config
 from linborg import node_rules
 from linborg.contract import METRIC_NAMES, METRICS, METRICS_BY_NAME, ContractError
+from linborg.mixin import CONFIG
 from linborg.rulefiles import HEADER
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,7 +34,7 @@ def test_render_is_one_group_in_contract_order_and_deterministic():
     assert text == node_rules.render()
     doc = yaml.safe_load(text)
     [group] = doc["groups"]
-    assert group["name"] == node_rules.GROUP_NAME and "interval" not in group
+    assert group["name"] == CONFIG["node_group"] and "interval" not in group
     names = [r["record"] for r in group["rules"]]
     order = [m.wire_name for m in METRICS]
     wires = [n.split(":")[1] for n in names]
@@ -47,7 +49,7 @@ def test_every_metric_is_recorded_except_the_close_wait_without_a_source():
     recorded = node_rules.records()
     unrecorded = set(METRIC_NAMES) - set(recorded)
     assert unrecorded == {"back_close_wait"} and set(recorded) <= set(METRIC_NAMES)
-    assert "front_close_wait" in node_rules.CLOSE_WAIT_METRICS
+    assert "front_close_wait" in CONFIG["node_close_wait_metrics"]
     for name, record in recorded.items():
         level, wire, operations = record.split(":")
         assert level == "instance" and wire == f"linborg_{name}" and operations
@@ -73,25 +75,33 @@ def test_promtool_unit_tests_pass():
     assert "SUCCESS" in result.stdout
 
 
-def test_knobs_change_the_rules(monkeypatch, tmp_path):
-    monkeypatch.setattr(node_rules, "DISK_MOUNTPOINT", "/data")
-    monkeypatch.setattr(node_rules, "RATE_WINDOW", "2m")
-    monkeypatch.setattr(node_rules, "CLOSE_WAIT_METRICS", ("front_close_wait", "back_close_wait"))
-    exprs = {r["record"]: r["expr"] for r in node_rules.rules()}
+def test_knobs_change_the_rules(tmp_path):
+    knobs = {
+        "node_disk_mountpoint": "/data",
+        "node_rate_window": "2m",
+        "node_close_wait_metrics": ("front_close_wait", "back_close_wait"),
+        "node_exporter_selector": 'job="node"',
+        "process_exporter_selector": 'job="process"',
+    }
+    exprs = {r["record"]: r["expr"] for r in node_rules.rules(knobs)}
     assert 'mountpoint="/data"' in exprs["instance:linborg_disk_usage_pct:ratio"]
     assert "[2m]" in exprs["instance:linborg_cpu_user_pct:rate2m"]
     assert "instance:linborg_net_in_mb_s:sum_rate2m" in exprs
-    assert set(node_rules.records()) == set(METRIC_NAMES)
+    assert set(node_rules.records(knobs)) == set(METRIC_NAMES)
+    # Every node_exporter series carries the selector, every process-exporter one its own.
+    for expr in exprs.values():
+        for name in re.findall(r"\b(node_[a-zA-Z_]+)\b(\{[^}]*\})?", expr):
+            assert name[1].startswith('{job="node"'), (name, expr)
+    assert 'namedprocess_namegroup_cpu_seconds_total{job="process", ' in "".join(exprs.values())
     path = tmp_path / "variant.yml"
-    path.write_text(node_rules.render())
+    path.write_text(node_rules.render(knobs))
     result = promtool("check", "rules", str(path))
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_a_knob_naming_no_contract_metric_is_refused(monkeypatch):
-    monkeypatch.setattr(node_rules, "CLOSE_WAIT_METRICS", ("close_wait",))
+def test_a_knob_naming_no_contract_metric_is_refused():
     with pytest.raises(ContractError, match="unknown metric 'close_wait'"):
-        node_rules.render()
+        node_rules.render({"node_close_wait_metrics": ("close_wait",)})
 
 
 def test_the_node_exporter_config_reads_the_recorded_series():
@@ -105,8 +115,9 @@ def test_the_docs_name_every_record_and_knob():
     doc = (ROOT / "docs" / "node-exporter.md").read_text()
     for record in node_rules.records().values():
         assert f"`{record}`" in doc, record
-    for knob in ("DISK_MOUNTPOINT", "DISK_FSTYPE_EXCLUDE", "NET_DEVICE_EXCLUDE", "RATE_WINDOW"):
-        assert knob in doc
+    for knob in CONFIG:
+        if knob.startswith("node_") or knob == "process_exporter_selector":
+            assert f"`{knob}`" in doc, knob
     assert "--collector.tcpstat" in doc
 
 
@@ -167,10 +178,10 @@ def instant(url: str, query: str, at: float) -> list[dict]:
 def test_real_node_exporter_series_become_sane_linborg_series(prometheus):
     url, port = prometheus
     recorded = node_rules.records()
-    cpu = [recorded[m] for m in node_rules.CPU_MODES]
+    cpu = [recorded[m] for m in CONFIG["node_cpu_modes"]]
     disk_source = (
-        f'node_filesystem_size_bytes{{mountpoint="{node_rules.DISK_MOUNTPOINT}", '
-        f'fstype!~"{node_rules.DISK_FSTYPE_EXCLUDE}"}}'
+        f'node_filesystem_size_bytes{{mountpoint="{CONFIG["node_disk_mountpoint"]}", '
+        f'fstype!~"{CONFIG["node_disk_fstype_exclude"]}"}}'
     )
 
     def derived():

@@ -17,7 +17,7 @@ from realstack import free_port, promtool_query
 from exporter import promapi
 from exporter.collector import MetricsPage
 from exporter.config import config_from_dict
-from exporter.cycle import Exporter, Snapshot, horizon_steps
+from exporter.cycle import Exporter, Snapshot, Stats, horizon_steps
 from exporter.main import make_handler
 from exporter.promapi import (
     SERIES_NAME,
@@ -505,15 +505,6 @@ def test_exactly_11000_steps_are_allowed():
     assert code == 200 and len(body["data"]["result"][0]["values"]) == 11_001
 
 
-def test_too_many_samples_is_an_execution_error(monkeypatch):
-    monkeypatch.setattr(promapi, "MAX_SAMPLES", 100)
-    code, body = call(
-        make_api(), "/api/v1/query_range", query=SERIES_NAME, start=FIRST, end=LAST, step=300
-    )
-    assert code == 422 and body["errorType"] == "execution"
-    assert "too many samples" in body["error"]
-
-
 def test_an_unexpected_failure_is_a_500_json_error_not_a_dropped_connection():
     class Broken:
         config = config_from_dict({})
@@ -524,6 +515,217 @@ def test_an_unexpected_failure_is_a_500_json_error_not_a_dropped_connection():
 
     code, body = ForecastPathAPI(Broken(), clock=lambda: T0).answer("GET", "/api/v1/labels")
     assert code == 500 and json.loads(body)["errorType"] == "internal"
+
+
+# --- Limits: samples, deadline, concurrency --------------------------------------------------
+
+
+def limited_api(snap=None, timer=time.monotonic, **api) -> tuple[ForecastPathAPI, Stats]:
+    """Return an API with the ``api.*`` settings given and a Stats that counts its requests."""
+    stats = Stats()
+    source = SimpleNamespace(
+        snapshot=snap or make_snapshot(), config=config_from_dict({"api": api}), stats=stats
+    )
+    return ForecastPathAPI(source, clock=lambda: T0 + 60, timer=timer), stats
+
+
+def test_too_many_samples_is_an_execution_error():
+    # 38 present (server, metric) pairs (java_cpu_pct nowhere, swap_used_pct not on ppweb001)
+    # x 3 quantiles = 114 series, x 96 steps: the cap is checked on both sides.
+    range_ = dict(query=SERIES_NAME, start=FIRST, end=LAST, step=300)
+    series = (len(SERVERS) * 13 - 1) * 3
+    api, stats = limited_api(max_samples=series * 96)
+    code, body = call(api, "/api/v1/query_range", **range_)
+    assert code == 200 and len(body["data"]["result"]) == series
+    api, stats = limited_api(max_samples=series * 96 - 1)
+    code, body = call(api, "/api/v1/query_range", **range_)
+    assert code == 422 and body["errorType"] == "execution"
+    assert "too many samples" in body["error"] and "114 series x 96 steps" in body["error"]
+    assert stats.api_refused == {"max_samples": 1} and stats.api_requests == 1
+
+
+def test_instant_queries_and_series_listings_are_capped_too():
+    api, stats = limited_api(max_samples=10)
+    code, body = call(api, "/api/v1/query", query=SERIES_NAME, time=FIRST)
+    assert code == 422 and "114 series x 1 steps" in body["error"]
+    code, body = call(api, "/api/v1/series", **{"match[]": SERIES_NAME})
+    assert code == 422 and body["errorType"] == "execution"
+    assert len(instant(api, SEL, FIRST)) == 1  # one series is under the cap
+    assert stats.api_refused == {"max_samples": 2} and stats.api_requests == 3
+
+
+class SlowSource:
+    """A source whose snapshot takes ``delay`` seconds of the fake timer to read."""
+
+    def __init__(self, timer: list[float], delay: float, **api):
+        self.timer, self.delay = timer, delay
+        self.config = config_from_dict({"api": api})
+        self.stats = Stats()
+        self._snap = make_snapshot()
+
+    @property
+    def snapshot(self):
+        self.timer[0] += self.delay
+        return self._snap
+
+
+@pytest.mark.parametrize(
+    "delay, params, code",
+    [
+        (9.9, {}, 200),  # api.timeout is 10s
+        (10.1, {}, 503),
+        (1.9, {"timeout": "2s"}, 200),  # a request may ask for less
+        (2.1, {"timeout": "2"}, 503),
+        (10.1, {"timeout": "1m"}, 503),  # but never for more
+    ],
+)
+def test_a_request_past_its_deadline_is_a_503_timeout(delay, params, code):
+    timer = [0.0]
+    source = SlowSource(timer, delay, timeout="10s")
+    api = ForecastPathAPI(source, clock=lambda: T0 + 60, timer=lambda: timer[0])
+    for path, extra in (
+        ("/api/v1/query", {"query": SEL, "time": FIRST}),
+        ("/api/v1/query_range", {"query": SEL, "start": FIRST, "end": LAST, "step": 300}),
+        ("/api/v1/series", {"match[]": SEL}),
+    ):
+        if path == "/api/v1/series" and params:
+            continue  # the timeout parameter belongs to query and query_range only
+        got, body = call(api, path, **extra, **params)
+        assert got == code, (path, body)
+        if code == 503:
+            assert body["errorType"] == "timeout" and "timed out" in body["error"]
+    refused = source.stats.api_refused.get("timeout", 0)
+    assert refused == (0 if code == 200 else 3 - bool(params))
+
+
+def test_a_bad_timeout_parameter_is_refused():
+    code, body = call(make_api(), "/api/v1/query", query=SEL, timeout="soon")
+    assert code == 400 and body["error"] == (
+        'invalid parameter "timeout": cannot parse "soon" to a valid duration'
+    )
+
+
+def test_a_huge_answer_stops_at_the_deadline_with_the_real_clock():
+    # 20,000 servers x 14 metrics x 3 q: 840,000 series at the first step, about ten seconds
+    # of work on one core. The deadline (1s) ends it in about the time of the selection.
+    n = 20_000
+    snap = Snapshot(
+        time=T0 + 30,
+        end_step=END_STEP,
+        servers=tuple(f"ppweb{i:05d}" for i in range(n)),
+        profiles=("web_api",) * n,
+        forecast=np.ones((n, 14, 1, 3), np.float32),
+        present=np.ones((n, 14), bool),
+    )
+    api, stats = limited_api(snap, timeout="1s")
+    began = time.monotonic()
+    code, body = call(api, "/api/v1/query", query=SERIES_NAME, time=FIRST)
+    took = time.monotonic() - began
+    assert code == 503 and body["errorType"] == "timeout", body
+    assert took < 5, f"the deadline did not stop the evaluation: {took:.1f}s"
+    assert stats.api_refused == {"timeout": 1}
+
+
+class BlockingSource:
+    """A source whose snapshot read waits until ``release`` is set (a request in progress)."""
+
+    def __init__(self, **api):
+        self.config = config_from_dict({"api": api})
+        self.stats = Stats()
+        self.entered = threading.Semaphore(0)
+        self.release = threading.Event()
+        self._snap = make_snapshot(time_=time.time(), end_step=int(time.time() // STEP_SECONDS))
+
+    @property
+    def snapshot(self):
+        self.entered.release()
+        assert self.release.wait(30), "the test never released the request"
+        return self._snap
+
+
+def test_requests_beyond_max_concurrency_get_a_quick_503(monkeypatch):
+    monkeypatch.setattr(promapi, "QUEUE_WAIT_SECONDS", 0.2)
+    source = BlockingSource(max_concurrency=2)
+    api = ForecastPathAPI(source)
+    answers = []
+    held = [
+        threading.Thread(target=lambda: answers.append(api.answer("GET", "/api/v1/labels")))
+        for _ in range(2)
+    ]
+    for t in held:
+        t.start()
+    try:
+        for _ in held:
+            assert source.entered.acquire(timeout=10)
+        began = time.monotonic()
+        code, body = api.answer("GET", "/api/v1/labels")
+        assert time.monotonic() - began < 2
+        assert code == 503 and json.loads(body)["errorType"] == "unavailable"
+        assert "api.max_concurrency" in json.loads(body)["error"]
+    finally:
+        source.release.set()
+        for t in held:
+            t.join(10)
+    assert [code for code, _ in answers] == [200, 200]
+    assert api.answer("GET", "/api/v1/labels")[0] == 200  # the slots are free again
+    assert source.stats.api_refused == {"max_concurrency": 1} and source.stats.api_requests == 4
+
+
+def test_a_waiting_request_gets_the_next_free_slot(monkeypatch):
+    monkeypatch.setattr(promapi, "QUEUE_WAIT_SECONDS", 10)
+    source = BlockingSource(max_concurrency=1)
+    api = ForecastPathAPI(source)
+    first = threading.Thread(target=api.answer, args=("GET", "/api/v1/labels"))
+    first.start()
+    try:
+        assert source.entered.acquire(timeout=10)
+        threading.Timer(0.3, source.release.set).start()
+        code, _ = api.answer("GET", "/api/v1/labels")  # waits for the first, then runs
+    finally:
+        source.release.set()
+        first.join(10)
+    assert code == 200 and source.stats.api_refused == {}
+
+
+def test_metrics_and_healthz_answer_while_every_api_slot_is_busy(monkeypatch):
+    monkeypatch.setattr(promapi, "QUEUE_WAIT_SECONDS", 0.2)
+    source = BlockingSource(max_concurrency=2)
+    exporter = Exporter(config_from_dict({}), None, None, None)
+    exporter.stats = source.stats
+    page = MetricsPage(exporter)
+    api = ForecastPathAPI(source)
+    port = free_port()
+    httpd = ThreadingHTTPServer(("127.0.0.1", port), make_handler(page, lambda: (True, "r"), api))
+    httpd.daemon_threads = True
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{port}"
+    busy = [
+        threading.Thread(
+            target=requests.get, args=(url + "/api/v1/labels",), kwargs={"timeout": 30}
+        )
+        for _ in range(2)
+    ]
+    try:
+        for t in busy:
+            t.start()
+        for _ in busy:
+            assert source.entered.acquire(timeout=10)
+        r = requests.get(url + "/api/v1/series", params={"match[]": SEL}, timeout=5)
+        assert r.status_code == 503 and r.json()["errorType"] == "unavailable"
+        for path in ("/healthz", "/metrics"):
+            began = time.monotonic()
+            assert requests.get(url + path, timeout=5).status_code == 200
+            assert time.monotonic() - began < 1
+        text = requests.get(url + "/metrics", timeout=5).text
+        assert 'linborg_exporter_api_requests_refused_total{reason="max_concurrency"} 1.0' in text
+        assert 'linborg_exporter_api_requests_refused_total{reason="timeout"} 0.0' in text
+    finally:
+        source.release.set()
+        for t in busy:
+            t.join(10)
+        httpd.shutdown()
+        httpd.server_close()
+    assert source.stats.api_requests == 3
 
 
 # --- Parameter parsing and formatting --------------------------------------------------------
