@@ -22,6 +22,11 @@ COPY generator ./generator
 COPY trainer ./trainer
 COPY exporter ./exporter
 COPY grafana ./grafana
+# Installed as package data (linborg.prometheus, linborg.alertmanager, linborg.models).
+COPY prometheus ./prometheus
+COPY alertmanager ./alertmanager
+COPY models/__init__.py ./models/
+COPY models/default ./models/default
 RUN pip install .
 
 # The shipped model and a default configuration (compose mounts deploy/exporter.yml over it).

@@ -22,16 +22,16 @@ from urllib.parse import parse_qs
 import numpy as np
 import requests
 
-from exporter.collector import MetricsPage
-from exporter.config import config_from_dict
-from exporter.cycle import Exporter
-from exporter.main import make_handler
-from generator.fleet import build_fleet, scaled_composition
-from generator.simulate import Simulator
+from linborg.bundle import load_bundle
 from linborg.contract import METRIC_NAMES, STEP_SECONDS
+from linborg.exporter.collector import MetricsPage
+from linborg.exporter.config import config_from_dict
+from linborg.exporter.cycle import Exporter
+from linborg.exporter.server import make_handler
+from linborg.generator.fleet import build_fleet, scaled_composition
+from linborg.generator.simulate import Simulator
 from linborg.prom import PrometheusClient
 from linborg.thresholds import load_thresholds
-from trainer.bundle import load_bundle
 
 
 class FakeQueryAPI:

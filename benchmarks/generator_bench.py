@@ -14,9 +14,9 @@ from pathlib import Path
 
 import requests
 
-from generator.fleet import DEFAULT_COMPOSITION, build_fleet, scaled_composition
-from generator.live import LiveFleet, serve
-from generator.output import write_history
+from linborg.generator.fleet import DEFAULT_COMPOSITION, build_fleet, scaled_composition
+from linborg.generator.live import LiveFleet, serve
+from linborg.generator.output import write_history
 
 
 def main() -> None:

@@ -3,7 +3,7 @@
 For each incident type, a small fleet is simulated with the incident scripted on one server
 (precursor of P minutes); every 10 minutes of the precursor the default model forecasts from
 the last 24 hours, and the two LinborgPredictedIncident conditions are checked on its output
-(linborg/risk.py, thresholds of linborg/alert_rules.py CONFIG): warning = risk >= 30 and the
+(linborg/risk.py, thresholds of linborg/mixin/alert_rules.py CONFIG): warning = risk >= 30 and the
 driving metric's pessimistic forecast crosses its warning threshold within 8 h; critical =
 risk >= 40 and its p50 crosses the critical threshold within 2 h. Prints the first time each
 holds, in minutes before the labelled onset (the `for:` guard comes on top).
@@ -19,13 +19,13 @@ import datetime as dt
 import numpy as np
 import torch
 
-from generator.fleet import build_fleet
-from generator.simulate import Simulator
-from linborg.alert_rules import CONFIG
+from linborg.bundle import load_bundle
 from linborg.contract import METRIC_NAMES, STEP_SECONDS
+from linborg.generator.fleet import build_fleet
+from linborg.generator.simulate import Simulator
+from linborg.mixin.alert_rules import CONFIG
 from linborg.risk import assess
 from linborg.thresholds import load_thresholds
-from trainer.bundle import load_bundle
 
 CASES = [
     ("ppweb001", "connection_leak"),

@@ -21,9 +21,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoM
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-from exporter.cycle import CONNECTION_DROP_REASONS, Exporter, Snapshot, horizon_steps
-from exporter.promapi import API_LIMITS
 from linborg.contract import CONTRACT_VERSION, METRIC_NAMES, NAMESPACE
+from linborg.exporter.cycle import CONNECTION_DROP_REASONS, Exporter, Snapshot, horizon_steps
+from linborg.exporter.promapi import API_LIMITS
 
 QUANTILE_INDEX = {0.1: 0, 0.5: 1, 0.9: 2}
 #: Per-server text longer than this is gzip-compressed right after the cycle, so that no

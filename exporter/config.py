@@ -18,25 +18,16 @@ from linborg.contract import (
     ProfileMatcher,
 )
 from linborg.cpus import usable_cpus
+from linborg.duration import parse_duration
 from linborg.prom import connection_problems
 
 DEFAULT_HORIZONS = ("30m", "1h", "2h", "4h", "8h")
 DEFAULT_QUANTILES = (0.1, 0.5, 0.9)
 MAX_HORIZON_SECONDS = 8 * 3600
-_DURATION = re.compile(r"^(\d+)([smhd])$")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 class ConfigError(ContractError):
     """Raise with every problem of a configuration file, one per line."""
-
-
-def parse_duration(text: str) -> int:
-    """Return the seconds of a Prometheus-style duration such as '30m' or '8h'."""
-    m = _DURATION.match(str(text))
-    if not m:
-        raise ValueError(f"'{text}' is not a duration like 30s, 5m, 2h or 1d")
-    return int(m.group(1)) * _UNITS[m.group(2)]
 
 
 #: key path -> (default, meaning). The README's configuration table is generated from this.

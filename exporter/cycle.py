@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from exporter.config import Config, parse_duration
-from exporter.window import RollingWindow, load_window, save_window
 from linborg.contract import METRIC_NAMES, PROFILE_NAMES, STEP_SECONDS, ProfileMatcher, shard_of
+from linborg.exporter.config import Config, parse_duration
+from linborg.exporter.window import RollingWindow, load_window, save_window
 from linborg.features import ENCODER_STEPS, presence
 from linborg.prom import PrometheusError
 from linborg.risk import assess
@@ -57,7 +57,7 @@ class Snapshot:
     failed_metrics: tuple[str, ...] = ()
 
 
-#: Why the HTTP front closed a connection before answering a request (exporter/main.py), as the
+#: Why the HTTP front closed a connection before answering a request (exporter/server.py), as the
 #: reason label of linborg_exporter_connections_dropped_total.
 CONNECTION_DROP_REASONS = ("idle_timeout", "max_connections", "max_waiting")
 

@@ -19,10 +19,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 
-from generator.fleet import Server
-from generator.output import exposition, label_sets
-from generator.simulate import Simulator
 from linborg.contract import PROFILE_NAMES, ContractError
+from linborg.generator.fleet import Server
+from linborg.generator.output import exposition, label_sets
+from linborg.generator.simulate import Simulator
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 

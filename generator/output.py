@@ -11,8 +11,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from generator.fleet import Server
-from generator.simulate import Incident, Simulator, align
 from linborg.contract import (
     CONTRACT_VERSION,
     METRIC_NAMES,
@@ -26,6 +24,8 @@ from linborg.contract import (
     TIMESTAMP,
     ContractError,
 )
+from linborg.generator.fleet import Server
+from linborg.generator.simulate import Incident, Simulator, align
 from linborg.parquet import write_metrics
 
 #: Label added to backfilled series so they match what Prometheus scrapes from the live endpoint.
@@ -263,7 +263,7 @@ def write_heldout(
     Labels are in the metadata, and ``server_seeds`` says which generator seed each server
     came from: "seen in training" is decided by that, not by the name.
     """
-    from generator.fleet import DEFAULT_COMPOSITION, build_fleet
+    from linborg.generator.fleet import DEFAULT_COMPOSITION, build_fleet
 
     comp = dict(composition or DEFAULT_COMPOSITION)
     steps = int(round(days * 86400 / STEP_SECONDS))

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from generator.fleet import DEFAULT_COMPOSITION, build_fleet
-from generator.output import simulate
 from linborg.contract import METRICS_BY_NAME, PROFILE_NAMES, STEP_SECONDS
+from linborg.generator.fleet import DEFAULT_COMPOSITION, build_fleet
+from linborg.generator.output import simulate
 from linborg.thresholds import load_thresholds
 
 REPORT_START = dt.datetime(2026, 1, 5, tzinfo=dt.UTC)  # a Monday

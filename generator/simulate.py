@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from generator.behaviour import (
+from linborg.contract import METRIC_NAMES, PROFILE_NAMES, STATES, STEP_SECONDS, ContractError
+from linborg.generator.behaviour import (
     BEHAVIOURS,
     INCIDENT_MINUTES,
     INCIDENT_TYPES,
@@ -20,8 +21,7 @@ from generator.behaviour import (
     SUDDEN_SHARE,
     SUDDEN_TYPES,
 )
-from generator.fleet import Server
-from linborg.contract import METRIC_NAMES, PROFILE_NAMES, STATES, STEP_SECONDS, ContractError
+from linborg.generator.fleet import Server
 from linborg.thresholds import load_thresholds
 from linborg.timefeatures import MORNING_SPIKE_HOURS
 

@@ -1,1 +1,1 @@
-"""PNG previews of the dashboards (the dashboards themselves are code in linborg/dashboards/)."""
+"""PNG previews of the dashboards (the dashboards are code in linborg/mixin/dashboards/)."""

@@ -6,7 +6,7 @@ series over the dashboard's default time range, the last value of each series fo
 first rows for tables, a histogram, the text of text panels. The forecast fans read the
 exporter's forecast path API, everything else Prometheus. ``linborg previews`` writes
 ``docs/dashboards/<uid>.png``; with ``--demo`` it first starts a small stack on loopback with
-replayed past forecasts (see linborg/stack.py) and stops it afterwards.
+replayed past forecasts (see linborg/app/stack.py) and stops it afterwards.
 """
 
 from __future__ import annotations
@@ -160,7 +160,7 @@ def _draw_lines(ax, data: list[tuple[str, dict, list[float], list[float]]], star
 
 def draw_panel(ax, panel: dict, source: Source, values: dict, start: float, end: float) -> None:
     """Draw one panel into ``ax`` from its queries."""
-    from linborg.dashboards import substitute
+    from linborg.mixin.dashboards import substitute
 
     title = substitute(panel["title"], values)
     if panel.get("timeFrom"):
@@ -230,7 +230,7 @@ def render_dashboard(doc: dict, source: Source, values: dict, path: Path, now: f
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
 
-    from linborg.dashboards import iter_panels
+    from linborg.mixin.dashboards import iter_panels
 
     panels = [p for p in iter_panels(doc["panels"]) if p["type"] != "row"]
     start = relative_time(doc["time"]["from"], now)
@@ -278,7 +278,7 @@ def render_previews(
     prometheus: str, exporter: str, out: Path = OUT_DIR, server: str | None = None
 ) -> list[Path]:
     """Write one PNG per dashboard into ``out``; return the paths written."""
-    from linborg.dashboards import SAMPLE_VALUES, render_all
+    from linborg.mixin.dashboards import SAMPLE_VALUES, render_all
 
     values = {**SAMPLE_VALUES, "server": server or top_server(prometheus) or "ppml0001"}
     source = Source(prometheus, exporter)
@@ -297,9 +297,9 @@ def _has(prometheus: str, query: str) -> bool:
 
 def demo(out: Path, workdir: Path, wait: float = 900) -> list[Path]:
     """Start a small stack with replayed forecasts, wait for a predicted incident, render."""
-    from linborg.alert_rules import INCIDENT
-    from linborg.quality_rules import mae_record
-    from linborg.stack import Options, Stack, free_stack_ports, wait_until
+    from linborg.app.stack import Options, Stack, free_stack_ports, wait_until
+    from linborg.mixin.alert_rules import INCIDENT
+    from linborg.mixin.quality_rules import mae_record
 
     ports = free_stack_ports()
     opts = Options(

@@ -2,6 +2,6 @@
 
 import sys
 
-from linborg.cli import main
+from linborg.app.cli import main
 
 sys.exit(main())

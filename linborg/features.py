@@ -8,7 +8,7 @@ The model sees, per server and 5-minute step:
     seasonal naive knows. It lies inside the 24-hour encoder window (step t+h-288 for future
     step t+h), so it is legal and the exporter needs no extra history. The frame holds zeros
     in these columns; the model fills its decoder steps from the normalised encoder window
-    at SEASONAL_POSITIONS (``trainer.model.SeasonalTFT``), the same code in training and
+    at SEASONAL_POSITIONS (``linborg.model.SeasonalTFT``), the same code in training and
     serving;
   - for each future step and metric, the straight line fitted to the last TREND_STEPS steps
     (``trend_<metric>``), carried forward: what ``predict_linear`` knows, so a ramp that has

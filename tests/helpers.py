@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Sequence
 
 import numpy as np
@@ -59,3 +62,17 @@ def make_frame(
         }
     )
     return frame
+
+
+def output_of_fresh_python(code: str, hash_seed: int) -> str:
+    """Return what ``code`` prints in a new interpreter with PYTHONHASHSEED=``hash_seed``.
+
+    Two seeds give two orders of every set and str-keyed hash: comparing their outputs catches
+    a render that depends on them, which comparing two calls in one process cannot.
+    """
+    env = {**os.environ, "PYTHONHASHSEED": str(hash_seed)}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr
+    return out.stdout

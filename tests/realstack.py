@@ -11,7 +11,7 @@ from pathlib import Path
 
 import requests
 
-from linborg.stack import free_ports
+from linborg.app.stack import free_ports
 
 
 def free_port() -> int:

@@ -9,15 +9,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from helpers import output_of_fresh_python
 from realstack import require
 
-from exporter.config import DEFAULT_HORIZONS
-from linborg import alert_rules, mixin, quality_rules
 from linborg import families as F
+from linborg import mixin
 from linborg.contract import METRIC_NAMES, METRICS, PROFILE_NAMES
-from linborg.mixin import CONFIG
+from linborg.duration import parse_duration
+from linborg.exporter.config import DEFAULT_HORIZONS
+from linborg.mixin import CONFIG, alert_rules, quality_rules
+from linborg.mixin.rulefiles import HEADER, RULE_FILES
 from linborg.risk import assess
-from linborg.rulefiles import HEADER, RULE_FILES
 from linborg.thresholds import load_thresholds
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -79,7 +81,12 @@ def test_committed_rule_file_is_what_linborg_rules_writes():
 
 
 def test_render_is_deterministic():
-    assert alert_rules.render() == alert_rules.render()
+    code = (
+        "import sys\nfrom linborg.mixin import alert_rules\nsys.stdout.write(alert_rules.render())"
+    )
+    first = output_of_fresh_python(code, hash_seed=1)
+    assert first == output_of_fresh_python(code, hash_seed=2)
+    assert first == alert_rules.render()
 
 
 def test_promtool_check_rules_passes():
@@ -283,8 +290,8 @@ def test_every_metric_name_in_the_rules_is_a_contract_metric():
 
 def test_config_lead_times_and_risk_thresholds_are_consistent():
     cfg = CONFIG
-    crit = alert_rules.seconds(cfg["critical_lead_time"])
-    warn = alert_rules.seconds(cfg["warning_lead_time"])
+    crit = parse_duration(cfg["critical_lead_time"])
+    warn = parse_duration(cfg["warning_lead_time"])
     assert crit <= warn <= 8 * 3600, "the exporter predicts breaches up to 8h ahead"
     assert cfg["risk_warning"] <= cfg["risk_critical"], "critical must imply warning"
     assert cfg["critical_quantile"] == "0.5" and cfg["warning_quantile"] == "pessimistic"
@@ -294,7 +301,7 @@ def test_config_lead_times_and_risk_thresholds_are_consistent():
 def test_a_p50_critical_breach_within_the_lead_time_always_clears_the_critical_risk():
     """The risk threshold never vetoes what the time to breach already says (linborg/risk.py)."""
     cfg = CONFIG
-    lead_steps = alert_rules.seconds(cfg["critical_lead_time"]) // 300
+    lead_steps = parse_duration(cfg["critical_lead_time"]) // 300
     thresholds = load_thresholds()
     name = METRICS[0].name
     limit = thresholds.get("generic", name).critical

@@ -15,10 +15,11 @@ import requests
 import yaml
 from realstack import Process, free_port, poll, require
 
-from linborg import contract, routing
-from linborg.amconfig import DUMMY_ROUTING_KEY, PRODUCTION_CONFIG, local_config
-from linborg.cli import build_parser, cmd_sink, main
-from linborg.sink import WebhookSink
+from linborg import contract
+from linborg.app.amconfig import DUMMY_ROUTING_KEY, PRODUCTION_CONFIG, local_config
+from linborg.app.cli import build_parser, cmd_sink, main
+from linborg.app.sink import WebhookSink
+from linborg.mixin import routing
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIG_REL = "alertmanager/alertmanager.yml"
@@ -111,8 +112,8 @@ def test_routes_table_covers_every_severity_profile_and_receiver():
 def test_readme_routing_matrix_is_the_one_in_code():
     readme = (REPO / "alertmanager" / "README.md").read_text()
     assert f"## Routing matrix\n\n{routing.markdown()}\n\n" in readme, (
-        "alertmanager/README.md's routing matrix differs from linborg/routing.py: paste "
-        "linborg.routing.markdown() under '## Routing matrix'"
+        "alertmanager/README.md's routing matrix differs from linborg/mixin/routing.py: paste "
+        "linborg.mixin.routing.markdown() under '## Routing matrix'"
     )
 
 
@@ -336,7 +337,7 @@ def test_sink_records_posts_and_serves_them(tmp_path):
 def test_sink_bounds_bodies_and_escapes_control_characters(tmp_path):
     import socket
 
-    from linborg.sink import MAX_BODY_BYTES
+    from linborg.app.sink import MAX_BODY_BYTES
 
     out = io.StringIO()
     with WebhookSink(log_path=tmp_path / "sink.jsonl", stream=out) as sink:

@@ -21,7 +21,7 @@ import pytest
 import yaml
 from realstack import require
 
-from exporter.config import load_config
+from linborg.exporter.config import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -420,7 +420,8 @@ def test_exporter_config_loads_and_queries_the_prometheus_service():
     cfg = load_config(path)
     assert assert_reaches_service("deploy/exporter.yml", cfg.prometheus_url) == "prometheus"
     model_copies = [(dest, i) for sources, dest, i in copies() if sources == ["models/default"]]
-    [(dest, i)] = model_copies
+    # The first copy is package data for pip install .; the config names the last one.
+    dest, i = model_copies[-1]
     workdirs = [a for n, (ins, a) in enumerate(dockerfile()) if ins == "WORKDIR" and n < i]
     assert cfg.model_bundle == str(PurePosixPath(workdirs[-1]) / dest), "not the image's model"
 
@@ -505,10 +506,29 @@ def test_torch_cpu_build_is_installed_before_the_project():
 
 def test_everything_pip_install_needs_is_copied_before_it():
     meta = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    needed = {"pyproject.toml", meta["project"]["readme"], *meta["tool"]["setuptools"]["packages"]}
+    folders = meta["tool"]["setuptools"]["package-dir"]
+    packages = meta["tool"]["setuptools"]["packages"]
+
+    # A package's folder: its package-dir entry, or its parent's folder + its last name.
+    def folder(package: str) -> str:
+        if package in folders:
+            return folders[package]
+        parent, _, name = package.rpartition(".")
+        return f"{folder(parent)}/{name}" if parent else package
+
+    needed = {"pyproject.toml", meta["project"]["readme"]}
+    needed |= {f"{folder(p)}/__init__.py" for p in packages}
     [install] = [i for i, (ins, a) in enumerate(dockerfile()) if "pip install ." in a]
     copied = {s.rstrip("/") for sources, _, i in copies() if i < install for s in sources}
-    assert needed <= copied, f"not copied before pip install .: {sorted(needed - copied)}"
+    missing = {n for n in needed if not any(n == c or n.startswith(c + "/") for c in copied)}
+    # Package data folders: the __init__.py and the data files must both be copied.
+    for package, patterns in meta["tool"]["setuptools"]["package-data"].items():
+        for pattern in patterns:
+            for f in (ROOT / folder(package)).glob(pattern):
+                rel = f.relative_to(ROOT).as_posix()
+                if not any(rel == c or rel.startswith(c + "/") for c in copied):
+                    missing.add(rel)
+    assert not missing, f"not copied before pip install .: {sorted(missing)}"
 
 
 def test_every_copied_path_exists_and_is_in_the_build_context():

@@ -9,15 +9,15 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers import output_of_fresh_python
 from realstack import require
 
-from exporter.config import DEFAULT_HORIZONS
-from linborg import alert_rules, dashboards, quality_rules
 from linborg import families as F
-from linborg.cli import main
+from linborg.app.cli import main
 from linborg.contract import METRIC_NAMES, METRICS, PROFILE_NAMES
-from linborg.dashboards.panels import Kit
-from linborg.mixin import CONFIG
+from linborg.exporter.config import DEFAULT_HORIZONS
+from linborg.mixin import CONFIG, alert_rules, dashboards, quality_rules
+from linborg.mixin.dashboards.panels import Kit
 from linborg.thresholds import LEVELS, load_thresholds
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -98,7 +98,13 @@ def test_dashboards_regenerate_into_an_empty_folder_identically(tmp_path, capsys
 
 
 def test_render_is_deterministic():
-    assert dashboards.render_all() == dashboards.render_all()
+    code = (
+        "import json, sys; from linborg.mixin import dashboards; "
+        "sys.stdout.write(json.dumps(dashboards.render_all()))"
+    )
+    first = output_of_fresh_python(code, hash_seed=1)
+    assert first == output_of_fresh_python(code, hash_seed=2)
+    assert json.loads(first) == dashboards.render_all()
 
 
 # --- structure ---------------------------------------------------------------------------------

@@ -31,11 +31,17 @@ import requests
 from realstack import poll, promtool_query
 from test_e2e_alerts import SCRIPT
 
-from grafana.preview import panel_range, relative_time
-from linborg.dashboards import SAMPLE_VALUES, iter_panels, panel_queries, render_all, substitute
+from linborg.app.stack import Options, Stack, fast, free_stack_ports
+from linborg.grafana.preview import panel_range, relative_time
 from linborg.mixin import CONFIG
-from linborg.quality_rules import mae_record
-from linborg.stack import Options, Stack, fast, free_stack_ports
+from linborg.mixin.dashboards import (
+    SAMPLE_VALUES,
+    iter_panels,
+    panel_queries,
+    render_all,
+    substitute,
+)
+from linborg.mixin.quality_rules import mae_record
 
 REPLAY_HOURS = 9  # the longest horizon (8h) and an hour of the quality rules' window
 ADDED = "ppml0002"  # monitored for the last 3 hours only

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import numpy as np
 
-from generator.fleet import build_fleet
-from generator.output import simulate
+from linborg.bundle import load_bundle
 from linborg.features import dense_frame
-from trainer.bundle import load_bundle
-from trainer.evaluate import accuracy
+from linborg.generator.fleet import build_fleet
+from linborg.generator.output import simulate
+from linborg.trainer.evaluate import accuracy
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = ROOT / "models" / "default"

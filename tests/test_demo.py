@@ -16,7 +16,7 @@ import pytest
 import requests
 from realstack import poll
 
-from linborg.stack import (
+from linborg.app.stack import (
     EARLY_SCRIPT,
     Options,
     Ports,

@@ -22,7 +22,7 @@ def test_contract_page_matches_the_contract():
 
 
 def test_generator_report_regenerates_identically(tmp_path):
-    from generator.report import write_report
+    from linborg.generator.report import write_report
 
     readme = write_report(tmp_path, seed=7, days=14)
     committed = ROOT / "docs" / "generator-report"

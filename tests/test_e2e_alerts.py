@@ -17,11 +17,11 @@ import pytest
 import requests
 from realstack import poll
 
+from linborg.app.stack import Options, Script, Stack, fast, free_stack_ports, incident_notice
 from linborg.contract import metric as contract_metric
-from linborg.stack import Options, Script, Stack, fast, free_stack_ports, incident_notice
 from linborg.thresholds import load_thresholds
 
-#: The demo's script (linborg.stack.Script): a connection leak on a web_api server, a five-hour
+#: The demo's script (linborg.app.stack.Script): a connection leak on a web_api server, a five-hour
 #: precursor that began three hours before the stack starts, onset two hours after it.
 #: front_close_wait is then past its warning level (150 on web_api) and the predicted incident
 #: is a warning routed to Slack that says so. Whether the model warns before the metric
@@ -156,7 +156,7 @@ def test_predicted_incident_reaches_its_channel_before_onset_and_healthy_servers
 def test_the_warning_reports_the_metrics_value_and_side_of_warning_truthfully(stack, warning_post):
     """The metric's value when the warning fired, from Prometheus, is what the alert says.
 
-    The demo's leak starts past warning (linborg.stack.Script): whether the shipped model
+    The demo's leak starts past warning (linborg.app.stack.Script): whether the shipped model
     warns before the metric reaches warning is tests/test_early_warning.py (expected to fail
     until issue 12's model does). Here the alert must say where the metric really is.
     """

@@ -1,7 +1,7 @@
 """Does the shipped model warn of the demo's connection leak before its metric reaches warning?
 
 The honest version of the demo: the leak scripted 60 minutes into its precursor
-(``linborg.stack.EARLY_SCRIPT``), front_close_wait well below its warning level at the start and
+(``linborg.app.stack.EARLY_SCRIPT``), front_close_wait well below its warning level at the start and
 crossing it about 40 minutes later. Every 10 minutes until the crossing, the shipped model
 forecasts the fleet from the generator's deterministic samples, and the LinborgPredictedIncident
 warning condition of the shipped rules is checked on its output (risk >= ``risk_warning`` and
@@ -19,15 +19,15 @@ import datetime as dt
 import numpy as np
 import pytest
 
-from generator.fleet import build_fleet
-from generator.simulate import Simulator
+from linborg.app.stack import EARLY_SCRIPT, Options, demo_script, scripted_crossing
+from linborg.bundle import load_bundle
 from linborg.contract import METRIC_NAMES, STEP_SECONDS
 from linborg.features import ENCODER_STEPS
+from linborg.generator.fleet import build_fleet
+from linborg.generator.simulate import Simulator
 from linborg.mixin import CONFIG
 from linborg.risk import assess
-from linborg.stack import EARLY_SCRIPT, Options, demo_script, scripted_crossing
 from linborg.thresholds import load_thresholds
-from trainer.bundle import load_bundle
 
 NOW = dt.datetime(2026, 3, 4, 10, 2, 30, tzinfo=dt.UTC)
 

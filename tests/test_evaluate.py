@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from generator.fleet import build_fleet
-from generator.output import simulate
-from trainer.evaluate import LINEAR_POINTS, evaluate, linear_forecast, write_report
+from linborg.generator.fleet import build_fleet
+from linborg.generator.output import simulate
+from linborg.trainer.evaluate import LINEAR_POINTS, evaluate, linear_forecast, write_report
 
 START = dt.datetime(2026, 1, 5, tzinfo=dt.UTC)
 
@@ -122,13 +122,13 @@ def test_evaluate_without_labels_says_the_scoreboard_is_not_measured(tmp_path):
 
 
 def test_evaluate_writes_a_report_with_baselines(tmp_path):
-    from trainer.bundle import save_bundle
-    from trainer.train import train
+    from linborg.bundle import save_bundle
+    from linborg.trainer.train import train
 
     fleet = build_fleet({"web_api": 1, "database": 1, "ml_compute": 1})
     frame, incidents, _ = simulate(fleet, 4, START, int(2.5 * 288))
     model, summary = train(frame, "tiny", seed=2, progress=False, log=lambda m: None)
-    from trainer.bundle import load_bundle
+    from linborg.bundle import load_bundle
 
     forecaster = load_bundle(save_bundle(model, tmp_path / "b", summary))
     result = evaluate(

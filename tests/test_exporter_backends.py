@@ -9,14 +9,14 @@ import pytest
 import requests
 from realstack import Process, free_port, poll, promtool_backfill, require, start_prometheus
 
-from exporter.config import config_from_dict
-from exporter.cycle import Exporter
-from generator.fleet import build_fleet
-from generator.output import simulate, write_openmetrics
+from linborg.exporter.config import config_from_dict
+from linborg.exporter.cycle import Exporter
+from linborg.generator.fleet import build_fleet
+from linborg.generator.output import simulate, write_openmetrics
+from linborg.model import Forecaster
 from linborg.prom import PrometheusClient
 from linborg.thresholds import load_thresholds
-from trainer.model import Forecaster
-from trainer.train import train
+from linborg.trainer.train import train
 
 FLEET = build_fleet({"web_api": 3, "database": 3, "ml_compute": 3})
 

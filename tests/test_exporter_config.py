@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from exporter.config import SCHEMA, Config, ConfigError, config_from_dict, load_config
+from linborg.exporter.config import SCHEMA, Config, ConfigError, config_from_dict, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -6,72 +6,15 @@ import datetime as dt
 
 import numpy as np
 import pytest
+from fakes import FLEET, START, FakeModel, FakePrometheus, at
 
-from exporter.config import config_from_dict
-from exporter.cycle import FILL_CHUNK_STEPS, Exporter
-from generator.fleet import build_fleet
-from generator.output import simulate
 from linborg.contract import METRIC_NAMES, STEP_SECONDS, shard_of
-from linborg.features import HORIZON_STEPS, fill_window
+from linborg.exporter.config import config_from_dict
+from linborg.exporter.cycle import FILL_CHUNK_STEPS, Exporter
+from linborg.features import HORIZON_STEPS
+from linborg.generator.output import simulate
 from linborg.prom import PrometheusError, Series
 from linborg.thresholds import load_thresholds
-from trainer.model import Forecast
-
-START = dt.datetime(2026, 1, 5, tzinfo=dt.UTC)
-FLEET = build_fleet({"web_api": 2, "database": 2, "ml_compute": 2})
-
-
-class FakePrometheus:
-    """Answers query_range from a simulated history; can be told to fail."""
-
-    def __init__(self, frame):
-        self.frame = frame
-        self.down = False  # refuses connections
-        self.broken = False  # answers HTTP 503
-        self.calls = []
-        self.bytes_received = 0
-        self.hidden: set[str] = set()  # servers whose series are gone
-        self.hidden_metrics: set[tuple[str, str]] = set()  # (server, metric) gone
-
-    def query_range(self, query, start, end, step):
-        self.calls.append((query, start, end))
-        if self.down:
-            raise PrometheusError("cannot reach http://fake: refused", unreachable=True)
-        if self.broken:
-            raise PrometheusError("http://fake answered HTTP 503: service unavailable")
-        metric = query.removeprefix("linborg_")
-        ts = self.frame["timestamp"].astype("int64") // 10**6  # microseconds -> seconds
-        part = self.frame[(ts >= start) & (ts <= end) & ~self.frame["server"].isin(self.hidden)]
-        out = []
-        for (server, profile), g in part.groupby(["server", "profile"], observed=True):
-            if (server, metric) in self.hidden_metrics:
-                continue
-            t = g["timestamp"].astype("int64").to_numpy() // 10**6
-            out.append(
-                Series(
-                    {"server": server, "profile": profile}, t.astype(float), g[metric].to_numpy()
-                )
-            )
-            self.bytes_received += 40 * len(g)
-        return out
-
-
-class FakeModel:
-    """Forecasts the last value with a +-1 band: a stand-in for the TFT in unit tests."""
-
-    def __init__(self):
-        self.batches = []
-        self.timezones = []
-
-    def predict(self, values, profiles, end_step, timezone="UTC"):
-        self.batches.append(len(values))
-        self.timezones.append(timezone)
-        filled, present, completeness = fill_window(values)
-        last = filled[:, -1, :]
-        out = np.repeat(last[:, :, None, None], HORIZON_STEPS, axis=2)
-        out = np.concatenate([out - 1, out, out + 1], axis=3)
-        out = np.where(present[:, :, None, None] > 0, out, np.nan)
-        return Forecast(out.astype(np.float32), present > 0, completeness)
 
 
 @pytest.fixture
@@ -87,10 +30,6 @@ def make(frame, **config):
     model = FakeModel()
     exp = Exporter(config_from_dict(config), prom, model, load_thresholds())
     return exp, prom, model
-
-
-def at(hours: float) -> float:
-    return (START + dt.timedelta(hours=hours)).timestamp() + 30
 
 
 def test_first_cycle_fills_24h_then_cycles_fetch_only_new_steps(world):
@@ -328,7 +267,7 @@ def test_servers_beyond_max_servers_are_not_held_and_are_counted(world):
 
 
 def test_a_slow_prometheus_cannot_stretch_a_cycle_past_its_deadline(world, monkeypatch):
-    import exporter.cycle as cycle
+    import linborg.exporter.cycle as cycle
 
     clock = [1000.0]
     monkeypatch.setattr(cycle.time, "monotonic", lambda: clock[0])

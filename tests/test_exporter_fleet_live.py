@@ -12,14 +12,14 @@ import datetime as dt
 import pytest
 from realstack import promtool_backfill, start_prometheus
 
-from exporter.collector import MetricsPage
-from exporter.config import config_from_dict
-from exporter.cycle import Exporter
-from generator.fleet import build_fleet
-from generator.output import write_openmetrics
+from linborg.bundle import load_bundle
+from linborg.exporter.collector import MetricsPage
+from linborg.exporter.config import config_from_dict
+from linborg.exporter.cycle import Exporter
+from linborg.generator.fleet import build_fleet
+from linborg.generator.output import write_openmetrics
 from linborg.prom import PrometheusClient
 from linborg.thresholds import load_thresholds
-from trainer.bundle import load_bundle
 
 STAY = build_fleet({"web_api": 2, "database": 1})
 GONE = build_fleet({"database": 1}, first=2)  # ppdb002

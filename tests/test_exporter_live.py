@@ -9,11 +9,11 @@ import pytest
 import requests
 from realstack import Process, free_port, poll, promtool_backfill, start_prometheus
 
-from generator.fleet import build_fleet
-from generator.live import LiveFleet, serve
-from generator.output import simulate, write_openmetrics
-from trainer.bundle import save_bundle
-from trainer.train import train
+from linborg.bundle import save_bundle
+from linborg.generator.fleet import build_fleet
+from linborg.generator.live import LiveFleet, serve
+from linborg.generator.output import simulate, write_openmetrics
+from linborg.trainer.train import train
 
 FLEET = build_fleet({"web_api": 2, "database": 2, "ml_compute": 2})
 

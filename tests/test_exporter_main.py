@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from exporter.main import ModelHolder
-from trainer.bundle import SPEC, BundleError, load_bundle
+from linborg.bundle import SPEC, BundleError, load_bundle
+from linborg.exporter.server import ModelHolder
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -43,7 +43,7 @@ def test_missing_bundle_or_bad_config_exit_2_with_a_clear_message(tmp_path):
 
 class Holder:
     def __init__(self):
-        from exporter.cycle import Stats
+        from linborg.exporter.cycle import Stats
 
         self.forecaster = "the old model"
         self.stats = Stats()
@@ -122,7 +122,7 @@ def test_an_unreadable_bundle_is_refused_on_reload_and_at_start_up(tmp_path):
 
 
 def test_a_weights_file_declaring_too_many_parameters_is_refused_from_its_header(tmp_path):
-    from trainer import bundle as bundle_module
+    from linborg import bundle as bundle_module
 
     bundle = _bundle_copy(tmp_path)
     header = json.dumps({"w": {"dtype": "F32", "shape": [100_000, 1_000], "data_offsets": [0, 4]}})
@@ -139,10 +139,10 @@ class Front:
     def __init__(self, **limits):
         from realstack import free_port
 
-        from exporter.collector import MetricsPage
-        from exporter.config import config_from_dict
-        from exporter.cycle import Exporter
-        from exporter.main import ExporterHTTPServer, make_handler
+        from linborg.exporter.collector import MetricsPage
+        from linborg.exporter.config import config_from_dict
+        from linborg.exporter.cycle import Exporter
+        from linborg.exporter.server import ExporterHTTPServer, make_handler
 
         self.exporter = Exporter(config_from_dict({}), None, None, None)
         self.page = MetricsPage(self.exporter)
@@ -251,7 +251,7 @@ def test_requests_beyond_max_connections_are_answered_503_until_slots_free_up():
     ],
 )
 def test_gzip_is_chosen_by_the_accept_encoding_weights(header, zipped):
-    from exporter.main import gzip_accepted
+    from linborg.exporter.server import gzip_accepted
 
     assert gzip_accepted(header) is zipped
 

@@ -7,13 +7,13 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from fakes import FLEET, START, FakeModel, FakePrometheus, at
 from prometheus_client.parser import text_string_to_metric_families
 from realstack import require
-from test_exporter_cycle import FLEET, START, FakeModel, FakePrometheus, at
 
-from exporter.collector import MetricsPage
-from exporter.config import config_from_dict
-from exporter.cycle import Exporter
+from linborg.exporter.collector import MetricsPage
+from linborg.exporter.config import config_from_dict
+from linborg.exporter.cycle import Exporter
 from linborg.thresholds import load_thresholds
 
 GOLDEN = Path(__file__).parent / "golden" / "metrics.txt"
@@ -21,7 +21,7 @@ GOLDEN = Path(__file__).parent / "golden" / "metrics.txt"
 
 @pytest.fixture
 def world():
-    from generator.output import simulate
+    from linborg.generator.output import simulate
 
     frame, _, _ = simulate(FLEET, 3, START, 2 * 288)
     for col in ("server", "profile"):

@@ -40,6 +40,6 @@ def test_every_constant_is_listed_once_and_named_on_the_wire():
 
 
 def test_the_forecast_path_is_the_series_the_api_serves():
-    from exporter.promapi import SERIES_NAME
+    from linborg.exporter.promapi import SERIES_NAME
 
     assert SERIES_NAME == F.FORECAST_PATH

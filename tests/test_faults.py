@@ -35,11 +35,11 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 from realstack import Process, free_port, poll, promtool_backfill, start_prometheus
 
-from exporter.cycle import FILL_CHUNK_STEPS
-from generator.fleet import build_fleet
-from generator.output import write_openmetrics
 from linborg.contract import METRIC_NAMES, METRICS_BY_NAME
+from linborg.exporter.cycle import FILL_CHUNK_STEPS
 from linborg.features import ENCODER_STEPS
+from linborg.generator.fleet import build_fleet
+from linborg.generator.output import write_openmetrics
 
 pytestmark = pytest.mark.integration
 

@@ -11,13 +11,13 @@ import pandas as pd
 import pytest
 import torch
 
-from generator.fleet import build_fleet
-from generator.output import simulate
+from linborg.bundle import SPEC, WEIGHTS, load_bundle, save_bundle
 from linborg.contract import ContractError
+from linborg.generator.fleet import build_fleet
+from linborg.generator.output import simulate
 from linborg.parquet import read_metrics, write_metrics
+from linborg.trainer.train import train
 from linborg.validate import tidy
-from trainer.bundle import SPEC, WEIGHTS, load_bundle, save_bundle
-from trainer.train import train
 
 START = dt.datetime(2026, 1, 5, tzinfo=dt.UTC)
 FLEET = {"web_api": 1, "database": 1, "generic": 1}
@@ -144,7 +144,7 @@ def test_progress_is_one_line_per_epoch_when_not_on_a_terminal(history, capsys):
 def test_holdout_days_split_a_file_into_training_and_scored_days(history):
     import argparse
 
-    from trainer.cli import _hold_out, cmd_evaluate, cmd_train
+    from linborg.app.train import _hold_out, cmd_evaluate, cmd_train
 
     last = history["timestamp"].max()  # 3 days of history, 5-minute steps
     train_part = _hold_out(history, argparse.Namespace(holdout_days=1, func=cmd_train))
@@ -161,7 +161,7 @@ def test_holdout_days_split_a_file_into_training_and_scored_days(history):
 
 def test_validation_holds_out_the_end_of_each_servers_own_history(history):
     from linborg.features import build_model_frame
-    from trainer.train import VALIDATION_SHARE, validation_split
+    from linborg.trainer.train import VALIDATION_SHARE, validation_split
 
     old = history.copy()
     old["server"] = old["server"].astype(str) + "-2013"
@@ -180,7 +180,7 @@ def test_validation_holds_out_the_end_of_each_servers_own_history(history):
 def test_train_on_two_files_from_different_periods_records_each_servers_source(
     history, tmp_path, capsys
 ):
-    from linborg.cli import main
+    from linborg.app.cli import main
 
     gen = tmp_path / "gen.parquet"
     write_metrics(history, gen, metadata={"generator": "linborg.generator", "seed": 4})

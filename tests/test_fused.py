@@ -1,4 +1,4 @@
-"""trainer/fused.py: the batched variable selection gives the network's own numbers."""
+"""linborg/fused.py: the batched variable selection gives the network's own numbers."""
 
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from generator.fleet import build_fleet
-from generator.output import simulate
+from linborg.bundle import load_bundle
 from linborg.contract import METRIC_NAMES
 from linborg.features import fill_window, time_index, windows_from_frame
-from trainer.bundle import load_bundle
-from trainer.fused import FusedRealSelection, applicable, fused_selections
-from trainer.model import Forecaster
+from linborg.fused import FusedRealSelection, applicable, fused_selections
+from linborg.generator.fleet import build_fleet
+from linborg.generator.output import simulate
+from linborg.model import Forecaster
 
 DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "models" / "default"
 START = dt.datetime(2026, 3, 2, tzinfo=dt.UTC)

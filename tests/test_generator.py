@@ -8,14 +8,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from generator.behaviour import PRECURSOR_TYPES, SUDDEN_TYPES
-from generator.fleet import (
+from linborg.contract import METRIC_NAMES, STATES, ContractError
+from linborg.generator.behaviour import PRECURSOR_TYPES, SUDDEN_TYPES
+from linborg.generator.fleet import (
     DEFAULT_COMPOSITION,
     build_fleet,
     parse_composition,
     scaled_composition,
 )
-from generator.output import (
+from linborg.generator.output import (
     incidents_path,
     parse_time,
     simulate,
@@ -23,8 +24,7 @@ from generator.output import (
     write_history,
     write_openmetrics,
 )
-from generator.simulate import SWAP_PRESSURE_PCT, Simulator
-from linborg.contract import METRIC_NAMES, STATES, ContractError
+from linborg.generator.simulate import SWAP_PRESSURE_PCT, Simulator
 from linborg.parquet import read_metrics
 from linborg.thresholds import load_thresholds
 from linborg.validate import check
@@ -352,7 +352,7 @@ def test_openmetrics_backfill_matches_history_values(tmp_path):
 
 
 def test_scheduled_scenario_gives_the_same_incident_in_history_and_live_fleet():
-    from generator.live import LiveFleet
+    from linborg.generator.live import LiveFleet
 
     fleet = build_fleet({"ml_compute": 2})
     origin = dt.datetime(2026, 1, 5, tzinfo=dt.UTC)
@@ -383,7 +383,7 @@ def test_scheduled_scenario_gives_the_same_incident_in_history_and_live_fleet():
 
 
 def test_bad_scheduled_scenarios_fail_before_simulating():
-    from generator.simulate import Simulator
+    from linborg.generator.simulate import Simulator
 
     fleet = build_fleet({"ml_compute": 1})
     origin = dt.datetime(2026, 1, 5, tzinfo=dt.UTC)

@@ -13,9 +13,9 @@ import pytest
 import requests
 from realstack import poll, promtool_backfill, query_range, start_prometheus
 
-from generator.fleet import DEFAULT_COMPOSITION, build_fleet
-from generator.live import LiveFleet, default_origin, serve
-from generator.output import simulate, write_openmetrics
+from linborg.generator.fleet import DEFAULT_COMPOSITION, build_fleet
+from linborg.generator.live import LiveFleet, default_origin, serve
+from linborg.generator.output import simulate, write_openmetrics
 
 START = dt.datetime(2026, 1, 5, tzinfo=dt.UTC)
 SMALL = {p: 2 for p in DEFAULT_COMPOSITION}

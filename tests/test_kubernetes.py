@@ -27,17 +27,17 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from exporter.config import ConfigError, config_from_dict, parse_shard
-from linborg.cli import build_parser, main
-from linborg.contract import shard_of
-from linborg.kubernetes import (
+from linborg.app.cli import build_parser, main
+from linborg.app.kubernetes import (
     DASHBOARD_LABEL,
     GENERATED_DIR,
     dashboard_object_name,
     rule_object_name,
 )
+from linborg.contract import shard_of
+from linborg.exporter.config import ConfigError, config_from_dict, parse_shard
 from linborg.mixin import CONFIG
-from linborg.rulefiles import RULE_FILES, dump_rules
+from linborg.mixin.rulefiles import RULE_FILES, dump_rules
 
 ROOT = Path(__file__).resolve().parent.parent
 KUBE = ROOT / "deploy" / "kubernetes"
@@ -313,7 +313,7 @@ def test_generated_folder_regenerates_into_an_empty_folder_identically(tmp_path,
 
 @cache
 def rule_texts() -> dict[str, str]:
-    from linborg.rulefiles import render_all
+    from linborg.mixin.rulefiles import render_all
 
     return render_all()
 
@@ -362,7 +362,7 @@ def test_the_prometheus_rules_pass_promtool(tmp_path):
 
 @pytest.mark.parametrize("build", BUILDS)
 def test_dashboard_configmaps_hold_the_generated_json_for_the_sidecar(build):
-    from linborg.dashboards import render_all
+    from linborg.mixin.dashboards import render_all
 
     dashboards = render_all()
     maps = {

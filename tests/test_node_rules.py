@@ -12,11 +12,10 @@ import requests
 import yaml
 from realstack import Process, free_port, poll, require, start_prometheus
 
-from exporter.config import load_config
-from linborg import node_rules
 from linborg.contract import METRIC_NAMES, METRICS, METRICS_BY_NAME, ContractError
-from linborg.mixin import CONFIG
-from linborg.rulefiles import HEADER
+from linborg.exporter.config import load_config
+from linborg.mixin import CONFIG, node_rules
+from linborg.mixin.rulefiles import HEADER
 
 ROOT = Path(__file__).resolve().parents[1]
 RULE_FILE = ROOT / "prometheus" / "rules" / "node_exporter.rules.yml"
@@ -56,7 +55,7 @@ def test_every_metric_is_recorded_except_the_close_wait_without_a_source():
 
 
 def test_the_committed_rule_file_is_what_render_writes():
-    expected = HEADER.format(module="linborg/node_rules") + node_rules.render()
+    expected = HEADER.format(module="linborg/mixin/node_rules") + node_rules.render()
     assert RULE_FILE.read_text() == expected, "stale: run `linborg rules`"
 
 

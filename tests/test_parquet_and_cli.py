@@ -221,7 +221,7 @@ def test_metadata_cannot_overwrite_the_contract_version(tmp_path, frame):
 def test_the_command_makes_idle_openmp_threads_sleep_unless_told_otherwise():
     script = (
         "import os, contextlib, io\n"
-        "from linborg.cli import main\n"
+        "from linborg.app.cli import main\n"
         "with contextlib.redirect_stdout(io.StringIO()):\n"
         "    main(['contract', '--json'])\n"
         "print(os.environ['OMP_WAIT_POLICY'])\n"

@@ -14,19 +14,19 @@ import pytest
 import requests
 from realstack import free_port, promtool_query
 
-from exporter import promapi
-from exporter.collector import MetricsPage
-from exporter.config import config_from_dict
-from exporter.cycle import Exporter, Snapshot, Stats, horizon_steps
-from exporter.main import make_handler
-from exporter.promapi import (
+from linborg.contract import METRIC_NAMES, NAMESPACE, STEP_SECONDS
+from linborg.exporter import promapi
+from linborg.exporter.collector import MetricsPage
+from linborg.exporter.config import config_from_dict
+from linborg.exporter.cycle import Exporter, Snapshot, Stats, horizon_steps
+from linborg.exporter.promapi import (
     SERIES_NAME,
     ForecastPathAPI,
     format_value,
     parse_duration_ns,
     parse_time_ms,
 )
-from linborg.contract import METRIC_NAMES, NAMESPACE, STEP_SECONDS
+from linborg.exporter.server import make_handler
 
 #: 2026-11-23T15:00:00Z, on a step boundary.
 T0 = 1_795_446_000
@@ -845,7 +845,7 @@ def test_promtool_and_requests_read_future_forecast_samples_from_the_exporter(se
 
 
 def test_label_regexes_run_in_linear_time_as_in_prometheus():
-    from exporter.promapi import Matcher
+    from linborg.exporter.promapi import Matcher
 
     # Python's re backtracks on this pattern about 3.4x longer per character: at 60
     # characters it would never finish. RE2 answers at once.

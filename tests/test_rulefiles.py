@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from linborg.cli import main
-from linborg.rulefiles import RULE_FILES
+from linborg.app.cli import main
+from linborg.mixin.rulefiles import RULE_FILES
 
 COMMITTED = Path(__file__).resolve().parent.parent / "prometheus" / "rules"
 

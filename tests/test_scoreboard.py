@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from linborg.contract import METRIC_NAMES
-from trainer import scoreboard as sb
-from trainer.evaluate import (
+from linborg.trainer import scoreboard as sb
+from linborg.trainer.evaluate import (
     accuracy,
     last_present,
     origin_steps,

@@ -9,8 +9,6 @@ import pandas as pd
 import pytest
 import torch
 
-from generator.fleet import build_fleet
-from generator.output import simulate
 from linborg.contract import METRIC_NAMES
 from linborg.features import (
     ENCODER_STEPS,
@@ -26,7 +24,9 @@ from linborg.features import (
     trend_values,
     windows_from_frame,
 )
-from trainer.model import (
+from linborg.generator.fleet import build_fleet
+from linborg.generator.output import simulate
+from linborg.model import (
     CENTER_STEPS,
     MIN_SCALE,
     Forecaster,
@@ -34,7 +34,7 @@ from trainer.model import (
     make_dataset,
     with_seasonal,
 )
-from trainer.train import incident_window_mask, train, window_sampler
+from linborg.trainer.train import incident_window_mask, train, window_sampler
 
 START = dt.datetime(2026, 1, 5, tzinfo=dt.UTC)
 FLEET = {"web_api": 1, "database": 1, "generic": 1}

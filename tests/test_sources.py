@@ -14,9 +14,9 @@ import pytest
 import yaml
 from realstack import promtool_backfill, start_prometheus
 
-from generator.fleet import build_fleet
-from generator.output import simulate, write_openmetrics
 from linborg.contract import METRIC_NAMES
+from linborg.generator.fleet import build_fleet
+from linborg.generator.output import simulate, write_openmetrics
 from linborg.prom import PrometheusClient, PrometheusError
 from linborg.sources import fetch_history
 from linborg.validate import check

@@ -13,8 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from generator.fleet import build_fleet
-from generator.output import simulate
+from linborg.bundle import SPEC, WEIGHTS, BundleError, load_bundle, save_bundle
 from linborg.contract import METRIC_NAMES, ContractError
 from linborg.features import (
     ENCODER_STEPS,
@@ -23,8 +22,9 @@ from linborg.features import (
     time_index,
     windows_from_frame,
 )
-from trainer.bundle import SPEC, WEIGHTS, BundleError, load_bundle, save_bundle
-from trainer.train import check_trainable, train
+from linborg.generator.fleet import build_fleet
+from linborg.generator.output import simulate
+from linborg.trainer.train import check_trainable, train
 
 START = dt.datetime(2026, 1, 5, tzinfo=dt.UTC)
 FLEET = {"web_api": 1, "database": 1, "ml_compute": 1, "generic": 1}
@@ -67,14 +67,14 @@ def test_bundle_holds_weights_and_plain_json(tiny):
 def test_reload_in_a_fresh_process_predicts_the_same_numbers(tiny, unseen, tmp_path):
     model, spec, path = tiny
     names, profiles, values, end = unseen
-    from trainer.model import Forecaster
+    from linborg.model import Forecaster
 
     in_memory = Forecaster(model, {}).predict(values, profiles, end).values
     np.savez(tmp_path / "in.npz", values=values, profiles=np.array(profiles), end=end)
     script = textwrap.dedent(
         f"""
         import numpy as np, sys
-        from trainer.bundle import load_bundle
+        from linborg.bundle import load_bundle
         d = np.load({str(tmp_path / "in.npz")!r})
         f = load_bundle({str(path)!r}).predict(d["values"], list(d["profiles"]), int(d["end"]))
         np.save({str(tmp_path / "out.npy")!r}, f.values)
@@ -92,7 +92,7 @@ def test_direct_tensor_path_matches_the_dataset_path(tiny, history):
     import torch
     from pytorch_forecasting import TimeSeriesDataSet
 
-    from trainer.model import Forecaster, make_dataset
+    from linborg.model import Forecaster, make_dataset
 
     model, _, _ = tiny
     mf = build_model_frame(history)
@@ -213,7 +213,7 @@ def test_unusable_training_data_is_refused_clearly(history):
 
 
 def test_windows_must_have_the_model_shape(tiny):
-    from trainer.model import Forecaster
+    from linborg.model import Forecaster
 
     with pytest.raises(ValueError, match=r"windows must be \(servers, 288, 14\)"):
         Forecaster(tiny[0], {}).predict(np.zeros((1, 100, 14)), ["web_api"], 0)

@@ -11,12 +11,12 @@ import pytest
 import requests
 from realstack import free_port
 
-from exporter.collector import MetricsPage
-from exporter.config import config_from_dict
-from exporter.cycle import Exporter
-from exporter.main import ExporterHTTPServer, make_handler
-from exporter.webconfig import load_web_config
 from linborg.contract import ContractError
+from linborg.exporter.collector import MetricsPage
+from linborg.exporter.config import config_from_dict
+from linborg.exporter.cycle import Exporter
+from linborg.exporter.server import ExporterHTTPServer, make_handler
+from linborg.exporter.webconfig import load_web_config
 
 
 @pytest.fixture(scope="module")

@@ -30,7 +30,7 @@ from linborg.contract import METRIC_NAMES, METRICS_BY_NAME, STEP_SECONDS
 from linborg.features import ENCODER_STEPS, HORIZON_STEPS, dense_frame
 from linborg.risk import assess, threshold_arrays
 from linborg.thresholds import load_thresholds
-from trainer import scoreboard as sbd
+from linborg.trainer import scoreboard as sbd
 
 HORIZONS = {"30m": 6, "1h": 12, "2h": 24, "4h": 48, "8h": 96}
 DAY = 288
@@ -401,7 +401,7 @@ def evaluate(
     acc = summarise_accuracy(errors)
     # What missing metrics cost: the same backtest with a plain node_exporter's gaps
     # (no java_cpu_pct, no close_wait counts), scored on the metrics both runs forecast.
-    from trainer.train import NODE_EXPORTER_ABSENT
+    from linborg.trainer.train import NODE_EXPORTER_ABSENT
 
     stripped = values.copy()
     for m in NODE_EXPORTER_ABSENT:

@@ -23,8 +23,8 @@ from linborg.features import (
     build_model_frame,
     present_column,
 )
+from linborg.model import PRESETS, build_model, make_dataset
 from linborg.validate import tidy, validate
-from trainer.model import PRESETS, build_model, make_dataset
 
 #: Metrics a plain node_exporter host does not have; training shows the model such hosts.
 NODE_EXPORTER_ABSENT = ("java_cpu_pct", "back_close_wait", "front_close_wait")
@@ -166,8 +166,8 @@ def check_timezone(timezone: str) -> None:
 
 def _load_init(init):
     """Return the Forecaster of the bundle to fine-tune, refusing one that cannot continue."""
-    from trainer.bundle import load_bundle
-    from trainer.model import reals_order
+    from linborg.bundle import load_bundle
+    from linborg.model import reals_order
 
     base = load_bundle(init)
     if list(base.model.hparams.x_reals) != reals_order():

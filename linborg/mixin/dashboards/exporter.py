@@ -9,8 +9,8 @@ from grafanalib import core as G
 
 from linborg import families as F
 from linborg import mixin
-from linborg.alert_rules import seconds
-from linborg.dashboards.panels import BASE_STEPS, Kit, organize
+from linborg.duration import parse_duration
+from linborg.mixin.dashboards.panels import BASE_STEPS, Kit, organize
 
 
 def dashboard(cfg: Mapping[str, Any]) -> G.Dashboard:
@@ -34,7 +34,10 @@ def dashboard(cfg: Mapping[str, Any]) -> G.Dashboard:
                 "Snapshot age",
                 [(f"max({e(F.SNAPSHOT_AGE_SECONDS)})", "")],
                 unit="s",
-                steps=[*BASE_STEPS, {"color": "red", "value": seconds(cfg["staleness_max"])}],
+                steps=[
+                    *BASE_STEPS,
+                    {"color": "red", "value": parse_duration(cfg["staleness_max"])},
+                ],
             ),
             4,
             4,

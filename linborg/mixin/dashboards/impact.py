@@ -7,10 +7,11 @@ from typing import Any
 
 from grafanalib import core as G
 
-from linborg import alert_rules, mixin, routing
 from linborg import families as F
+from linborg import mixin
 from linborg.contract import PROFILE_NAMES
-from linborg.dashboards.panels import Kit
+from linborg.mixin import alert_rules, routing
+from linborg.mixin.dashboards.panels import Kit
 from linborg.thresholds import Thresholds
 
 
@@ -144,7 +145,8 @@ def dashboard(cfg: Mapping[str, Any], thresholds: Thresholds) -> G.Dashboard:
         (
             k.text(
                 "Alert routing",
-                "The routing matrix of `alertmanager/alertmanager.yml` (`linborg/routing.py`)."
+                "The routing matrix of `alertmanager/alertmanager.yml` "
+                "(`linborg/mixin/routing.py`)."
                 "\n\n" + routing.markdown(),
             ),
             12,

@@ -13,7 +13,7 @@ DEFAULT_LISTEN = "127.0.0.1:9105"
 
 
 def _composition(args: argparse.Namespace) -> dict[str, int]:
-    from generator.fleet import DEFAULT_COMPOSITION, parse_composition, scaled_composition
+    from linborg.generator.fleet import DEFAULT_COMPOSITION, parse_composition, scaled_composition
 
     if args.fleet and args.servers:
         from linborg.contract import ContractError
@@ -27,7 +27,7 @@ def _composition(args: argparse.Namespace) -> dict[str, int]:
 
 
 def _fleet(args: argparse.Namespace):
-    from generator.fleet import build_fleet
+    from linborg.generator.fleet import build_fleet
 
     return build_fleet(_composition(args))
 
@@ -42,7 +42,7 @@ def _listen(text: str) -> tuple[str, int]:
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    from generator.output import incidents_path, parse_time, write_history
+    from linborg.generator.output import incidents_path, parse_time, write_history
 
     fleet = _fleet(args)
     began = time.monotonic()
@@ -58,8 +58,8 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 
 def cmd_backfill(args: argparse.Namespace) -> int:
-    from generator.live import default_origin
-    from generator.output import parse_time, write_openmetrics
+    from linborg.generator.live import default_origin
+    from linborg.generator.output import parse_time, write_openmetrics
 
     now = dt.datetime.now(dt.UTC)
     start = parse_time(args.start) if args.start else default_origin(now)
@@ -71,8 +71,8 @@ def cmd_backfill(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from generator.live import LiveFleet, default_origin, serve
-    from generator.output import parse_time, write_openmetrics
+    from linborg.generator.live import LiveFleet, default_origin, serve
+    from linborg.generator.output import parse_time, write_openmetrics
 
     host, port = _listen(args.listen)
     fleet = _fleet(args)
@@ -126,7 +126,7 @@ def cmd_scenario(args: argparse.Namespace) -> int:
 
 
 def cmd_heldout(args: argparse.Namespace) -> int:
-    from generator.output import parse_time, write_heldout
+    from linborg.generator.output import parse_time, write_heldout
 
     composition = None
     if args.fleet or args.servers:
@@ -163,7 +163,7 @@ def cmd_heldout(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from generator.report import write_report
+    from linborg.generator.report import write_report
 
     path = write_report(args.out, args.seed, days=args.days)
     print(f"wrote {path}")

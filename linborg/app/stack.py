@@ -31,6 +31,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from importlib import resources
 from pathlib import Path
 
 import requests
@@ -38,7 +39,14 @@ import yaml
 
 from linborg.contract import STEP_SECONDS, ContractError
 
-REPO = Path(__file__).resolve().parent.parent
+#: The files the stack reads ship as package data, so the demo runs from a wheel as well.
+PROMETHEUS_DIR = Path(str(resources.files("linborg.prometheus")))
+ALERTMANAGER_DIR = Path(str(resources.files("linborg.alertmanager")))
+DEFAULT_MODEL = Path(str(resources.files("linborg.models"))) / "default"
+#: The checkout this module runs from, or None when it is installed from a wheel.
+CHECKOUT = Path(__file__).resolve().parents[2]
+if not (CHECKOUT / "pyproject.toml").is_file():
+    CHECKOUT = None
 STATE_FILE = "stack.json"
 
 #: Binaries the stack needs, with the Debian package that has each (first name found wins).
@@ -118,14 +126,14 @@ class Options:
         }
     )
     seed: int = 11
-    model: Path = REPO / "models" / "default"
+    model: Path = DEFAULT_MODEL
     script: Script = field(default_factory=Script)
     exporter_interval: str = "1m"
     scrape_interval: str = "10s"
     evaluation_interval: str = "10s"
-    #: Overrides of the mixin's CONFIG (linborg/mixin.py). The demo shortens the ``for:`` guards of
-    #: the shipped rules (10 min critical, 15 min warning) to DEMO_FOR, so that its alert
-    #: shows within about ten minutes; the tests shorten them further.
+    #: Overrides of the mixin's CONFIG (linborg/mixin/__init__.py). The demo shortens the
+    #: ``for:`` guards of the shipped rules (10 min critical, 15 min warning) to DEMO_FOR, so
+    #: that its alert shows within about ten minutes; the tests shorten them further.
     rule_overrides: dict = field(
         default_factory=lambda: {"for_critical": DEMO_FOR, "for_warning": DEMO_FOR}
     )
@@ -240,7 +248,7 @@ def demo_script(
     The scenarios are the generator's script: every other server healthy for a day, and the
     scripted incident on ``opts.script.server``, both on the 5-minute step grid.
     """
-    from generator.fleet import build_fleet
+    from linborg.generator.fleet import build_fleet
 
     hours = max(opts.history_hours, opts.replay_hours + 25 if opts.replay_hours else 0)
     origin = (now - dt.timedelta(hours=hours)).replace(minute=0, second=0, microsecond=0)
@@ -295,9 +303,9 @@ def scripted_crossing(
     else ({server, profile, metric, level, threshold, at (ISO time or None)}, the metric's
     samples as [(time, value)]).
     """
-    from generator.fleet import build_fleet
-    from generator.simulate import Simulator
     from linborg.contract import METRICS_BY_NAME
+    from linborg.generator.fleet import build_fleet
+    from linborg.generator.simulate import Simulator
     from linborg.thresholds import load_thresholds
 
     sim = Simulator(build_fleet(composition), seed, origin)
@@ -432,7 +440,7 @@ def _add_samples(families: dict[str, list[str]], text: str, labels: str, t: int)
 
 def prometheus_config(opts: Options, rule_files: list[Path]) -> str:
     """Return prometheus/prometheus.yml with this stack's ports, intervals and rule paths."""
-    doc = yaml.safe_load((REPO / "prometheus" / "prometheus.yml").read_text())
+    doc = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())
     p = opts.ports
     doc["global"] = {
         "scrape_interval": opts.scrape_interval,
@@ -491,10 +499,10 @@ class Stack:
             raise
 
     def _start(self, bins: dict[str, str]) -> None:
-        from generator.fleet import build_fleet
-        from generator.live import LiveFleet, serve
-        from generator.output import write_openmetrics
-        from linborg.sink import WebhookSink
+        from linborg.app.sink import WebhookSink
+        from linborg.generator.fleet import build_fleet
+        from linborg.generator.live import LiveFleet, serve
+        from linborg.generator.output import write_openmetrics
 
         opts, p = self.opts, self.opts.ports
         work = opts.workdir.resolve()
@@ -560,12 +568,12 @@ class Stack:
         )  # fmt: skip
         self.services.append(node)
 
-        from linborg.amconfig import local_config
+        from linborg.app.amconfig import local_config
 
         am_config = work / "alertmanager.yml"
         am_config.write_text(
             local_config(
-                (REPO / "alertmanager" / "alertmanager.yml").read_text(),
+                (ALERTMANAGER_DIR / "alertmanager.yml").read_text(),
                 self.sink.url,
                 work / "secrets",
                 group_wait=opts.alert_group_wait,
@@ -582,17 +590,17 @@ class Stack:
         self.services.append(am)
 
         rules = [
-            REPO / "prometheus" / "rules" / "node_exporter.rules.yml",
-            REPO / "prometheus" / "rules" / "linborg.quality.rules.yml",
+            PROMETHEUS_DIR / "rules" / "node_exporter.rules.yml",
+            PROMETHEUS_DIR / "rules" / "linborg.quality.rules.yml",
         ]
         if opts.rule_overrides:
-            from linborg.alert_rules import render
+            from linborg.mixin.alert_rules import render
 
             alerts = work / "linborg.alerts.yml"
             alerts.write_text(render(opts.rule_overrides))
             rules.append(alerts)
         else:
-            rules.append(REPO / "prometheus" / "rules" / "linborg.alerts.yml")
+            rules.append(PROMETHEUS_DIR / "rules" / "linborg.alerts.yml")
         prom_config = work / "prometheus.yml"
         prom_config.write_text(prometheus_config(opts, rules))
         prom = Service(
@@ -640,12 +648,12 @@ class Stack:
         """Replay exporter cycles over the backfilled history; backfill their forecasts."""
         import torch
 
-        from exporter.collector import render_per_server
-        from exporter.config import config_from_dict
-        from exporter.cycle import Exporter, horizon_steps
+        from linborg.bundle import load_bundle
+        from linborg.exporter.collector import render_per_server
+        from linborg.exporter.config import config_from_dict
+        from linborg.exporter.cycle import Exporter, horizon_steps
         from linborg.prom import PrometheusClient
         from linborg.thresholds import load_thresholds
-        from trainer.bundle import load_bundle
 
         opts, work = self.opts, self.opts.workdir.resolve()
         cfg = config_from_dict(self._exporter_settings(), "replay")
@@ -838,7 +846,7 @@ def _print_welcome(stack: Stack) -> None:
     u = stack.urls()
     inc = stack.incident or {}
     guard = stack.opts.rule_overrides.get("for_warning", "15m")
-    from linborg.alert_rules import seconds as parse_seconds
+    from linborg.duration import parse_duration as parse_seconds
 
     seconds = parse_seconds(guard)
     minutes = f"{round(seconds / 60) + 1} minutes" if seconds >= 60 else "a minute"
@@ -958,8 +966,11 @@ def cmd_status(args) -> int:
 
 
 def default_workdir() -> Path:
-    """Return the demo's folder: out/demo of this checkout, whatever the current folder."""
-    return REPO / "out" / "demo"
+    """Return the demo's folder: out/demo of this checkout, whatever the current folder.
+
+    Installed from a wheel (no checkout), it is out/demo of the current folder.
+    """
+    return (CHECKOUT or Path.cwd()) / "out" / "demo"
 
 
 def add_parsers(sub) -> None:
@@ -971,7 +982,7 @@ def add_parsers(sub) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--workdir", default=workdir, help="folder for data, configs and logs")
-    p.add_argument("--model", default=str(REPO / "models" / "default"), help="model bundle")
+    p.add_argument("--model", default=str(DEFAULT_MODEL), help="model bundle")
     d = Ports()
     for name in asdict(d):
         flag = "--" + name.replace("_", "-") + "-port"

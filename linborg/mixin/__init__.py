@@ -1,12 +1,12 @@
 """The LINBORG monitoring mixin's one config: every knob of the rules and dashboards, commented.
 
 Like the ``_config`` of kubernetes-mixin or node-mixin's config.libsonnet: the alert rules
-(linborg/alert_rules.py), the forecast-quality recording rules (linborg/quality_rules.py), the
-node_exporter recording rules (linborg/node_rules.py) and the six dashboards
-(linborg/dashboards/) all read ``CONFIG``. Change a value here, run ``linborg rules``,
-``linborg dashboards`` and ``linborg kubernetes``, and commit what they regenerate; the drift
-tests fail until you do. Code that renders with other values passes overrides to
-``config()``, which refuses unknown keys.
+(linborg/mixin/alert_rules.py), the forecast-quality recording rules
+(linborg/mixin/quality_rules.py), the node_exporter recording rules (linborg/mixin/node_rules.py)
+and the six dashboards (linborg/mixin/dashboards/) all read ``CONFIG``. Change a value here, run
+``linborg rules``, ``linborg dashboards`` and ``linborg kubernetes``, and commit what they
+regenerate; the drift tests fail until you do. Code that renders with other values passes overrides
+to ``config()``, which refuses unknown keys.
 
 Series family names come from linborg.families, metric names from linborg.contract and
 thresholds from linborg/thresholds.yaml (plus ``thresholds_files`` below); none of them is

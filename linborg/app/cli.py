@@ -10,16 +10,9 @@ import argparse
 import json
 import os
 import sys
-from importlib import metadata
 
+import linborg
 from linborg import contract
-
-
-def _version() -> str:
-    try:
-        return metadata.version("linborg")
-    except metadata.PackageNotFoundError:
-        return "unknown"
 
 
 def contract_markdown(thresholds) -> str:
@@ -168,7 +161,7 @@ def cmd_sink(args: argparse.Namespace) -> int:
     """Run the webhook sink in the foreground until interrupted."""
     from pathlib import Path
 
-    from linborg.sink import serve
+    from linborg.app.sink import serve
 
     host, sep, port = args.listen.rpartition(":")
     if not sep or not port.isdigit():
@@ -185,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Forecast LINBORG server metrics with a Temporal Fusion Transformer "
         "and export forecasts, risk and time to breach to Prometheus.",
     )
-    parser.add_argument("--version", action="version", version=f"linborg {_version()}")
+    parser.add_argument("--version", action="version", version=f"linborg {linborg.__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = sub.add_parser("contract", help="print the data contract and thresholds")
@@ -231,7 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log", default="out/sink.jsonl", help="JSON-lines file to append to")
     p.set_defaults(func=cmd_sink)
 
-    from linborg.stack import add_parsers as add_stack
+    from linborg.app.stack import add_parsers as add_stack
 
     add_stack(sub)
 
@@ -246,19 +239,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="deploy/kubernetes/generated", help="folder to write into")
     p.set_defaults(func=cmd_kubernetes)
 
-    from grafana.preview import add_parser as add_previews
+    from linborg.grafana.preview import add_parser as add_previews
 
     add_previews(sub)
 
-    from generator.cli import add_parser as add_generate
+    from linborg.app.generate import add_parser as add_generate
 
     add_generate(sub)
 
-    from trainer.cli import add_parsers as add_trainer
+    from linborg.app.train import add_parsers as add_trainer
 
     add_trainer(sub)
 
-    from exporter.main import add_parser as add_serve
+    from linborg.app.serve import add_parser as add_serve
 
     add_serve(sub)
     return parser
@@ -267,7 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_rules(args) -> int:
     from pathlib import Path
 
-    from linborg.rulefiles import write_all
+    from linborg.mixin.rulefiles import write_all
 
     for path in write_all(Path(args.out)):
         print(path)
@@ -277,7 +270,7 @@ def cmd_rules(args) -> int:
 def cmd_dashboards(args) -> int:
     from pathlib import Path
 
-    from linborg.dashboards import write_all
+    from linborg.mixin.dashboards import write_all
 
     for path in write_all(Path(args.out)):
         print(path)
@@ -287,7 +280,7 @@ def cmd_dashboards(args) -> int:
 def cmd_kubernetes(args) -> int:
     from pathlib import Path
 
-    from linborg.kubernetes import write_all
+    from linborg.app.kubernetes import write_all
 
     for path in write_all(Path(args.out)):
         print(path)

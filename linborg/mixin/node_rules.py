@@ -29,7 +29,7 @@ from linborg.contract import METRICS, Metric, metric
 
 # The knobs (group name, rate window, CPU modes, disk and network filters, process-exporter
 # groups, CLOSE_WAIT metrics, the node_exporter and process-exporter selectors) are the
-# ``node_*`` keys of CONFIG in linborg/mixin.py, each with a comment.
+# ``node_*`` keys of CONFIG in linborg/mixin/__init__.py, each with a comment.
 
 #: Bytes per LINBORG megabyte (the contract's unit is megabytes per second, SI).
 BYTES_PER_MB = 1_000_000

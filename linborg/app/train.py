@@ -23,8 +23,8 @@ def _load_frame(args: argparse.Namespace):
         return _read_files(args)
     import time
 
-    from exporter.config import Config, load_config, make_client
     from linborg.contract import METRIC_NAMES, ProfileMatcher
+    from linborg.exporter.config import Config, load_config, make_client
     from linborg.prom import PrometheusError
     from linborg.sources import fetch_history
 
@@ -160,8 +160,8 @@ def _held_out_words(args: argparse.Namespace) -> str:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from trainer.bundle import save_bundle
-    from trainer.train import train
+    from linborg.bundle import save_bundle
+    from linborg.trainer.train import train
 
     frame, source = _load_frame(args)
     incidents, seeds = _metadata(frame.attrs.get("server_file") or {})
@@ -191,9 +191,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from linborg.bundle import load_bundle
     from linborg.contract import SERVER
-    from trainer.bundle import load_bundle
-    from trainer.evaluate import evaluate, origin_stride, seen_in_training, write_report
+    from linborg.trainer.evaluate import evaluate, origin_stride, seen_in_training, write_report
 
     _, note = origin_stride(args.origin_every)
     if note:
@@ -221,7 +221,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     result["summary"]["source"] = source
     path = write_report(result, Path(args.out))
     if args.update_bundle:
-        from trainer.bundle import SPEC
+        from linborg.bundle import SPEC
 
         spec_path = Path(args.model) / SPEC
         spec = json.loads(spec_path.read_text())

@@ -9,7 +9,7 @@ from grafanalib import core as G
 
 from linborg import families as F
 from linborg.contract import METRICS, METRICS_BY_NAME, Metric
-from linborg.dashboards.panels import (
+from linborg.mixin.dashboards.panels import (
     Q_MID,
     QUANTILES,
     Kit,

@@ -7,10 +7,10 @@ from typing import Any
 
 from grafanalib import core as G
 
-from linborg import alert_rules
 from linborg import families as F
 from linborg.contract import METRICS_BY_NAME
-from linborg.dashboards.panels import BASE_STEPS, Kit, organize, override
+from linborg.mixin import alert_rules
+from linborg.mixin.dashboards.panels import BASE_STEPS, Kit, organize, override
 
 CPU_IDLE = METRICS_BY_NAME["cpu_idle_pct"]
 

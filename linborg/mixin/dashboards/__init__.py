@@ -1,12 +1,12 @@
 """The six LINBORG Grafana dashboards as code (grafanalib); ``linborg dashboards`` writes them.
 
 One module per dashboard (fleet, server, profiles, quality, exporter, impact), each with a
-``dashboard(cfg, ...)`` function; linborg.dashboards.panels holds what they share. Every knob
+``dashboard(cfg, ...)`` function; linborg.mixin.dashboards.panels holds what they share. Every knob
 (data source UIDs, dashboard UIDs, the exporter's job selector, risk and staleness levels,
-horizons, threshold files) comes from the mixin config (linborg/mixin.py), every series name
-from linborg.families and linborg.contract, every threshold from linborg/thresholds.yaml, the
-alert names from linborg.alert_rules, the quality series from linborg.quality_rules and the
-routing matrix from linborg.routing. grafana/README.md describes the dashboards.
+horizons, threshold files) comes from the mixin config (linborg/mixin/__init__.py), every series
+name from linborg.families and linborg.contract, every threshold from linborg/thresholds.yaml, the
+alert names from linborg.mixin.alert_rules, the quality series from linborg.mixin.quality_rules and
+the routing matrix from linborg.mixin.routing. grafana/README.md describes the dashboards.
 
 ``render_all()`` returns ``{"<uid>.json": text}`` with deterministic JSON (sorted keys, indent
 2, panel ids numbered in layout order); the files are committed under grafana/dashboards/ and
@@ -27,7 +27,7 @@ from grafanalib import core as G
 
 from linborg import mixin
 from linborg.contract import PROFILE_NAMES
-from linborg.dashboards import exporter, fleet, impact, profiles, quality, server
+from linborg.mixin.dashboards import exporter, fleet, impact, profiles, quality, server
 from linborg.thresholds import load_thresholds
 
 #: Values put in for the template variables by ``panel_queries()`` unless told otherwise.
@@ -81,7 +81,7 @@ def render_all(config: Mapping[str, Any] | None = None) -> dict[str, str]:
 
 def write_all(out_dir: Path) -> list[Path]:
     """Write every dashboard into ``out_dir`` and return the paths written."""
-    from linborg.rulefiles import write_texts
+    from linborg.mixin.rulefiles import write_texts
 
     return write_texts(render_all(), out_dir)
 

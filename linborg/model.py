@@ -7,6 +7,8 @@ checked against the dataset path bit for bit in the tests.
 
 from __future__ import annotations
 
+import inspect
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -280,6 +282,23 @@ class SeasonalTFT(TemporalFusionTransformer):
     an input existed lack its columns and are served without it.
     """
 
+    def save_hyperparameters(self, *args, ignore=None, frame=None, logger: bool = True) -> None:
+        """Save the hyperparameters without Lightning's warning about the module-valued ones.
+
+        pytorch-forecasting's TFT saves every ``__init__`` argument, ``loss`` and
+        ``logging_metrics`` (nn.Modules) included, and bundles are written from ``hparams``;
+        ignoring them would change both, so only Lightning's warning about them (printed on
+        every build and load) is dropped. ``frame`` stays the caller's, as Lightning needs it
+        to find the ``__init__`` arguments.
+        """
+        if frame is None:
+            frame = inspect.currentframe().f_back
+        with warnings.catch_warnings():
+            warnings.filterwarnings(
+                "ignore", message=r"Attribute '\w+' is an instance of `nn.Module` and is already"
+            )
+            super().save_hyperparameters(*args, ignore=ignore, frame=frame, logger=logger)
+
     def forward(self, x: dict) -> dict:
         return super().forward(with_seasonal(x, self.hparams.x_reals))
 
@@ -341,12 +360,12 @@ class Forecaster:
     def __init__(
         self, model: TemporalFusionTransformer, spec: dict, chunk: int = 50, fused: bool = True
     ):
-        from trainer.fused import fused_selections
+        from linborg.fused import fused_selections
 
         self.model = model.eval()
         self.spec = spec
         self.chunk = chunk
-        # The batched variable selection (trainer/fused.py): same numbers, ~25% less time.
+        # The batched variable selection (linborg/fused.py): same numbers, ~25% less time.
         self._fused = fused_selections(model) if fused else {}
         # The floors the bundle was trained with (bundles before the relative floor: 0).
         floors = spec.get("min_scale") or MIN_SCALE
@@ -404,7 +423,7 @@ class Forecaster:
 
     def raw(self, x: dict) -> np.ndarray:
         """Return the network's quantiles (B, 14, 96, 3) for an input dict."""
-        from trainer.fused import installed
+        from linborg.fused import installed
 
         with torch.inference_mode(), installed(self._fused):
             out = self.model(x)["prediction"]

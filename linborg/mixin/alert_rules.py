@@ -25,15 +25,14 @@ still pending and the hand-over leaves no gap. The critical rule comes first in 
 the warning sees it in the same evaluation.
 
 Every knob (the exporter's job selector, lead times, quantiles, ``for`` durations, risk levels,
-limits, runbook and Grafana links) is in ``CONFIG`` of linborg/mixin.py, which the recording
-rules and the dashboards read too; series names come from linborg.families. ``runbook_url``
-is the runbook base URL + the alert's anchor in docs/runbooks.md; ``dashboard_url`` is there
-only when a ``grafana_url`` is configured.
+limits, runbook and Grafana links) is in ``CONFIG`` of linborg/mixin/__init__.py, which the
+recording rules and the dashboards read too; series names come from linborg.families.
+``runbook_url`` is the runbook base URL + the alert's anchor in docs/runbooks.md; ``dashboard_url``
+is there only when a ``grafana_url`` is configured.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -41,8 +40,9 @@ from typing import Any
 from linborg import families as F
 from linborg import mixin
 from linborg.contract import METRICS, METRICS_BY_NAME, NAMESPACE, PROFILE_NAMES, Metric
+from linborg.duration import parse_duration
 from linborg.mixin import CONFIG as CONFIG  # the knobs; benchmarks/incident_lead.py reads them here
-from linborg.quality_rules import ACTUAL
+from linborg.mixin.quality_rules import ACTUAL
 from linborg.thresholds import Thresholds, load_thresholds
 
 _M = METRICS_BY_NAME  # a lookup, so a renamed metric fails here instead of in Prometheus
@@ -111,18 +111,6 @@ LOW_COMPLETENESS = "LinborgLowDataCompleteness"
 
 LEVELS = ("critical", "warning")  # order of the rules: critical first (the warning reads ALERTS)
 
-_DURATION = re.compile(r"^(\d+)([smhd])$")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def seconds(duration: str) -> int:
-    """Return the seconds of a Prometheus duration such as '15m' or '8h'."""
-    m = _DURATION.match(duration)
-    if not m:
-        raise ValueError(f"'{duration}' is not a duration like 30s, 5m, 2h or 1d")
-    return int(m.group(1)) * _UNITS[m.group(2)]
-
-
 # --- small builders -----------------------------------------------------------------------------
 
 
@@ -167,7 +155,7 @@ def _quantile_name(q: str, m: Metric) -> str:
 
 
 def _horizons_within(cfg: Mapping[str, Any], lead: str) -> str:
-    return _regex([h for h in cfg["horizons"] if seconds(h) <= seconds(lead)])
+    return _regex([h for h in cfg["horizons"] if parse_duration(h) <= parse_duration(lead)])
 
 
 def _profile_groups(thresholds: Thresholds, m: Metric, level: str) -> list[tuple[float, list[str]]]:
@@ -395,7 +383,7 @@ def _ttb_query(cfg: Mapping[str, Any], level: str, q: str) -> str:
 
 def _window(cfg: Mapping[str, Any]) -> str:
     """Return the exporter's longest horizon: no time to breach lies beyond it."""
-    return max(cfg["horizons"], key=seconds)
+    return max(cfg["horizons"], key=parse_duration)
 
 
 def _state(metrics: list[Metric], level: str, cfg: Mapping, thresholds: Thresholds, units: bool):
@@ -504,7 +492,7 @@ def _family_rule(fam: Family, level: str, cfg: Mapping, thresholds: Thresholds) 
     ttb = mixin.exporter(
         F.TIME_TO_BREACH_SECONDS, cfg, metric=_metric_matcher(metrics), level=level, q=q
     )
-    expr = f"{ttb} <= {seconds(lead)}"
+    expr = f"{ttb} <= {parse_duration(lead)}"
     if level == "warning":
         expr += "\n" + _unless_critical_fires(fam.alertname, "server, metric") + "\n"
     t = _texts(metrics, level, cfg, thresholds)
@@ -548,7 +536,7 @@ def _incident_rule(level: str, cfg: Mapping[str, Any], thresholds: Thresholds) -
     expr = (
         f'label_replace({risk}, "metric", "$1", "driver", "(.*)") >= {risk_min}\n'
         f"and on(server, metric)\n"
-        f"  {ttb} <= {seconds(lead)}\n"
+        f"  {ttb} <= {parse_duration(lead)}\n"
     )
     if level == "warning":
         expr += _unless_critical_fires(INCIDENT, "server") + "\n"
@@ -661,7 +649,7 @@ def health_rules(cfg: Mapping[str, Any]) -> list[dict]:
         ),
         _health_rule(
             STALE,
-            f"time() - {sel(F.LAST_SUCCESS_TIMESTAMP_SECONDS)} > {seconds(stale)}",
+            f"time() - {sel(F.LAST_SUCCESS_TIMESTAMP_SECONDS)} > {parse_duration(stale)}",
             cfg["for_stale"],
             cfg,
             "LINBORG forecasts from {{ $labels.instance }} are stale.",
@@ -737,6 +725,6 @@ def rule_groups(config: Mapping[str, Any] | None = None) -> dict:
 
 def render(config: Mapping[str, Any] | None = None) -> str:
     """Return the YAML text of prometheus/rules/linborg.alerts.yml."""
-    from linborg.rulefiles import dump_rules
+    from linborg.mixin.rulefiles import dump_rules
 
     return dump_rules(rule_groups(config))

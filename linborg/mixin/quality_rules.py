@@ -38,7 +38,7 @@ from linborg import mixin
 from linborg.contract import METRICS
 
 # The knobs (group name, evaluation interval, window, horizons, the actuals' PromQL, the
-# exporter's job selector) are in CONFIG of linborg/mixin.py.
+# exporter's job selector) are in CONFIG of linborg/mixin/__init__.py.
 
 ACTUAL = "server_metric:linborg_actual:max"
 ABS_ERROR = "server:linborg_forecast_abs_error:p50"
@@ -125,6 +125,6 @@ def rule_groups(config: Mapping[str, Any] | None = None) -> dict:
 
 def render(config: Mapping[str, Any] | None = None) -> str:
     """Return the YAML text of prometheus/rules/linborg.quality.rules.yml."""
-    from linborg.rulefiles import dump_rules
+    from linborg.mixin.rulefiles import dump_rules
 
     return dump_rules(rule_groups(config))

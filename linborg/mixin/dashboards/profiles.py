@@ -9,7 +9,7 @@ from grafanalib import core as G
 
 from linborg import families as F
 from linborg.contract import METRIC_NAMES, NAMESPACE
-from linborg.dashboards.panels import Kit, organize, override
+from linborg.mixin.dashboards.panels import Kit, organize, override
 
 #: The source series of the metric picked in the `metric` variable (``linborg_<metric>``).
 SOURCE_OF_METRIC_VARIABLE = f"{NAMESPACE}_$metric"

@@ -31,7 +31,7 @@ from linborg.features import (
     SENTINEL,
     TREND_COLUMNS,
 )
-from trainer.model import (
+from linborg.model import (
     MIN_SCALE,
     QUANTILES,
     RELATIVE_FLOOR,

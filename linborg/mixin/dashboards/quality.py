@@ -1,4 +1,4 @@
-"""The forecast quality dashboard, from the recording rules of linborg.quality_rules."""
+"""The forecast quality dashboard, from the recording rules of linborg.mixin.quality_rules."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from typing import Any
 
 from grafanalib import core as G
 
-from linborg import quality_rules
 from linborg.contract import METRIC_NAMES
-from linborg.dashboards.panels import DASHED, Q_HIGH, Q_LOW, Kit, fixed, organize, override
-from linborg.rulefiles import RULE_FILES
+from linborg.mixin import quality_rules
+from linborg.mixin.dashboards.panels import DASHED, Q_HIGH, Q_LOW, Kit, fixed, organize, override
+from linborg.mixin.rulefiles import RULE_FILES
 
 #: The rule file the quality records come from.
 QUALITY_RULE_FILE = next(

@@ -1,0 +1,1 @@
+"""Package data: the Alertmanager config and templates (installed as linborg.alertmanager)."""

@@ -1,0 +1,1 @@
+"""Package data: the shipped model bundle, models/default (installed as linborg.models)."""

@@ -1,0 +1,1 @@
+"""Package data: the Prometheus config and rule files (installed as linborg.prometheus)."""
