@@ -29,7 +29,6 @@ from linborg.features import (
     MODEL_TIME_FEATURES,
     SEASONAL_COLUMNS,
     SENTINEL,
-    TREND_COLUMNS,
 )
 from linborg.model import (
     MIN_SCALE,
@@ -105,14 +104,10 @@ def contract_fields() -> dict:
     }
 
 
-#: What bundles written before the seasonal input, the trend input and the relative scale
-#: floor hold; they still load, and are served with the inputs and floors they were trained
-#: with.
+#: What bundles written before the seasonal input and the relative scale floor hold; they
+#: still load, and are served with the floors they were trained with.
 LEGACY_FIELDS = {
-    "reals_order": [
-        [x for x in reals_order() if x not in (*SEASONAL_COLUMNS, *TREND_COLUMNS)],
-        [x for x in reals_order() if x not in TREND_COLUMNS],
-    ],
+    "reals_order": [x for x in reals_order() if x not in SEASONAL_COLUMNS],
     "min_scale": None,  # any per-metric floors: the Forecaster uses the bundle's own
     "relative_floor": None,
 }
@@ -183,8 +178,6 @@ def read_spec(directory: str | Path) -> dict:
             if key == "min_scale" and isinstance(have, dict) and set(have) == set(METRIC_NAMES):
                 continue
             if key == "relative_floor" and (have is None or isinstance(have, int | float)):
-                continue
-            if key == "reals_order" and have in legacy:
                 continue
             if legacy is not None and have == legacy:
                 continue

@@ -10,10 +10,6 @@ The model sees, per server and 5-minute step:
     in these columns; the model fills its decoder steps from the normalised encoder window
     at SEASONAL_POSITIONS (``linborg.model.SeasonalTFT``), the same code in training and
     serving;
-  - for each future step and metric, the straight line fitted to the last TREND_STEPS steps
-    (``trend_<metric>``), carried forward: what ``predict_linear`` knows, so a ramp that has
-    begun can be followed. A fixed linear map of the window (TREND_WEIGHTS), filled in by
-    the model from the normalised encoder window like the seasonal input;
   - its profile as a static categorical.
 Server names are never an input, so a server the model never saw is forecast like any other.
 Short gaps inside a present series are filled from the neighbouring samples (forward, then
@@ -69,49 +65,6 @@ def seasonal_values(window: np.ndarray) -> np.ndarray:
     ``window``: (..., ENCODER_STEPS, metrics), oldest first, ending at the forecast origin.
     """
     return np.asarray(window)[..., SEASONAL_POSITIONS, :]
-
-
-#: The trend input's lookback: a least-squares line through the last 3 hours.
-TREND_STEPS = 36
-#: The trend input is clipped to this many window scales from the centre: a steep line
-#: carried 8 hours forward must not dwarf every other input.
-TREND_LIMIT = 8.0
-
-
-def trend_column(metric: str) -> str:
-    """Return the name of the known input holding ``metric``'s fitted line at each future step."""
-    return f"trend_{metric}"
-
-
-TREND_COLUMNS: tuple[str, ...] = tuple(trend_column(m) for m in METRIC_NAMES)
-
-
-def _trend_weights() -> np.ndarray:
-    """Return the (TREND_STEPS, HORIZON_STEPS) map from the last steps to the line's values.
-
-    Least squares through points x = 0..TREND_STEPS-1 (the last one at the forecast origin):
-    slope = sum(xc * y) / sum(xc^2) with xc = x - mean(x); the line at future step h is
-    mean(y) + slope * (TREND_STEPS - 1 - mean(x) + h).
-    """
-    x = np.arange(TREND_STEPS, dtype=np.float64)
-    xc = x - x.mean()
-    slope_w = xc / (xc**2).sum()  # slope = slope_w @ y
-    at = TREND_STEPS - 1 - x.mean() + np.arange(1, HORIZON_STEPS + 1)
-    return (1.0 / TREND_STEPS + slope_w[:, None] * at[None, :]).astype(np.float32)
-
-
-TREND_WEIGHTS: np.ndarray = _trend_weights()
-
-
-def trend_values(window: np.ndarray) -> np.ndarray:
-    """Return (..., HORIZON_STEPS, metrics): the fitted line of the last TREND_STEPS steps.
-
-    ``window``: (..., ENCODER_STEPS, metrics) in the model's normalised units, oldest first;
-    the result is clipped to +-TREND_LIMIT.
-    """
-    last = np.asarray(window, np.float32)[..., -TREND_STEPS:, :]
-    line = np.einsum("...km,kh->...hm", last, TREND_WEIGHTS)
-    return np.clip(line, -TREND_LIMIT, TREND_LIMIT)
 
 
 def present_column(metric: str) -> str:
@@ -208,7 +161,7 @@ def build_model_frame(frame: pd.DataFrame, timezone: str = "UTC") -> pd.DataFram
         part.insert(2, PROFILE, str(g[PROFILE].iloc[0]))
         for j, col in enumerate(PRESENT_COLUMNS):
             part[col] = np.float32(present[0, j])
-        for col in (*SEASONAL_COLUMNS, *TREND_COLUMNS):
+        for col in SEASONAL_COLUMNS:
             part[col] = np.float32(0.0)  # placeholder: the model fills its decoder steps
         parts.append(part)
     out = pd.concat(parts, ignore_index=True)

@@ -31,10 +31,6 @@ from linborg.features import (
     SEASONAL_POSITIONS,
     SENTINEL,
     TIME_IDX,
-    TREND_COLUMNS,
-    TREND_LIMIT,
-    TREND_STEPS,
-    TREND_WEIGHTS,
     fill_window,
     known_features,
 )
@@ -247,10 +243,10 @@ def make_dataset(model_frame: pd.DataFrame, **kwargs) -> TimeSeriesDataSet:
         max_prediction_length=HORIZON_STEPS,
         static_categoricals=[PROFILE],
         static_reals=list(PRESENT_COLUMNS),
-        time_varying_known_reals=[*MODEL_TIME_FEATURES, *SEASONAL_COLUMNS, *TREND_COLUMNS],
+        time_varying_known_reals=[*MODEL_TIME_FEATURES, *SEASONAL_COLUMNS],
         time_varying_unknown_reals=list(METRIC_NAMES),
         target_normalizer=make_normalizer(),
-        scalers={c: None for c in (*PRESENT_COLUMNS, *MODEL_TIME_FEATURES, *DECODER_ONLY)},
+        scalers={c: None for c in (*PRESENT_COLUMNS, *MODEL_TIME_FEATURES, *SEASONAL_COLUMNS)},
         categorical_encoders={
             SERVER: NaNLabelEncoder(add_nan=True, warn=False),
             PROFILE: profile_encoder(),
@@ -262,24 +258,18 @@ def make_dataset(model_frame: pd.DataFrame, **kwargs) -> TimeSeriesDataSet:
     )
 
 
-#: Known inputs the model fills in for its decoder steps from its own encoder window.
-DECODER_ONLY: tuple[str, ...] = (*SEASONAL_COLUMNS, *TREND_COLUMNS)
-
-
 def reals_order() -> list[str]:
     """Return the order of the model's real-valued input columns."""
-    return [*PRESENT_COLUMNS, *MODEL_TIME_FEATURES, *DECODER_ONLY, *METRIC_NAMES]
+    return [*PRESENT_COLUMNS, *MODEL_TIME_FEATURES, *SEASONAL_COLUMNS, *METRIC_NAMES]
 
 
 class SeasonalTFT(TemporalFusionTransformer):
-    """The TFT with its decoder-only inputs filled in from the encoder window.
+    """The TFT with the seasonal input filled in: each future step sees the value 24 h before.
 
-    Each future step sees the value 24 h before (``linborg.features.SEASONAL_COLUMNS``, copied
-    from the normalised encoder window at ``SEASONAL_POSITIONS``) and the least-squares line
-    of the last 3 hours carried to that step (``TREND_COLUMNS``, ``TREND_WEIGHTS``). Both are
-    computed inside ``forward``, so the training batches and the exporter's input tensors
-    cannot disagree about them: both pass through this one function. Bundles written before
-    an input existed lack its columns and are served without it.
+    The seasonal columns (``linborg.features.SEASONAL_COLUMNS``) are decoder-only known inputs.
+    Their values are copied, for every future step, from the normalised encoder window at
+    ``SEASONAL_POSITIONS``, inside ``forward``, so the training batches and the exporter's
+    input tensors cannot disagree about them: both pass through this one function.
     """
 
     def save_hyperparameters(self, *args, ignore=None, frame=None, logger: bool = True) -> None:
@@ -304,23 +294,17 @@ class SeasonalTFT(TemporalFusionTransformer):
 
 
 def with_seasonal(x: dict, x_reals) -> dict:
-    """Return ``x`` with the decoder's seasonal and trend columns set from the encoder."""
+    """Return ``x`` with the decoder's seasonal columns set from the encoder's targets."""
     names = list(x_reals)
-    has_seasonal = SEASONAL_COLUMNS[0] in names
-    has_trend = TREND_COLUMNS[0] in names
-    if not (has_seasonal or has_trend):
+    if SEASONAL_COLUMNS[0] not in names:
         return x
     src = [names.index(m) for m in METRIC_NAMES]
+    dst = [names.index(c) for c in SEASONAL_COLUMNS]
+    positions = torch.as_tensor(SEASONAL_POSITIONS)
     dec = x["decoder_cont"].clone()
     steps = dec.size(1)
-    enc = x["encoder_cont"][..., src]
-    if has_seasonal:
-        positions = torch.as_tensor(SEASONAL_POSITIONS)
-        dec[..., [names.index(c) for c in SEASONAL_COLUMNS]] = enc[:, positions[:steps]]
-    if has_trend:
-        weights = torch.as_tensor(TREND_WEIGHTS[:, :steps], dtype=enc.dtype)
-        line = torch.einsum("bkm,kh->bhm", enc[:, -TREND_STEPS:], weights)
-        dec[..., [names.index(c) for c in TREND_COLUMNS]] = line.clamp(-TREND_LIMIT, TREND_LIMIT)
+    seasonal = x["encoder_cont"][:, positions[:steps]][..., src]
+    dec[..., dst] = seasonal
     return {**x, "decoder_cont": dec}
 
 
@@ -328,7 +312,7 @@ def build_model(dataset: TimeSeriesDataSet, preset: dict) -> TemporalFusionTrans
     """Return a fresh TFT for ``dataset`` with the preset's hyperparameters."""
     model = SeasonalTFT.from_dataset(
         dataset,
-        # The seasonal and trend inputs are decoder-only: the encoder has the values themselves.
+        # The seasonal inputs are decoder-only: the encoder has the real values themselves.
         allowed_encoder_known_variable_names=list(MODEL_TIME_FEATURES),
         loss=make_loss(),
         logging_metrics=nn.ModuleList([]),
@@ -371,8 +355,7 @@ class Forecaster:
         floors = spec.get("min_scale") or MIN_SCALE
         self._min_scale = torch.tensor([float(floors[m]) for m in METRIC_NAMES])
         self._relative_floor = float(spec.get("relative_floor", 0.0 if spec else RELATIVE_FLOOR))
-        reals = list(model.hparams.x_reals)
-        self._decoder_only = sum(c in reals for c in DECODER_ONLY)
+        self._seasonal = SEASONAL_COLUMNS[0] in list(model.hparams.x_reals)
         self.center_steps = center_steps_of(model)
         self._profile_code = profile_codes()
         lo = np.array([METRICS_BY_NAME[m].min for m in METRIC_NAMES], np.float32)
@@ -398,10 +381,9 @@ class Forecaster:
         center = enc[:, -self.center_steps :].mean(1)
         std = enc.std(1) + torch.finfo(torch.float32).eps
         scale = floored_scale(std, center, self._min_scale, self._relative_floor)
-        # Seasonal and trend columns stay zero here: SeasonalTFT.forward fills them, as in
-        # training.
+        # Seasonal columns stay zero here: SeasonalTFT.forward fills them, as in training.
         n_p = len(PRESENT_COLUMNS)
-        n_k = len(MODEL_TIME_FEATURES) + self._decoder_only
+        n_k = len(MODEL_TIME_FEATURES) + (len(SEASONAL_COLUMNS) if self._seasonal else 0)
         cont = torch.zeros(b, total, n_p + n_k + len(METRIC_NAMES))
         cont[..., :n_p] = torch.from_numpy(np.asarray(present, np.float32))[:, None, :]
         cont[..., n_p : n_p + len(MODEL_TIME_FEATURES)] = known

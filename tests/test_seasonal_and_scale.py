@@ -1,4 +1,4 @@
-"""The seasonal and trend inputs, the level-relative scale floor and incident-window sampling."""
+"""The seasonal input, the level-relative scale floor and incident-window sampling."""
 
 from __future__ import annotations
 
@@ -15,13 +15,9 @@ from linborg.features import (
     HORIZON_STEPS,
     SEASONAL_COLUMNS,
     SEASONAL_POSITIONS,
-    TREND_COLUMNS,
-    TREND_LIMIT,
-    TREND_STEPS,
     build_model_frame,
     fill_window,
     seasonal_values,
-    trend_values,
     windows_from_frame,
 )
 from linborg.generator.fleet import build_fleet
@@ -63,31 +59,6 @@ def test_seasonal_positions_are_the_same_time_yesterday():
     assert out[0, 0].tolist() == [0.0, 1.0] and out[0, 95].tolist() == [190.0, 191.0]
 
 
-def test_trend_input_carries_the_last_three_hours_line_forward():
-    # A window whose last 3 hours rise by exactly 0.25 per step: the line continues from the
-    # last value, 0.25 higher per future step; whatever came before the 3 hours is ignored.
-    window = np.zeros((ENCODER_STEPS, 2), np.float32)
-    window[:-TREND_STEPS, 0] = 5.0  # a level before the lookback
-    slope = 0.25
-    window[-TREND_STEPS:, 0] = -6.0 + slope * np.arange(TREND_STEPS)
-    last = window[-1, 0]
-    out = trend_values(window)
-    assert out.shape == (HORIZON_STEPS, 2)
-    np.testing.assert_allclose(
-        out[:, 0], np.minimum(last + slope * np.arange(1, 97), TREND_LIMIT), atol=1e-5
-    )
-    assert out[-1, 0] == pytest.approx(TREND_LIMIT)  # clipped, not 8 hours of a steep line
-    assert np.all(out[:, 1] == 0.0)  # flat stays flat
-    # Noise around a level: the least-squares line by hand (numpy's polyfit).
-    rng = np.random.default_rng(3)
-    w = rng.normal(size=(ENCODER_STEPS, 1)).astype(np.float32)
-    b, a = np.polyfit(np.arange(TREND_STEPS), w[-TREND_STEPS:, 0], 1)
-    want = a + b * (TREND_STEPS - 1 + np.arange(1, HORIZON_STEPS + 1))
-    np.testing.assert_allclose(
-        trend_values(w)[:, 0], np.clip(want, -TREND_LIMIT, TREND_LIMIT), atol=1e-4
-    )
-
-
 def _hand_computed(values: np.ndarray) -> np.ndarray:
     """(servers, 96, 14): the normalised value 24 h before each future step, by hand."""
     filled, _, _ = fill_window(values)
@@ -125,34 +96,9 @@ def test_seasonal_input_is_built_identically_for_training_and_serving(tiny, hist
     order = [names.index(s) for s in ds.decoded_index["server"]]
     np.testing.assert_allclose(serving, expected, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(training, expected[order], rtol=1e-4, atol=1e-4)
-    # The trend input: the same line in training and serving, equal to the hand-fitted one.
-    tcols = [reals.index(c) for c in TREND_COLUMNS]
-    t_training = with_seasonal(x, reals)["decoder_cont"][..., tcols].numpy()
-    t_serving = with_seasonal(f.inputs(filled, present, profiles, end), reals)
-    t_serving = t_serving["decoder_cont"][..., tcols].numpy()
-    t_expected = _hand_trend(values)
-    np.testing.assert_allclose(t_serving, t_expected, rtol=1e-3, atol=1e-3)
-    np.testing.assert_allclose(t_training, t_expected[order], rtol=1e-3, atol=1e-3)
-    # The seasonal and trend inputs are decoder-only: the encoder sees the values themselves.
-    decoder_only = {*SEASONAL_COLUMNS, *TREND_COLUMNS}
-    assert not decoder_only & set(tiny.hparams.time_varying_reals_encoder)
-    assert decoder_only <= set(tiny.hparams.time_varying_reals_decoder)
-
-
-def _hand_trend(values: np.ndarray) -> np.ndarray:
-    """(servers, 96, 14): the normalised 3-hour least-squares line at each future step."""
-    filled, _, _ = fill_window(values)
-    out = np.empty((len(values), HORIZON_STEPS, len(METRIC_NAMES)))
-    x = np.arange(TREND_STEPS)
-    for i in range(len(values)):
-        for j, m in enumerate(METRIC_NAMES):
-            w = filled[i, :, j].astype(np.float64)
-            center = w[-CENTER_STEPS:].mean()
-            scale = max(w.std(ddof=1), 0.02 * abs(center), MIN_SCALE[m])
-            b, a = np.polyfit(x, (w[-TREND_STEPS:] - center) / scale, 1)
-            line = a + b * (TREND_STEPS - 1 + np.arange(1, HORIZON_STEPS + 1))
-            out[i, :, j] = np.clip(line, -TREND_LIMIT, TREND_LIMIT)
-    return out
+    # The seasonal inputs are decoder-only: the encoder sees the real values themselves.
+    assert not set(SEASONAL_COLUMNS) & set(tiny.hparams.time_varying_reals_encoder)
+    assert set(SEASONAL_COLUMNS) <= set(tiny.hparams.time_varying_reals_decoder)
 
 
 def test_scale_floor_follows_the_series_level():

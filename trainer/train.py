@@ -167,13 +167,13 @@ def check_timezone(timezone: str) -> None:
 def _load_init(init):
     """Return the Forecaster of the bundle to fine-tune, refusing one that cannot continue."""
     from linborg.bundle import load_bundle
-    from linborg.model import reals_order
+    from linborg.features import SEASONAL_COLUMNS
 
     base = load_bundle(init)
-    if list(base.model.hparams.x_reals) != reals_order():
+    if SEASONAL_COLUMNS[0] not in list(base.model.hparams.x_reals):
         raise ContractError(
-            f"model bundle {init} was written before the seasonal and trend inputs and cannot "
-            "be fine-tuned; train from scratch (--preset default)"
+            f"model bundle {init} was written before the seasonal input and cannot be "
+            "fine-tuned; train from scratch (--preset default)"
         )
     return base
 

@@ -1,0 +1,95 @@
+"""The benchmarks' own helpers (benchmarks/benchlib.py): the numbers they report rest on these."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+from benchlib import (  # noqa: E402
+    DAY_STEPS,
+    NEVER,
+    FakeQueryAPI,
+    churn_schedule,
+    cpu_hogs,
+    open_fds,
+    rss_bytes,
+    slope_per_100,
+    wrap_steps,
+)
+
+from linborg.contract import STEP_SECONDS  # noqa: E402
+
+
+def test_slope_is_per_100_samples_and_leaves_out_the_warm_up():
+    warm = [500.0] * 10  # a big first fill, then a steady 0.03 per cycle
+    values = warm + [100 + 0.03 * k for k in range(50)]
+    assert slope_per_100(values, warmup=10) == pytest.approx(3.0)
+    assert slope_per_100(values, warmup=0) < 0  # the warm-up would hide the growth
+    assert slope_per_100([7, 7, 7, 7], warmup=1) == pytest.approx(0.0, abs=1e-9)
+    with pytest.raises(ValueError):
+        slope_per_100([1.0, 2.0], warmup=1)
+
+
+def test_steps_outside_the_simulated_block_repeat_it_day_by_day():
+    first, count = 1000, DAY_STEPS + 25
+    inside = np.arange(first, first + count)
+    assert (wrap_steps(inside, first, count) == inside - first).all()
+    for step in (first - 1, first - DAY_STEPS - 3, first + count, first + 5 * count + 7):
+        (k,) = wrap_steps(np.array([step]), first, count)
+        assert 0 <= k < count
+        assert (step - first - k) % DAY_STEPS == 0
+    with pytest.raises(ValueError):
+        wrap_steps(inside, first, DAY_STEPS - 1)
+
+
+def test_churn_keeps_the_fleet_size_and_each_server_joins_and_leaves_once():
+    events = [100, 120, 140]
+    join, leave = churn_schedule(initial=40, per_event=3, event_steps=events, seed=1)
+    assert len(join) == len(leave) == 40 + 3 * 3
+    for step in range(90, 160):
+        assert ((join <= step) & (step < leave)).sum() == 40
+    assert (join < leave).all()
+    for e in events:
+        assert (join == e).sum() == 3 and (leave == e).sum() == 3
+    assert ((join < 0) & (leave > events[-1])).sum() == 40 - 9  # the rest never leave
+
+
+def test_the_fake_query_api_answers_only_the_steps_a_server_reports_at():
+    end = dt.datetime(2024, 3, 4, 12, 0, tzinfo=dt.UTC)
+    step = int(end.timestamp()) // STEP_SECONDS
+    join = np.array([-NEVER, -NEVER, step - 1] + [-NEVER] * 4)  # 7: the smallest fleet
+    leave = np.array([NEVER, step - 1, NEVER] + [NEVER] * 4)
+    api = FakeQueryAPI(7, end, hours=24, membership=(join, leave))
+    start, stop = (step - 3) * STEP_SECONDS, (step + 2) * STEP_SECONDS
+    doc = json.loads(api.answer("linborg_cpu_user_pct", start, stop, STEP_SECONDS))
+    got = {r["metric"]["server"]: [t for t, _ in r["values"]] for r in doc["data"]["result"]}
+    names = [s.name for s in api.fleet]
+    assert got[names[0]] == [(step + k) * STEP_SECONDS for k in range(-3, 3)]  # past the end
+    assert got[names[1]] == [(step - 3) * STEP_SECONDS, (step - 2) * STEP_SECONDS]
+    assert got[names[2]] == [(step + k) * STEP_SECONDS for k in range(-1, 3)]
+    # A server with no sample in the range is not answered at all, as Prometheus does.
+    late = json.loads(api.answer("linborg_cpu_user_pct", stop, stop, STEP_SECONDS))
+    assert {r["metric"]["server"] for r in late["data"]["result"]} == set(names) - {names[1]}
+
+
+def test_cpu_hogs_spin_inside_the_block_and_are_gone_after_it():
+    with pytest.raises(KeyboardInterrupt), cpu_hogs(2) as procs:
+        assert [p.poll() for p in procs] == [None, None]
+        raise KeyboardInterrupt  # Ctrl-C in the middle of a measurement
+    assert all(p.returncode is not None for p in procs)
+
+
+def test_proc_readings_are_plausible():
+    assert 1024**2 < rss_bytes() < 1024**4
+    before = open_fds()
+    with open(__file__) as f:
+        assert open_fds() == before + 1
+        f.read(1)
+    assert open_fds() == before
