@@ -159,8 +159,12 @@ def run(args: argparse.Namespace) -> int:
         config.model_bundle,
         os.getpid(),
     )
+    # Wake at least once a second: a signal the kernel delivers to another thread only sets
+    # Python's flag, and its handler (SIGHUP's reload) runs when the main thread next runs
+    # Python code, which a wait with no timeout could postpone forever.
     with contextlib.suppress(KeyboardInterrupt):
-        stop.wait()
+        while not stop.wait(1.0):
+            pass
     log.info("stopping")
     scheduler.shutdown(wait=False)
     httpd.shutdown()
