@@ -42,7 +42,7 @@ MAX_START_CYCLES = 5
 
 def steady_cycles(exp: Exporter, page: MetricsPage, clock: dict, cycles: int) -> dict:
     """Run ``cycles`` cycles one step apart, each rendered as the scheduler does; return times."""
-    out = {"cycle": [], "pull": [], "render": [], "bytes": []}
+    out = {"cycle": [], "pull": [], "render": [], "bytes": [], "threads": []}
     for _ in range(cycles):
         before = exp.stats.bytes_received
         clock["now"] += STEP_SECONDS
@@ -55,18 +55,19 @@ def steady_cycles(exp: Exporter, page: MetricsPage, clock: dict, cycles: int) ->
         out["render"].append(time.perf_counter() - ran)
         out["pull"].append(exp.stats.last_pull_seconds)
         out["bytes"].append(exp.stats.bytes_received - before)
+        out["threads"].append(exp.stats.inference_threads)
     return out
 
 
-def bench(n: int, threads: int, scrapes: int, cycles: int, hog: int) -> None:
+def bench(n: int, threads, scrapes: int, cycles: int, hog: int) -> None:
     import torch
 
-    torch.set_num_threads(threads)
+    cfg = config_from_dict({"threads": threads})
+    torch.set_num_threads(cfg.threads)
     end = aligned_now()
     # The fake query API runs in its own process so that RSS below is the exporter's alone.
     with fake_prometheus(n, end) as url:
         client = PrometheusClient(url, timeout=600)
-        cfg = config_from_dict({"threads": threads})
         exp = Exporter(cfg, client, load_bundle("models/default"), load_thresholds())
         clock = {"now": end.timestamp() - 3600 + 30}  # the first cycle fills 24 h; then steady
         page = MetricsPage(exp, clock=lambda: clock["now"])
@@ -130,7 +131,8 @@ def bench(n: int, threads: int, scrapes: int, cycles: int, hog: int) -> None:
         print(
             f"{n:>6} servers: steady cycle beside {hog} CPU hogs median {busy:.2f} s (pull "
             f"{np.median(hogged['pull']):.2f} s, render {np.median(hogged['render']):.2f} s) "
-            f"over {cycles}: {busy / med['cycle']:.2f}x the quiet {med['cycle']:.2f} s",
+            f"over {cycles}, inference threads {hogged['threads']} (quiet {quiet['threads']}): "
+            f"{busy / med['cycle']:.2f}x the quiet {med['cycle']:.2f} s",
             flush=True,
         )
 
@@ -212,11 +214,11 @@ def timed_start(cfg, url: str, now: float) -> dict:
     return result
 
 
-def restart(n: int, threads: int, repeat: int, downtime_minutes: int) -> None:
+def restart(n: int, threads, repeat: int, downtime_minutes: int) -> None:
     """Time a start with a saved window (state_file) against one that fills 24 hours."""
     import torch
 
-    torch.set_num_threads(threads)
+    torch.set_num_threads(config_from_dict({"threads": threads}).threads)
     end = aligned_now()
     now = end.timestamp() - 3600 + 30
     saved_at = now - downtime_minutes * 60
@@ -286,7 +288,12 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--servers", type=int, nargs="+", default=[90, 1000])
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--threads",
+        type=lambda v: v if v == "auto" else int(v),
+        default="auto",
+        help="inference threads, or auto as the exporter's default (chosen each cycle)",
+    )
     parser.add_argument("--scrapes", type=int, default=5)
     parser.add_argument("--cycles", type=int, default=3, help="steady cycles timed (default 3)")
     parser.add_argument(

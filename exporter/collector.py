@@ -442,6 +442,12 @@ class SelfCollector(Collector):
             "Unix time of the last cycle that produced a snapshot.",
             value=stats.last_success,
         )
+        yield GaugeMetricFamily(
+            f"{n}_exporter_inference_threads",
+            "CPU threads the last cycle's inference ran on (threads: auto chooses them each "
+            "cycle from the CPUs other processes left idle).",
+            value=stats.inference_threads,
+        )
         spec = getattr(exp.forecaster, "spec", None) or {}
         model = InfoMetricFamily(f"{n}_model", "The model bundle being served.", labels=[])
         if exp.forecaster is not None:

@@ -63,7 +63,8 @@ SCHEMA: dict[str, tuple[Any, str]] = {
     "threads": (
         "auto",
         "CPU threads for inference; auto: the CPUs this process may use (its CPU affinity, "
-        "capped by the container's cgroup CPU quota).",
+        "capped by the container's cgroup CPU quota), less those other processes kept busy "
+        "since the last cycle, chosen again each cycle (at least 1).",
     ),
     "series_budget_per_server": (800, "Most series exported per server; the rest is dropped."),
     "state_file": (
@@ -130,6 +131,9 @@ class Config:
     shard_index: int = 0
     shard_count: int = 1
     threads: int = field(default_factory=usable_cpus)
+    #: threads: auto. Each cycle then runs inference on the usable CPUs that other processes
+    #: left idle since the last cycle (linborg.cpus.inference_threads), at least one.
+    threads_auto: bool = True
     series_budget_per_server: int = 800
     state_file: str | None = None
     max_servers: int = 20000
@@ -355,6 +359,7 @@ def config_from_dict(doc: Any, source: str = "<config>") -> Config:
         shard_index=shard[0],
         shard_count=shard[1],
         threads=usable_cpus() if get("threads") == "auto" else whole("threads", 1),
+        threads_auto=get("threads") == "auto",
         series_budget_per_server=whole("series_budget_per_server", 1),
         state_file=text("state_file", allow_none=True),
         max_servers=whole("max_servers", 1),

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from linborg.contract import METRIC_NAMES, PROFILE_NAMES, STEP_SECONDS, ProfileMatcher, shard_of
+from linborg.cpus import CpuLoad, inference_threads
 from linborg.exporter.config import Config, parse_duration
 from linborg.exporter.window import RollingWindow, load_window, save_window
 from linborg.features import ENCODER_STEPS, presence
@@ -83,6 +84,8 @@ class Stats:
     duplicate_series: int = 0
     servers_over_limit: int = 0
     state_write_failures: int = 0
+    #: CPU threads the last cycle's inference ran on.
+    inference_threads: int = 0
     #: Forecast path API requests answered, and those refused at a limit, by the api.* key.
     api_requests: int = 0
     api_refused: dict[str, int] = field(default_factory=dict)
@@ -100,6 +103,7 @@ class Exporter:
         self.client = client
         self.forecaster = forecaster
         self.thresholds = thresholds
+        self.cpu_load = CpuLoad() if config.threads_auto else None
         self.matcher = ProfileMatcher(config.hostname_patterns)
         self.window: RollingWindow | None = None
         self.fetched_until: dict[str, int] = {}
@@ -272,6 +276,26 @@ class Exporter:
             labels,
         )
 
+    def _choose_threads(self) -> None:
+        """Set the inference threads: the configured count, or with ``threads: auto`` the
+        usable CPUs that other processes left idle since the last cycle."""
+        import torch
+
+        n = self.config.threads
+        if self.cpu_load is not None:
+            others = self.cpu_load.others(n)
+            n = inference_threads(n, others)
+            if n != self.stats.inference_threads and self.stats.inference_threads:
+                log.info(
+                    "inference on %d thread(s): other processes kept %.1f of %d CPUs busy",
+                    n,
+                    others,
+                    self.config.threads,
+                )
+        if torch.get_num_threads() != n:
+            torch.set_num_threads(n)
+        self.stats.inference_threads = n
+
     def run_once(self, now: float) -> Snapshot | None:
         """Run one cycle at Unix time ``now``; return the new snapshot, or None if it failed."""
         began = time.perf_counter()
@@ -342,6 +366,7 @@ class Exporter:
             )
         profiles = [w.servers[s].profile for s in eligible]
         windows = w.arrays(eligible)
+        self._choose_threads()
         fc = self.forecaster.predict(windows, profiles, end_step, timezone=cfg.timezone)
         # A metric whose series vanished is no longer exported for that server.
         recent = ~np.isnan(windows[:, -VANISHED_STEPS:, :]).all(axis=1)

@@ -86,6 +86,8 @@ CONSECUTIVE_FAILURES = f"{NAMESPACE}_exporter_consecutive_failures"
 CYCLE_DURATION_SECONDS = f"{NAMESPACE}_exporter_cycle_duration_seconds"
 #: Gauge: Unix time of the last cycle that produced a snapshot.
 LAST_SUCCESS_TIMESTAMP_SECONDS = f"{NAMESPACE}_exporter_last_success_timestamp_seconds"
+#: Gauge: CPU threads the last cycle's inference ran on.
+INFERENCE_THREADS = f"{NAMESPACE}_exporter_inference_threads"
 #: Info {bundle, created, code_revision, contract_version, preset}: the model being served;
 #: absent while no model is loaded.
 MODEL_INFO = f"{NAMESPACE}_model_info"
@@ -125,6 +127,7 @@ ON_METRICS: tuple[str, ...] = (
     CONSECUTIVE_FAILURES,
     CYCLE_DURATION_SECONDS,
     LAST_SUCCESS_TIMESTAMP_SECONDS,
+    INFERENCE_THREADS,
     MODEL_INFO,
     BUILD_INFO,
 )
