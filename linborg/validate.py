@@ -86,8 +86,9 @@ def check(frame: pd.DataFrame, *, allow_missing: bool = False) -> list[Problem]:
     """Return every contract problem of a long-format metrics table (empty list: valid).
 
     With ``allow_missing`` a table may lack metric columns, hold NaN for samples that
-    were not collected and skip steps (gaps a whole number of steps long); everything
-    else is checked as strictly as without it.
+    were not collected, skip steps (gaps a whole number of steps long) and leave ``state``
+    empty on some rows (real history stacked with labelled synthetic history has none);
+    everything else is checked as strictly as without it.
     """
     if not isinstance(frame, pd.DataFrame):
         return [
@@ -194,7 +195,11 @@ def check(frame: pd.DataFrame, *, allow_missing: bool = False) -> list[Problem]:
         if not _is_text(col):
             add("wrong_dtype", len(col), f"column 'state' has dtype {col.dtype}; expected strings")
         else:
-            bad = (~col.astype("string").isin(STATES)).to_numpy(bool)
+            text = col.astype("string")
+            bad = ~text.isin(STATES)
+            if allow_missing:  # an unlabelled row (history from a real fleet) has no state
+                bad &= text.notna()
+            bad = bad.to_numpy(bool)
             if bad.any():
                 names = sorted(
                     map(str, set(col[bad].astype("string").fillna("<missing>").unique()))

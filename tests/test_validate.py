@@ -215,6 +215,15 @@ def test_unknown_state(frame):
     assert "server 'ppml0001' at 2026-01-05T00:25:00Z value 'exploded'" in p.message
 
 
+def test_history_to_train_may_leave_the_state_empty_but_not_unknown(frame):
+    """Real history stacked with labelled synthetic history has no state on its rows."""
+    frame.loc[7, "state"] = None
+    assert check(frame, allow_missing=True) == []
+    frame.loc[5, "state"] = "exploded"
+    p = only(frame, "unknown_state", allow_missing=True)
+    assert p.count == 1 and "['exploded']" in p.message
+
+
 def test_deprecated_column_names_its_replacement(frame):
     frame = frame.rename(columns={"mem_used_pct": "mem_pct"})
     problems = check(frame)
