@@ -86,6 +86,11 @@ CONSECUTIVE_FAILURES = f"{NAMESPACE}_exporter_consecutive_failures"
 CYCLE_DURATION_SECONDS = f"{NAMESPACE}_exporter_cycle_duration_seconds"
 #: Gauge: Unix time of the last cycle that produced a snapshot.
 LAST_SUCCESS_TIMESTAMP_SECONDS = f"{NAMESPACE}_exporter_last_success_timestamp_seconds"
+#: Gauge {profile, metric, level}: the warning or critical threshold of ``metric`` for ``profile``
+#: that the exporter compares forecasts with (linborg/thresholds.yaml with its ``thresholds_file``
+#: applied). The alert annotations and the dashboards' threshold lines read it, so an override
+#: in the exporter's config reaches them without regenerating anything.
+THRESHOLD = f"{NAMESPACE}_threshold"
 #: Info {bundle, created, code_revision, contract_version, preset}: the model being served;
 #: absent while no model is loaded.
 MODEL_INFO = f"{NAMESPACE}_model_info"
@@ -125,6 +130,7 @@ ON_METRICS: tuple[str, ...] = (
     CONSECUTIVE_FAILURES,
     CYCLE_DURATION_SECONDS,
     LAST_SUCCESS_TIMESTAMP_SECONDS,
+    THRESHOLD,
     MODEL_INFO,
     BUILD_INFO,
 )
