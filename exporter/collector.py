@@ -21,15 +21,16 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoM
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
+from linborg import families as F
 from linborg.contract import CONTRACT_VERSION, METRIC_NAMES, NAMESPACE
 from linborg.exporter.cycle import CONNECTION_DROP_REASONS, Exporter, Snapshot, horizon_steps
 from linborg.exporter.promapi import API_LIMITS
+from linborg.thresholds import LEVELS  # the level label of time to breach and thresholds
 
 QUANTILE_INDEX = {0.1: 0, 0.5: 1, 0.9: 2}
 #: Per-server text longer than this is gzip-compressed right after the cycle, so that no
 #: scrape pays for it; shorter text is compressed at the first scrape that asks.
 GZIP_AHEAD_BYTES = 1_000_000
-LEVELS = ("warning", "critical")
 TTB_QUANTILES = ("0.5", "pessimistic")
 
 #: Name and HELP of each per-server family, in the order they appear on /metrics.
@@ -448,6 +449,19 @@ class SelfCollector(Collector):
             "cycle from the CPUs other processes left idle).",
             value=stats.inference_threads,
         )
+        # Constant while the exporter runs, and there before the first cycle: the rules and
+        # dashboards join on it instead of compiling thresholds in.
+        thresholds = GaugeMetricFamily(
+            F.THRESHOLD,
+            "Warning or critical threshold of a LINBORG metric for a profile, the one this "
+            "exporter compares forecasts with: linborg/thresholds.yaml with the thresholds_file "
+            "setting applied.",
+            labels=["profile", "metric", "level"],
+        )
+        for (profile, metric), t in exp.thresholds.items():
+            for level in LEVELS:
+                thresholds.add_metric([profile, metric, level], getattr(t, level))
+        yield thresholds
         spec = getattr(exp.forecaster, "spec", None) or {}
         model = InfoMetricFamily(f"{n}_model", "The model bundle being served.", labels=[])
         if exp.forecaster is not None:

@@ -57,7 +57,13 @@ SCHEMA: dict[str, tuple[Any, str]] = {
     "interval": ("5m", "How often a cycle runs."),
     "horizons": (list(DEFAULT_HORIZONS), "Forecast horizons exported (at most 8h)."),
     "quantiles": (list(DEFAULT_QUANTILES), "Quantiles exported, a subset of 0.1, 0.5, 0.9."),
-    "thresholds_file": (None, "Threshold overrides in the shape of linborg/thresholds.yaml."),
+    "thresholds_file": (
+        None,
+        "Threshold overrides in the shape of linborg/thresholds.yaml, read at start-up. Risk "
+        "scores and times to breach use them, and the exporter exposes the result as "
+        "linborg_threshold, which the alerts and dashboards read: this is the one place to "
+        "change a threshold.",
+    ),
     "model.bundle": ("models/default", "Model bundle directory."),
     "shard": ("0/1", "This replica's shard i/N of the fleet (by stable server hash)."),
     "threads": (
@@ -391,6 +397,14 @@ def load_config(path: str | Path) -> Config:
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from None
     return config_from_dict(doc, str(path))
+
+
+def load_config_thresholds(config: Config):
+    """Return the thresholds the exporter runs with: the packaged ones, ``thresholds_file`` over
+    them. The exporter uses them and exposes them as linborg_threshold."""
+    from linborg.thresholds import load_thresholds
+
+    return load_thresholds(*([config.thresholds_file] if config.thresholds_file else []))
 
 
 def make_client(config: Config, url: str | None = None):

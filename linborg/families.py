@@ -88,6 +88,11 @@ CYCLE_DURATION_SECONDS = f"{NAMESPACE}_exporter_cycle_duration_seconds"
 LAST_SUCCESS_TIMESTAMP_SECONDS = f"{NAMESPACE}_exporter_last_success_timestamp_seconds"
 #: Gauge: CPU threads the last cycle's inference ran on.
 INFERENCE_THREADS = f"{NAMESPACE}_exporter_inference_threads"
+#: Gauge {profile, metric, level}: the warning or critical threshold of ``metric`` for ``profile``
+#: that the exporter compares forecasts with (linborg/thresholds.yaml with its ``thresholds_file``
+#: applied). The alert annotations and the dashboards' threshold lines read it, so an override
+#: in the exporter's config reaches them without regenerating anything.
+THRESHOLD = f"{NAMESPACE}_threshold"
 #: Info {bundle, created, code_revision, contract_version, preset}: the model being served;
 #: absent while no model is loaded.
 MODEL_INFO = f"{NAMESPACE}_model_info"
@@ -128,6 +133,7 @@ ON_METRICS: tuple[str, ...] = (
     CYCLE_DURATION_SECONDS,
     LAST_SUCCESS_TIMESTAMP_SECONDS,
     INFERENCE_THREADS,
+    THRESHOLD,
     MODEL_INFO,
     BUILD_INFO,
 )

@@ -50,6 +50,10 @@ class Thresholds:
                 f"no threshold for profile '{profile}', metric '{metric}'"
             ) from None
 
+    def items(self) -> list[tuple[tuple[str, str], Threshold]]:
+        """Return ((profile, metric), threshold) for every pair, in contract order."""
+        return list(self._table.items())
+
     def as_dict(self) -> dict[str, dict[str, dict[str, float]]]:
         """Return {profile: {metric: {warning, critical}}} for every pair."""
         out: dict[str, dict[str, dict[str, float]]] = {}

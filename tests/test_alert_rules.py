@@ -237,38 +237,62 @@ def test_the_current_value_is_the_quality_rules_actual_or_else_the_source_series
                 assert call in rule["annotations"][key], (rule["alert"], key)
 
 
-def test_summaries_compare_the_current_value_with_the_profiles_own_thresholds():
-    """Every predicted summary sets $warn and $crit per profile, as linborg/thresholds.yaml."""
-    thresholds = load_thresholds()
-    for rule in _rules():
-        if not _is_predicted(rule):
-            continue
-        summary = rule["annotations"]["summary"]
+def test_the_annotations_read_thresholds_from_the_exporters_linborg_threshold():
+    """Thresholds on the wire: no threshold value is compiled into the rules.
+
+    Every predicted text compares the current value with linborg_threshold of the alert's own
+    exporter (instance), profile and metric, so the exporter's thresholds_file moves them.
+    """
+    query = alert_rules.THRESHOLD_QUERY
+    assert query == (
+        f"{F.THRESHOLD}{{job='linborg-exporter', instance='%s', profile='%s', metric='%s'}}"
+    )
+    assert alert_rules.THRESHOLD_ARGS == "$labels.instance $labels.profile $labels.metric"
+    both = f'range printf "{query}" {alert_rules.THRESHOLD_ARGS} | query'
+    predicted = [rule for rule in _rules() if _is_predicted(rule)]
+    assert predicted
+    for rule in predicted:
+        notes = rule["annotations"]
+        for key in ("summary", "description", "lead_time"):
+            assert both in notes[key], (rule["alert"], key)
+        summary = notes["summary"]
         assert "{{ if $pastCrit }}" in summary and "{{ else if $pastWarn }}" in summary
         assert "current value unknown" in summary, "it renders without the current value too"
-        found = re.search(r'metric=~?"([^"]+)"', rule["expr"])
-        ignored = CONFIG["incident_ignored_drivers"]
-        metrics = (
-            found.group(1).split("|") if found else [m for m in METRIC_NAMES if m not in ignored]
-        )
-        for metric in metrics:
-            for profile in PROFILE_NAMES:
-                t = thresholds.get(profile, metric)
-                pair = (
-                    f"{{{{ $warn = {float(t.warning)!r} }}}}{{{{ $crit = {float(t.critical)!r} }}}}"
-                )
-                assert pair in summary, (rule["alert"], metric, profile, pair)
         assert "reaches warning" not in summary and "reaches critical" not in summary
+        # The threshold annotation asks for the alert's own level only.
+        level = rule["labels"]["severity"]
+        one = query.replace("metric='%s'", f"metric='%s', level='{level}'")
+        assert f'printf "{one}" {alert_rules.THRESHOLD_ARGS} | query' in notes["threshold"]
+        # Nothing picks a value by profile in the template any more.
+        text = " ".join(notes.values())
+        assert "eq $labels.profile" not in text and '$" $labels.profile' not in text, rule["alert"]
+        assert not re.search(r"\$(warn|crit) = [0-9]", text), rule["alert"]
 
 
-def test_current_value_thresholds_follow_threshold_overrides(tmp_path):
-    override = tmp_path / "thresholds.yaml"
-    override.write_text(
-        "profiles:\n  web_api:\n    front_close_wait: {warning: 120, critical: 450}\n"
-    )
-    text = alert_rules.render({"thresholds_files": (str(override),)})
-    assert 'if eq $labels.profile "web_api" }}{{ $warn = 120.0 }}{{ $crit = 450.0 }}' in text
-    assert "{{ $warn = 150.0 }}" not in text
+def test_the_rules_do_not_depend_on_threshold_files():
+    assert "thresholds_files" not in CONFIG
+    with pytest.raises(KeyError, match="thresholds_files"):
+        alert_rules.render({"thresholds_files": ("my-thresholds.yaml",)})
+
+
+def test_a_promtool_case_proves_an_overridden_threshold_moves_the_alert():
+    """A unit test feeds linborg_threshold that changes (an operator's thresholds_file) and
+    expects the threshold annotation on both sides of the change."""
+    doc = yaml.safe_load(UNIT_TESTS.read_text())
+    (group,) = [g for g in doc["tests"] if "overridden linborg_threshold" in g["name"]]
+    changing = [
+        s["values"]
+        for s in group["input_series"]
+        if s["series"].startswith(F.THRESHOLD + "{") and len(set(s["values"].split())) > 1
+    ]
+    assert changing, "no linborg_threshold series changes value in the override case"
+    said = {
+        (case["eval_time"], a["exp_labels"]["server"]): a["exp_annotations"]["threshold"]
+        for case in group["alert_rule_test"]
+        for a in case.get("exp_alerts") or []
+    }
+    assert said[("29m", "ppdb001")] == "30%" and said[("30m", "ppdb001")] == "25%"
+    assert said[("30m", "ppdb002")] == "30%", "another exporter's thresholds do not move"
 
 
 def test_every_metric_name_in_the_rules_is_a_contract_metric():
@@ -315,15 +339,6 @@ def test_a_p50_critical_breach_within_the_lead_time_always_clears_the_critical_r
     result = assess(fc, ["generic"], [m.name for m in METRICS], thresholds, present=present)
     assert result.time_to_breach[0, 0, 1, 0] == lead_steps * 300
     assert result.score[0] >= cfg["risk_critical"], result.score[0]
-
-
-def test_threshold_annotations_follow_threshold_overrides(tmp_path):
-    override = tmp_path / "thresholds.yaml"
-    override.write_text("profiles:\n  database:\n    cpu_iowait_pct: {warning: 33, critical: 44}\n")
-    text = alert_rules.render({"thresholds_files": (str(override),)})
-    assert 'if eq $labels.profile "database" }}33%' in text
-    assert 'if eq $labels.profile "database" }}30%' not in text
-    assert text != alert_rules.render()
 
 
 def test_unknown_settings_and_malformed_selectors_are_refused():

@@ -14,11 +14,11 @@ from realstack import require
 
 from linborg import families as F
 from linborg.app.cli import main
-from linborg.contract import METRIC_NAMES, METRICS, PROFILE_NAMES
+from linborg.contract import METRIC_NAMES, METRICS
 from linborg.exporter.config import DEFAULT_HORIZONS
 from linborg.mixin import CONFIG, alert_rules, dashboards, quality_rules
 from linborg.mixin.dashboards.panels import Kit
-from linborg.thresholds import LEVELS, load_thresholds
+from linborg.thresholds import LEVELS
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMITTED = ROOT / "grafana" / "dashboards"
@@ -231,30 +231,33 @@ def test_fleet_shows_cpu_used_never_raw_idle():
     assert all(expr.startswith("100 - ") for expr in cpu), cpu
 
 
-def test_threshold_lines_follow_the_servers_profile():
-    thresholds = load_thresholds()
-    term = re.compile(
-        r"\(vector\(([0-9.e+-]+)\) and on \(\) linborg_data_completeness_ratio"
-        r'\{job="linborg-exporter", server="\$server", profile=~"([^"]+)"\}\)'
-    )
+def test_threshold_lines_are_the_exporters_linborg_threshold_for_the_servers_profile():
+    """Thresholds on the wire: no value is compiled in, the lines follow the exporter's config."""
     kit = Kit(CONFIG)
     for metric in METRIC_NAMES:
-        for level in LEVELS:
-            expr = kit.threshold_expr(metric, level, thresholds)
-            found: dict[str, float] = {}
-            for value, profiles in term.findall(expr):
-                for profile in profiles.split("|"):
-                    assert profile not in found, (metric, level, profile)
-                    found[profile] = float(value)
-            assert sorted(found) == sorted(PROFILE_NAMES)
-            for profile, value in found.items():
-                t = thresholds.get(profile, metric)
-                assert value == (t.warning if level == "warning" else t.critical)
-    # The I/O wait panel of the server dashboard draws them.
+        expr = kit.threshold_expr(metric)
+        assert expr == (
+            f'{F.THRESHOLD}{{job="linborg-exporter", metric="{metric}"}}\n'
+            "and on (instance, profile)\n"
+            f'  {F.DATA_COMPLETENESS_RATIO}{{job="linborg-exporter", server="$server"}}'
+        )
+        assert kit.threshold_targets(metric) == [(expr, "{{level}}")]
+    # No dashboard carries a threshold value: no vector(<number>) chains, nothing per profile.
+    for doc in _docs().values():
+        for p in _panels(doc):
+            for t in p.get("targets", []):
+                assert not re.search(r"vector\([0-9.]+\)\s+and", t["expr"]), (doc["uid"], t)
+                assert not re.search(r'profile=~"[a-z_]+\|', t["expr"]), (doc["uid"], p["title"])
+    # The I/O wait panel and every metric's panel of the server dashboard draw them, one series
+    # per level named after it, which the dashed-line overrides match.
     doc = _docs()["linborg-server.json"]
+    drawn = [p for p in _panels(doc) if any(F.THRESHOLD in t["expr"] for t in p.get("targets", []))]
+    assert len(drawn) == len(METRICS) + 1
     iowait = next(p for p in doc["panels"] if p["title"].startswith("I/O wait"))
     legends = {t["legendFormat"] for t in iowait["targets"]}
-    assert {"actual", "warning", "critical"} <= legends
+    assert {"actual", "{{level}}"} <= legends
+    styled = {o["matcher"]["options"] for o in iowait["fieldConfig"]["overrides"]}
+    assert set(LEVELS) <= styled
 
 
 def test_server_dashboard_variables_and_time_range_cover_the_fan():
@@ -300,8 +303,17 @@ def test_impact_dashboard_cost_routing_and_runbooks():
     assert links
     for anchor in links:
         assert anchor in anchors, f"runbook link to missing #{anchor}"
-    for profile in PROFILE_NAMES:
-        assert f"| `{profile}` |" in texts
+    for fam in alert_rules.FAMILIES:
+        assert f"{fam.alertname} (`docs/runbooks.md#{fam.alertname.lower()}`)" in texts
+    # The thresholds per profile come from the exporters, both levels, in one table.
+    (table,) = [p for p in _panels(doc) if p["title"] == "Thresholds in use, per profile"]
+    exprs = {t["legendFormat"]: t["expr"] for t in table["targets"]}
+    assert exprs == {
+        level: f'max by (profile, metric) ({F.THRESHOLD}{{job="linborg-exporter", '
+        f'level="{level}"}})'
+        for level in LEVELS
+    }
+    assert all(t["instant"] and t["format"] == "table" for t in table["targets"])
 
 
 def test_runbooks_are_links_where_the_base_is_a_url():

@@ -143,8 +143,9 @@ class Front:
         from linborg.exporter.config import config_from_dict
         from linborg.exporter.cycle import Exporter
         from linborg.exporter.server import ExporterHTTPServer, make_handler
+        from linborg.thresholds import load_thresholds
 
-        self.exporter = Exporter(config_from_dict({}), None, None, None)
+        self.exporter = Exporter(config_from_dict({}), None, None, load_thresholds())
         self.page = MetricsPage(self.exporter)
         self.port = free_port()
         handler = make_handler(self.page, lambda: (True, "ready"), idle_timeout=1.0)

@@ -11,10 +11,12 @@ from fakes import FLEET, START, FakeModel, FakePrometheus, at
 from prometheus_client.parser import text_string_to_metric_families
 from realstack import require
 
+from linborg import families as F
+from linborg.contract import METRIC_NAMES, PROFILE_NAMES
 from linborg.exporter.collector import MetricsPage
-from linborg.exporter.config import config_from_dict
+from linborg.exporter.config import config_from_dict, load_config_thresholds
 from linborg.exporter.cycle import Exporter
-from linborg.thresholds import load_thresholds
+from linborg.thresholds import LEVELS, load_thresholds
 
 GOLDEN = Path(__file__).parent / "golden" / "metrics.txt"
 
@@ -109,3 +111,40 @@ def test_gzipped_page_is_the_same_text(world):
     zipped = page.render(gzipped=True)
     assert len(zipped) < len(plain) / 4
     assert gzip.decompress(zipped) == plain  # two members read as one stream
+
+
+def test_an_exporter_with_a_thresholds_file_exposes_the_overridden_thresholds(world, tmp_path):
+    override = tmp_path / "thresholds.yaml"
+    override.write_text("profiles:\n  database:\n    cpu_iowait_pct: {warning: 33, critical: 44}\n")
+    cfg = config_from_dict({"horizons": ["30m", "8h"], "thresholds_file": str(override)})
+    exp = Exporter(cfg, FakePrometheus(world), FakeModel(), load_config_thresholds(cfg))
+    page = MetricsPage(exp, clock=lambda: at(30), build="test")
+    v = page.registry.get_sample_value
+
+    def threshold(profile: str, metric: str, level: str) -> float | None:
+        return v(F.THRESHOLD, {"profile": profile, "metric": metric, "level": level})
+
+    # Before the first cycle already: the rules and dashboards need it, not the forecasts.
+    assert exp.snapshot is None
+    assert threshold("database", "cpu_iowait_pct", "warning") == 33
+    assert threshold("database", "cpu_iowait_pct", "critical") == 44
+    # What the file leaves out keeps the packaged value (linborg/thresholds.yaml).
+    assert threshold("ml_compute", "cpu_iowait_pct", "warning") == 2
+    assert threshold("database", "mem_used_pct", "critical") == 98.5
+    # The same every cycle, and on the scraped text.
+    exp.run_once(at(30))
+    scraped = Samples(page.render().decode()).get_sample_value
+    labels = {"profile": "database", "metric": "cpu_iowait_pct", "level": "critical"}
+    assert scraped(F.THRESHOLD, labels) == 44
+
+
+def test_every_profile_and_metric_has_both_threshold_levels_on_metrics(world):
+    text, registry = scrape(world.iloc[: 2 * 288 * 2])
+    thresholds = load_thresholds()
+    count = 0
+    for (profile, metric), t in thresholds.items():
+        for level in LEVELS:
+            labels = {"profile": profile, "metric": metric, "level": level}
+            assert registry.get_sample_value(F.THRESHOLD, labels) == getattr(t, level), labels
+            count += 1
+    assert text.count(F.THRESHOLD + "{") == count == len(PROFILE_NAMES) * len(METRIC_NAMES) * 2

@@ -27,6 +27,7 @@ from linborg.exporter.promapi import (
     parse_time_ms,
 )
 from linborg.exporter.server import make_handler
+from linborg.thresholds import load_thresholds
 
 #: 2026-11-23T15:00:00Z, on a step boundary.
 T0 = 1_795_446_000
@@ -690,7 +691,7 @@ def test_a_waiting_request_gets_the_next_free_slot(monkeypatch):
 def test_metrics_and_healthz_answer_while_every_api_slot_is_busy(monkeypatch):
     monkeypatch.setattr(promapi, "QUEUE_WAIT_SECONDS", 0.2)
     source = BlockingSource(max_concurrency=2)
-    exporter = Exporter(config_from_dict({}), None, None, None)
+    exporter = Exporter(config_from_dict({}), None, None, load_thresholds())
     exporter.stats = source.stats
     page = MetricsPage(exporter)
     api = ForecastPathAPI(source)
@@ -771,7 +772,7 @@ def served():
     now = time.time()
     end_step = int(now // STEP_SECONDS)
     snap = make_snapshot(time_=now, end_step=end_step)
-    exporter = Exporter(config_from_dict({}), None, None, None)
+    exporter = Exporter(config_from_dict({}), None, None, load_thresholds())
     exporter.snapshot = snap
     page = MetricsPage(exporter)
     port = free_port()

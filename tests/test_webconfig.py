@@ -17,6 +17,7 @@ from linborg.exporter.config import config_from_dict
 from linborg.exporter.cycle import Exporter
 from linborg.exporter.server import ExporterHTTPServer, make_handler
 from linborg.exporter.webconfig import load_web_config
+from linborg.thresholds import load_thresholds
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +48,7 @@ def _web_config(tmp_path, cert) -> str:
 
 def test_scrapes_need_tls_and_a_valid_user(tmp_path, cert):
     web = load_web_config(_web_config(tmp_path, cert))
-    page = MetricsPage(Exporter(config_from_dict({}), None, None, None))
+    page = MetricsPage(Exporter(config_from_dict({}), None, None, load_thresholds()))
     port = free_port()
     httpd = ExporterHTTPServer(
         ("127.0.0.1", port),

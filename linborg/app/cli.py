@@ -81,8 +81,10 @@ def contract_markdown(thresholds) -> str:
         "",
         "## Thresholds (warning / critical)",
         "",
-        "From `linborg/thresholds.yaml`; override with a file of the same shape. For "
-        "`cpu_idle_pct` lower is worse, so warning is above critical.",
+        "From `linborg/thresholds.yaml`; override with a file of the same shape, the "
+        "exporter's `thresholds_file`. The exporter exposes the thresholds it uses as "
+        "`linborg_threshold{profile, metric, level}`, which the alerts and dashboards read. "
+        "For `cpu_idle_pct` lower is worse, so warning is above critical.",
         "",
         "| metric | " + " | ".join(contract.PROFILE_NAMES) + " |",
         "|---|" + "---|" * len(contract.PROFILE_NAMES),

@@ -41,10 +41,14 @@ def run(args: argparse.Namespace) -> int:
     from linborg.bundle import load_bundle
     from linborg.contract import METRIC_NAMES, ContractError
     from linborg.exporter.collector import MetricsPage
-    from linborg.exporter.config import load_config, make_client, parse_shard
+    from linborg.exporter.config import (
+        load_config,
+        load_config_thresholds,
+        make_client,
+        parse_shard,
+    )
     from linborg.exporter.cycle import Exporter
     from linborg.exporter.promapi import ForecastPathAPI
-    from linborg.thresholds import load_thresholds
 
     logging.basicConfig(
         level=logging.INFO,
@@ -65,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
         raise ContractError(f"--web.listen-address '{args.web_listen_address}': use HOST:PORT")
     torch.set_num_threads(config.threads)
     forecaster = load_bundle(config.model_bundle)
-    thresholds = load_thresholds(*([config.thresholds_file] if config.thresholds_file else []))
+    thresholds = load_config_thresholds(config)
     client = make_client(config)
     exporter = Exporter(config, client, forecaster, thresholds)
     holder = ModelHolder(exporter, config.model_bundle)

@@ -8,9 +8,11 @@ and the six dashboards (linborg/mixin/dashboards/) all read ``CONFIG``. Change a
 regenerate; the drift tests fail until you do. Code that renders with other values passes overrides
 to ``config()``, which refuses unknown keys.
 
-Series family names come from linborg.families, metric names from linborg.contract and
-thresholds from linborg/thresholds.yaml (plus ``thresholds_files`` below); none of them is
-repeated here. Imports only the contract: importing it is cheap and has no side effects.
+Series family names come from linborg.families and metric names from linborg.contract; neither
+is repeated here. Thresholds are not here either: the alerts and dashboards read the exporter's
+``linborg_threshold`` series (linborg/thresholds.yaml with the exporter's ``thresholds_file``
+applied), so a threshold changed in the exporter's config reaches them without regenerating
+anything. Imports only the contract: importing it is cheap and has no side effects.
 """
 
 from __future__ import annotations
@@ -62,10 +64,6 @@ CONFIG: dict[str, Any] = {
     # worst forecast within their lead time over these, the quality rules get one rule pair per
     # horizon, and the dashboards offer them in their `horizon` variable.
     "horizons": ("30m", "1h", "2h", "4h", "8h"),
-    # Threshold files the exporter runs with besides the packaged linborg/thresholds.yaml (its
-    # `thresholds_file`). The alert expressions do not depend on them (the exporter applies
-    # them); the alerts' `threshold` annotations and the dashboards' threshold lines do.
-    "thresholds_files": (),
     # PromQL of each metric's actual values, by metric name: the same expressions as the
     # exporter's `queries` setting. The default is the contract's source series,
     # `linborg_<metric>`, from whichever job (the generator's, or a node_exporter-style one),

@@ -11,8 +11,9 @@ Three kinds of alert, each carrying ``severity``, ``server`` and ``profile`` lab
   level at the pessimistic quantile within 8 h).
 - ``Linborg*Predicted``: one alert name per metric family, from the exporter's time-to-breach
   gauges, in two rules (critical, warning). The exporter compares forecasts with each profile's
-  own thresholds, so the expressions are profile-aware already; the ``threshold`` annotations
-  pick the server's value from linborg/thresholds.yaml with a generated template lookup.
+  own thresholds, so the expressions are profile-aware already; the annotations read the
+  threshold values from the exporter's ``linborg_threshold`` series (see "thresholds on the
+  wire" below), so nothing here depends on linborg/thresholds.yaml or a ``thresholds_file``.
   Every predicted alert says where its metric is now (below, or already past, which level) and
   what the forecast says next, from the current value Prometheus records (see "what the metric
   does now" below): never "reaches warning in 5m" for a metric past warning already.
@@ -39,11 +40,10 @@ from typing import Any
 
 from linborg import families as F
 from linborg import mixin
-from linborg.contract import METRICS, METRICS_BY_NAME, NAMESPACE, PROFILE_NAMES, Metric
+from linborg.contract import METRICS, METRICS_BY_NAME, NAMESPACE, Metric
 from linborg.duration import parse_duration
 from linborg.mixin import CONFIG as CONFIG  # the knobs; benchmarks/incident_lead.py reads them here
 from linborg.mixin.quality_rules import ACTUAL
-from linborg.thresholds import Thresholds, load_thresholds
 
 _M = METRICS_BY_NAME  # a lookup, so a renamed metric fails here instead of in Prometheus
 
@@ -81,9 +81,9 @@ FAMILIES: tuple[Family, ...] = (
         "LinborgIOBottleneckPredicted",
         "I/O bottleneck",
         (_M["cpu_iowait_pct"],),
-        "Thresholds are per profile (linborg/thresholds.yaml) and the exporter computes the time "
-        "to breach against the server's own profile, so a database at its usual 15% iowait stays "
-        "quiet while an ml_compute worker at a few percent does not.",
+        "Thresholds are per profile (the exporter's linborg_threshold) and the exporter "
+        "computes the time to breach against the server's own profile, so a database at its "
+        "usual 15% iowait stays quiet while an ml_compute worker at a few percent does not.",
     ),
     Family(
         "LinborgConnectionLeakPredicted",
@@ -126,11 +126,6 @@ def _regex(values: list[str] | tuple[str, ...]) -> str:
     return "|".join(values)
 
 
-def _fmt(value: float, m: Metric) -> str:
-    """Return a threshold with its unit, e.g. '95%' or '500 connections'."""
-    return f"{value:g}%" if m.unit == "percent" else f"{value:g} {m.unit}"
-
-
 def _value_fmt(m: Metric) -> str:
     """Return the Go printf format of a forecast value of ``m``."""
     return "%.1f%%" if m.unit == "percent" else f"%.1f {m.unit}"
@@ -156,14 +151,6 @@ def _quantile_name(q: str, m: Metric) -> str:
 
 def _horizons_within(cfg: Mapping[str, Any], lead: str) -> str:
     return _regex([h for h in cfg["horizons"] if parse_duration(h) <= parse_duration(lead)])
-
-
-def _profile_groups(thresholds: Thresholds, m: Metric, level: str) -> list[tuple[float, list[str]]]:
-    """Return [(threshold, profiles)] for ``m`` at ``level``, in contract profile order."""
-    groups: dict[float, list[str]] = {}
-    for prof in PROFILE_NAMES:
-        groups.setdefault(getattr(thresholds.get(prof, m.name), level), []).append(prof)
-    return list(groups.items())
 
 
 def _links(cfg: Mapping[str, Any], alertname: str, dashboard: str) -> dict[str, str]:
@@ -228,15 +215,13 @@ def _per_metric(metrics: list[Metric], text: Callable[[Metric], str]) -> str:
     return _choose([(names, t) for t, names in groups.items()], "metric")
 
 
-def _threshold_of(thresholds: Thresholds, level: str) -> Callable[[Metric], str]:
-    """Return m -> a Go template printing the ``level`` threshold of m for ``$labels.profile``."""
+def _threshold_of(cfg: Mapping[str, Any], level: str) -> Callable[[Metric], str]:
+    """Return m -> a template printing the alert's ``level`` threshold of m, with its unit."""
 
     def text(m: Metric) -> str:
-        groups = _profile_groups(thresholds, m, level)
-        # The group with most profiles is the 'else' branch (the default); ties: the first.
-        default = max(groups, key=lambda g: len(g[1]))
-        ordered = [g for g in groups if g is not default] + [default]
-        return _choose([(profs, _fmt(v, m)) for v, profs in ordered], "profile")
+        return _query_value(
+            _threshold_query(cfg, level), THRESHOLD_ARGS, f'printf "{_threshold_fmt(m, True)}"'
+        )
 
     return text
 
@@ -270,18 +255,23 @@ def _peak_of(cfg: Mapping[str, Any], q: str, lead: str) -> Callable[[Metric], st
 # A predicted alert on a metric that is already past its warning level must say so (issue 12):
 # "front_close_wait 398, above warning 150; forecast to reach critical 600 in about 1h 40m",
 # never "reaches warning in 5m". The annotations therefore read the metric's current value
-# (CURRENT_VALUE_QUERY) and compare it with the profile's thresholds in the template.
+# (CURRENT_VALUE_QUERY) and compare it with the thresholds in the template.
+#
+# Thresholds on the wire: the exporter exposes the thresholds it compares forecasts with as
+# linborg_threshold{profile, metric, level} (linborg/thresholds.yaml with its thresholds_file
+# applied), and the annotations query that series for the alert's own exporter (`instance`),
+# profile and metric (THRESHOLD_QUERY). A thresholds_file changed in the exporter's config moves
+# the risk scores, the times to breach and these texts together, with no `linborg rules`.
+#
 # Every annotation is its own template, so each one starts with the same prelude that sets:
 #   $now, $known       the current value, and whether Prometheus has one (else "unknown")
-#   $warn, $crit       the thresholds of $labels.metric for $labels.profile (floats)
-#   $pastWarn/$pastCrit  whether $now is already at or past them (direction-aware)
+#   $warn, $crit       the warning and critical thresholds from linborg_threshold (floats)
+#   $warnText, $critText  the same formatted with $tfmt, or "unknown" without linborg_threshold
+#   $limits            whether linborg_threshold gave both
+#   $pastWarn/$pastCrit  whether $now is already at or past them (direction-aware; false when
+#                      the current value or a threshold is unknown)
 #   $past, $short, $verb "above"/"below"/"reach" (or "below"/"above"/"fall to" where low is bad)
 #   $vfmt, $tfmt, $qname printf formats of the value and thresholds, the quantile's name
-
-
-def _num(value: float) -> str:
-    """Return a Go template float literal (150.0, 98.5): ``ge`` refuses to compare int and float."""
-    return repr(float(value))
 
 
 def _now_fmt(m: Metric, units: bool) -> str:
@@ -293,7 +283,7 @@ def _now_fmt(m: Metric, units: bool) -> str:
 
 
 def _threshold_fmt(m: Metric, units: bool) -> str:
-    """Return the Go printf format of a threshold of ``m``, as ``_fmt`` writes it ('150', '95%')."""
+    """Return the Go printf format of a threshold of ``m``: '95%', '150' ('150 connections')."""
     if m.unit == "percent":
         return "%g%%"
     return f"%g {m.unit}" if units else "%g"
@@ -303,7 +293,7 @@ def _set(**values: str) -> str:
     return "".join(f"{{{{ ${name} = {value} }}}}" for name, value in values.items())
 
 
-def _metric_vars(m: Metric, q: str, thresholds: Thresholds, units: bool) -> str:
+def _metric_vars(m: Metric, q: str, units: bool) -> str:
     """Return template actions setting the prelude's per-metric variables for ``m``."""
     text = _set(
         vfmt=f'"{_now_fmt(m, units)}"',
@@ -312,16 +302,7 @@ def _metric_vars(m: Metric, q: str, thresholds: Thresholds, units: bool) -> str:
     )
     if _below(m):
         text += _set(up="false", past='"below"', short='"above"', verb='"fall to"')
-    groups: dict[tuple[float, float], list[str]] = {}
-    for prof in PROFILE_NAMES:
-        t = thresholds.get(prof, m.name)
-        groups.setdefault((t.warning, t.critical), []).append(prof)
-    items = list(groups.items())
-    # The group with most profiles is the 'else' branch (the default); ties: the first.
-    default = max(items, key=lambda g: len(g[1]))
-    ordered = [g for g in items if g is not default] + [default]
-    branches = [(profs, _set(warn=_num(w), crit=_num(c))) for (w, c), profs in ordered]
-    return text + _choose(branches, "profile")
+    return text
 
 
 def _with_query(
@@ -344,12 +325,54 @@ CURRENT_VALUE_QUERY = (
 )
 
 
+#: Arguments of THRESHOLD_QUERY: the alert's exporter (the one that made the forecast, with its
+#: thresholds_file), the server's profile as that exporter saw it, and the metric.
+THRESHOLD_ARGS = "$labels.instance $labels.profile $labels.metric"
+
+
+def _threshold_query(cfg: Mapping[str, Any], level: str | None = None) -> str:
+    """Return PromQL (a printf format of THRESHOLD_ARGS) of the alert's thresholds.
+
+    Both levels, or only ``level``: linborg_threshold of the exporter's job, for the alert's
+    instance, profile and metric.
+    """
+    labels = {"instance": "%s", "profile": "%s", "metric": "%s"}
+    if level:
+        labels["level"] = level
+    return _in_template(mixin.exporter(F.THRESHOLD, cfg, **labels))
+
+
+#: THRESHOLD_QUERY of the default config, both levels (tests and docs quote it).
+THRESHOLD_QUERY = _threshold_query(CONFIG)
+
+
+def _thresholds_from_the_exporter(cfg: Mapping[str, Any]) -> str:
+    """Return template actions setting $warn, $crit and their texts from linborg_threshold."""
+    each = (
+        '{{ if eq .Labels.level "warning" }}'
+        "{{ $warn = .Value }}{{ $warnText = printf $tfmt .Value }}{{ $hasWarn = true }}"
+        '{{ else if eq .Labels.level "critical" }}'
+        "{{ $crit = .Value }}{{ $critText = printf $tfmt .Value }}{{ $hasCrit = true }}"
+        "{{ end }}"
+    )
+    return (
+        f'{{{{ range printf "{_threshold_query(cfg)}" {THRESHOLD_ARGS} | query }}}}'
+        f"{each}{{{{ end }}}}"
+    )
+
+
 #: A duration from a query result as "1h 40m" or "5m" (humanizeDuration, less " 0m 0s").
 _DURATION_NOW = '{{ . | first | value | humanizeDuration | reReplaceAll "( 0m)? 0s$" "" }}'
 
 
-def _prelude(metrics: list[Metric], q: str, thresholds: Thresholds, units: bool) -> str:
-    """Return the template actions that set the prelude's variables (see above)."""
+def _prelude(
+    metrics: list[Metric], q: str, cfg: Mapping[str, Any], units: bool, thresholds: bool = True
+) -> str:
+    """Return the template actions that set the prelude's variables (see above).
+
+    Without ``thresholds`` (an annotation that prints the current value only) linborg_threshold
+    is not queried and $pastWarn/$pastCrit stay false.
+    """
     mixed = any(_below(m) for m in metrics) and not all(_below(m) for m in metrics)
     current = _with_query(
         CURRENT_VALUE_QUERY,
@@ -366,13 +389,15 @@ def _prelude(metrics: list[Metric], q: str, thresholds: Thresholds, units: bool)
         compare = f"{{{{ $pastWarn = {op} $now $warn }}}}{{{{ $pastCrit = {op} $now $crit }}}}"
     return (
         "{{ $now := 0.0 }}{{ $known := false }}{{ $warn := 0.0 }}{{ $crit := 0.0 }}"
+        '{{ $warnText := "unknown" }}{{ $critText := "unknown" }}'
+        "{{ $hasWarn := false }}{{ $hasCrit := false }}"
         '{{ $up := true }}{{ $past := "above" }}{{ $short := "below" }}{{ $verb := "reach" }}'
         '{{ $vfmt := "" }}{{ $tfmt := "" }}{{ $qname := "" }}'
         + current
-        + _per_metric(metrics, lambda m: _metric_vars(m, q, thresholds, units))
-        + "{{ $pastWarn := false }}{{ $pastCrit := false }}{{ if $known }}"
-        + compare
-        + "{{ end }}"
+        + _per_metric(metrics, lambda m: _metric_vars(m, q, units))
+        + (_thresholds_from_the_exporter(cfg) if thresholds else "")
+        + "{{ $limits := and $hasWarn $hasCrit }}{{ $pastWarn := false }}{{ $pastCrit := false }}"
+        + (f"{{{{ if and $known $limits }}}}{compare}{{{{ end }}}}" if thresholds else "")
     )
 
 
@@ -386,21 +411,22 @@ def _window(cfg: Mapping[str, Any]) -> str:
     return max(cfg["horizons"], key=parse_duration)
 
 
-def _state(metrics: list[Metric], level: str, cfg: Mapping, thresholds: Thresholds, units: bool):
+def _state(metrics: list[Metric], level: str, cfg: Mapping, units: bool) -> str:
     """Return a template saying what the metric does now and what the forecast says next.
 
     Past critical: "front_close_wait 650, above critical 600". Past warning: "front_close_wait
     398, above warning 150; forecast to reach critical 600 in about 1h 40m" (or "forecast stays
     below critical 600 for 8h"). Below warning: "front_close_wait 95, below warning 150; forecast
     to reach warning 150 in about 50m and critical 600 in about 3h". No current value:
-    "front_close_wait current value unknown; forecast above warning 150 in about 5m". The
-    forecast is the alert's own quantile. With ``units`` (the description): no metric name
-    ("now 398 connections, above warning 150 connections; pessimistic (p90) forecast ...").
+    "front_close_wait current value unknown; forecast above warning 150 in about 5m"; no
+    linborg_threshold to compare it with: "front_close_wait 95; forecast above warning unknown
+    in about 5m". The forecast is the alert's own quantile. With ``units`` (the description): no
+    metric name ("now 398 connections, above warning 150 connections; pessimistic (p90) ...").
     """
     q, _, _ = _level_for(level, cfg)
     window = _window(cfg)
     fc = "{{ $qname }} forecast" if units else "forecast"
-    warn, crit = "{{ printf $tfmt $warn }}", "{{ printf $tfmt $crit }}"
+    warn, crit = "{{ $warnText }}", "{{ $critText }}"
 
     def at(lv: str, then: str, otherwise: str = "") -> str:
         return _with_query(_ttb_query(cfg, lv, q), then, otherwise)
@@ -423,32 +449,33 @@ def _state(metrics: list[Metric], level: str, cfg: Mapping, thresholds: Threshol
     unknown = at("warning", seen_warn, at("critical", seen_crit, stays("warning", warn)))
     now = ("now " if units else "") + "{{ printf $vfmt $now }}"
     return (
-        _prelude(metrics, q, thresholds, units)
+        _prelude(metrics, q, cfg, units)
         + ("" if units else "{{ $labels.metric }} ")
-        + f"{{{{ if $known }}}}{now}, "
+        + f"{{{{ if and $known $limits }}}}{now}, "
         + f"{{{{ if $pastCrit }}}}{{{{ $past }}}} critical {crit}"
         + f"{{{{ else if $pastWarn }}}}{{{{ $past }}}} warning {warn}; {past_warn}"
         + f"{{{{ else }}}}{{{{ $short }}}} warning {warn}; {below}{{{{ end }}}}"
-        + f"{{{{ else }}}}current value unknown; {unknown}{{{{ end }}}}"
+        + f"{{{{ else }}}}{{{{ if $known }}}}{now}{{{{ else }}}}current value unknown{{{{ end }}}}"
+        + f"; {unknown}{{{{ end }}}}"
     )
 
 
-def _lead_time(metrics: list[Metric], level: str, cfg: Mapping, thresholds: Thresholds) -> str:
+def _lead_time(metrics: list[Metric], level: str, cfg: Mapping) -> str:
     """Return a template of the time until the forecast reaches ``level``: 0s if already past."""
     q, _, _ = _level_for(level, cfg)
     past = "$pastCrit" if level == "critical" else "$pastWarn"
     return (
-        _prelude(metrics, q, thresholds, units=False)
+        _prelude(metrics, q, cfg, units=False)
         + f"{{{{ if {past} }}}}0s{{{{ else }}}}"
         + _with_query(_ttb_query(cfg, level, q), _DURATION_NOW, "unknown")
         + "{{ end }}"
     )
 
 
-def _current_value(metrics: list[Metric], level: str, cfg: Mapping, thresholds) -> str:
+def _current_value(metrics: list[Metric], level: str, cfg: Mapping) -> str:
     q, _, _ = _level_for(level, cfg)
     return (
-        _prelude(metrics, q, thresholds, units=True)
+        _prelude(metrics, q, cfg, units=True, thresholds=False)
         + "{{ if $known }}{{ printf $vfmt $now }}{{ else }}unknown{{ end }}"
     )
 
@@ -467,17 +494,17 @@ class _Texts:
     current_value: str
 
 
-def _texts(metrics: list[Metric], level: str, cfg: Mapping, thresholds: Thresholds) -> _Texts:
+def _texts(metrics: list[Metric], level: str, cfg: Mapping) -> _Texts:
     q, lead, _ = _level_for(level, cfg)
     return _Texts(
-        state=_state(metrics, level, cfg, thresholds, units=False),
-        state_units=_state(metrics, level, cfg, thresholds, units=True),
+        state=_state(metrics, level, cfg, units=False),
+        state_units=_state(metrics, level, cfg, units=True),
         rule=f"{{{{ $qname }}}} forecast {{{{ $past }}}} {level} within {lead}",
-        threshold=_per_metric(metrics, _threshold_of(thresholds, level)),
+        threshold=_per_metric(metrics, _threshold_of(cfg, level)),
         peak=_per_metric(metrics, _peak_of(cfg, q, lead)),
         worst=_per_metric(metrics, lambda m: "Lowest" if _below(m) else "Highest"),
-        lead_time=_lead_time(metrics, level, cfg, thresholds),
-        current_value=_current_value(metrics, level, cfg, thresholds),
+        lead_time=_lead_time(metrics, level, cfg),
+        current_value=_current_value(metrics, level, cfg),
     )
 
 
@@ -486,7 +513,7 @@ def _metric_matcher(metrics: list[Metric]) -> str:
     return names[0] if len(names) == 1 else "=~" + _regex(names)
 
 
-def _family_rule(fam: Family, level: str, cfg: Mapping, thresholds: Thresholds) -> dict:
+def _family_rule(fam: Family, level: str, cfg: Mapping) -> dict:
     q, lead, for_ = _level_for(level, cfg)
     metrics = list(fam.metrics)
     ttb = mixin.exporter(
@@ -495,7 +522,7 @@ def _family_rule(fam: Family, level: str, cfg: Mapping, thresholds: Thresholds) 
     expr = f"{ttb} <= {parse_duration(lead)}"
     if level == "warning":
         expr += "\n" + _unless_critical_fires(fam.alertname, "server, metric") + "\n"
-    t = _texts(metrics, level, cfg, thresholds)
+    t = _texts(metrics, level, cfg)
     return {
         "alert": fam.alertname,
         "expr": expr,
@@ -517,12 +544,12 @@ def _family_rule(fam: Family, level: str, cfg: Mapping, thresholds: Thresholds) 
     }
 
 
-def family_rules(cfg: Mapping[str, Any], thresholds: Thresholds) -> list[dict]:
+def family_rules(cfg: Mapping[str, Any]) -> list[dict]:
     """Return the predicted-breach rules: per family a critical rule, then a warning rule."""
-    return [_family_rule(fam, level, cfg, thresholds) for fam in FAMILIES for level in LEVELS]
+    return [_family_rule(fam, level, cfg) for fam in FAMILIES for level in LEVELS]
 
 
-def _incident_rule(level: str, cfg: Mapping[str, Any], thresholds: Thresholds) -> dict:
+def _incident_rule(level: str, cfg: Mapping[str, Any]) -> dict:
     q, lead, for_ = _level_for(level, cfg)
     metrics = [m for m in METRICS if m.name not in cfg["incident_ignored_drivers"]]
     risk_min = cfg[f"risk_{level}"]
@@ -540,7 +567,7 @@ def _incident_rule(level: str, cfg: Mapping[str, Any], thresholds: Thresholds) -
     )
     if level == "warning":
         expr += _unless_critical_fires(INCIDENT, "server") + "\n"
-    t = _texts(metrics, level, cfg, thresholds)
+    t = _texts(metrics, level, cfg)
     score = '{{ $value | printf "%.0f" }}'
     return {
         "alert": INCIDENT,
@@ -564,9 +591,9 @@ def _incident_rule(level: str, cfg: Mapping[str, Any], thresholds: Thresholds) -
     }
 
 
-def incident_rules(cfg: Mapping[str, Any], thresholds: Thresholds) -> list[dict]:
+def incident_rules(cfg: Mapping[str, Any]) -> list[dict]:
     """Return the two LinborgPredictedIncident rules, critical first."""
-    return [_incident_rule(level, cfg, thresholds) for level in LEVELS]
+    return [_incident_rule(level, cfg) for level in LEVELS]
 
 
 # --- exporter health ----------------------------------------------------------------------------
@@ -711,12 +738,11 @@ def health_rules(cfg: Mapping[str, Any]) -> list[dict]:
 def rule_groups(config: Mapping[str, Any] | None = None) -> dict:
     """Return the rule file as data; ``config`` overrides keys of the mixin's CONFIG."""
     cfg = mixin.config(config)
-    thresholds = load_thresholds(*cfg["thresholds_files"])
     return {
         "groups": [
             {
                 "name": "linborg-predicted",
-                "rules": incident_rules(cfg, thresholds) + family_rules(cfg, thresholds),
+                "rules": incident_rules(cfg) + family_rules(cfg),
             },
             {"name": "linborg-exporter", "rules": health_rules(cfg)},
         ]

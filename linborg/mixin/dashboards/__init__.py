@@ -1,12 +1,13 @@
 """The six LINBORG Grafana dashboards as code (grafanalib); ``linborg dashboards`` writes them.
 
 One module per dashboard (fleet, server, profiles, quality, exporter, impact), each with a
-``dashboard(cfg, ...)`` function; linborg.mixin.dashboards.panels holds what they share. Every knob
+``dashboard(cfg)`` function; linborg.mixin.dashboards.panels holds what they share. Every knob
 (data source UIDs, dashboard UIDs, the exporter's job selector, risk and staleness levels,
-horizons, threshold files) comes from the mixin config (linborg/mixin/__init__.py), every series
-name from linborg.families and linborg.contract, every threshold from linborg/thresholds.yaml, the
-alert names from linborg.mixin.alert_rules, the quality series from linborg.mixin.quality_rules and
-the routing matrix from linborg.mixin.routing. grafana/README.md describes the dashboards.
+horizons) comes from the mixin config (linborg/mixin/__init__.py), every series name from
+linborg.families and linborg.contract, the alert names from linborg.mixin.alert_rules, the
+quality series from linborg.mixin.quality_rules and the routing matrix from
+linborg.mixin.routing. Thresholds are queried from the exporter's linborg_threshold series, never
+written into a dashboard. grafana/README.md describes the dashboards.
 
 ``render_all()`` returns ``{"<uid>.json": text}`` with deterministic JSON (sorted keys, indent
 2, panel ids numbered in layout order); the files are committed under grafana/dashboards/ and
@@ -28,7 +29,6 @@ from grafanalib import core as G
 from linborg import mixin
 from linborg.contract import PROFILE_NAMES
 from linborg.mixin.dashboards import exporter, fleet, impact, profiles, quality, server
-from linborg.thresholds import load_thresholds
 
 #: Values put in for the template variables by ``panel_queries()`` unless told otherwise.
 SAMPLE_VALUES: dict[str, str] = {
@@ -58,14 +58,13 @@ def dashboards(config: Mapping[str, Any] | None = None) -> dict[str, G.Dashboard
     ``config`` overrides keys of the mixin's CONFIG.
     """
     cfg = mixin.config(config)
-    thresholds = load_thresholds(*cfg["thresholds_files"])
     builders: dict[str, Callable[[], G.Dashboard]] = {
         "fleet": lambda: fleet.dashboard(cfg),
-        "server": lambda: server.dashboard(cfg, thresholds),
+        "server": lambda: server.dashboard(cfg),
         "profiles": lambda: profiles.dashboard(cfg),
         "quality": lambda: quality.dashboard(cfg),
         "exporter": lambda: exporter.dashboard(cfg),
-        "impact": lambda: impact.dashboard(cfg, thresholds),
+        "impact": lambda: impact.dashboard(cfg),
     }
     return {key: builders[key]() for key in cfg["dashboard_uids"]}
 

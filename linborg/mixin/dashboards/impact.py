@@ -9,10 +9,9 @@ from grafanalib import core as G
 
 from linborg import families as F
 from linborg import mixin
-from linborg.contract import PROFILE_NAMES
 from linborg.mixin import alert_rules, routing
-from linborg.mixin.dashboards.panels import Kit
-from linborg.thresholds import Thresholds
+from linborg.mixin.dashboards.panels import Kit, organize
+from linborg.thresholds import LEVELS
 
 
 def runbook_link(cfg: Mapping[str, Any], alertname: str) -> str:
@@ -28,31 +27,52 @@ def alertnames(cfg: Mapping[str, Any]) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def runbook_table(cfg: Mapping[str, Any], thresholds: Thresholds) -> str:
-    """Return Markdown: per profile, its own thresholds and the runbooks of the alerts on them."""
+def runbook_table(cfg: Mapping[str, Any]) -> str:
+    """Return Markdown: per predicted alert, the metrics it watches and its runbook.
+
+    Each runbook has what to do per profile; the profiles' thresholds are in the table below it
+    (from linborg_threshold, so they are the ones the exporter runs with).
+    """
     lines = [
-        "| profile | thresholds of its own (warning / critical) | runbooks |",
-        "|---|---|---|",
+        "| runbook: what to do, per profile | metrics it watches |",
+        "|---|---|",
+        f"| {runbook_link(cfg, alert_rules.INCIDENT)} | the risk score's driver |",
     ]
-    for profile in PROFILE_NAMES:
-        own, alerts = [], [alert_rules.INCIDENT]
-        for fam in alert_rules.FAMILIES:
-            for m in fam.metrics:
-                t, g = thresholds.get(profile, m.name), thresholds.get("generic", m.name)
-                if (t.warning, t.critical) != (g.warning, g.critical):
-                    own.append(f"`{m.name}` {t.warning:g} / {t.critical:g}")
-                    if fam.alertname not in alerts:
-                        alerts.append(fam.alertname)
-        lines.append(
-            f"| `{profile}` | {', '.join(own) or 'the defaults'} | "
-            f"{', '.join(runbook_link(cfg, a) for a in alerts)} |"
-        )
+    for fam in alert_rules.FAMILIES:
+        metrics = ", ".join(f"`{m.name}`" for m in fam.metrics)
+        lines.append(f"| {runbook_link(cfg, fam.alertname)} | {metrics} |")
     every = ", ".join(runbook_link(cfg, a) for a in alertnames(cfg))
     lines += ["", f"Every alert: {every}."]
     return "\n".join(lines)
 
 
-def dashboard(cfg: Mapping[str, Any], thresholds: Thresholds) -> G.Dashboard:
+def threshold_table(k: Kit) -> G.Table:
+    """Return a table of the thresholds in use: per profile and metric, warning and critical.
+
+    From the exporters' linborg_threshold (the packaged thresholds with their thresholds_file
+    applied), one instant query per level merged into one row per profile and metric.
+    """
+    targets = [
+        (f"max by (profile, metric) ({k.exporter(F.THRESHOLD, level=level)})", level)
+        for level in LEVELS
+    ]
+    values = {f"Value #{chr(ord('A') + i)}": level for i, level in enumerate(LEVELS)}
+    return k.table(
+        "Thresholds in use, per profile",
+        targets,
+        description="The warning and critical thresholds the exporters compare forecasts with "
+        "(linborg_threshold: linborg/thresholds.yaml with the exporter's thresholds_file "
+        "applied; the highest where exporters disagree). The risk scores, the alerts and the "
+        "server dashboard's threshold lines all use these.",
+        transformations=[
+            {"id": "merge", "options": {}},
+            organize(("Time",), renameByName=values),
+        ],
+        sortBy=[G.TableSortByField(displayName="profile")],
+    )
+
+
+def dashboard(cfg: Mapping[str, Any]) -> G.Dashboard:
     """Return the impact dashboard."""
     k = Kit(cfg)
     incident = alert_rules.INCIDENT
@@ -153,10 +173,11 @@ def dashboard(cfg: Mapping[str, Any], thresholds: Thresholds) -> G.Dashboard:
             12,
         ),
         (
-            k.text("Runbooks per profile", runbook_table(cfg, thresholds)),
+            k.text("Runbooks", runbook_table(cfg)),
             12,
             12,
         ),
+        (threshold_table(k), 24, 12),
     ]
     return k.dashboard(
         "impact",

@@ -15,8 +15,7 @@ from grafanalib import core as G
 
 from linborg import families as F
 from linborg import mixin
-from linborg.contract import PROFILE_NAMES, Metric
-from linborg.thresholds import LEVELS, Thresholds
+from linborg.contract import Metric
 
 #: The quantiles the exporter exposes, and the legend each one gets.
 Q_LOW, Q_MID, Q_HIGH = "0.1", "0.5", "0.9"
@@ -163,30 +162,22 @@ class Kit:
             {"color": "red", "value": self.cfg["risk_critical"]},
         ]
 
-    def threshold_expr(self, metric: str, level: str, thresholds: Thresholds) -> str:
-        """Return PromQL giving the ``level`` threshold of ``metric`` for the profile of $server.
+    def threshold_expr(self, metric: str) -> str:
+        """Return PromQL giving the warning and critical thresholds of ``metric`` for $server.
 
-        One term per distinct value: ``vector(value)`` kept only while the selected server
-        belongs to one of the profiles with that value (``and on ()`` a series of the server
-        with that profile). Exactly one term matches, so the line follows the exporter's
-        profile of the server.
+        The exporter exposes the thresholds it compares forecasts with (linborg_threshold, its
+        thresholds_file applied); ``and on (instance, profile)`` a series of $server keeps those
+        of the exporter that forecasts the server, for the profile it gave the server. The lines
+        follow the exporter's config and the server's profile with no regeneration.
         """
-        by_value: dict[float, list[str]] = {}
-        for profile in PROFILE_NAMES:
-            t = thresholds.get(profile, metric)
-            value = t.warning if level == "warning" else t.critical
-            by_value.setdefault(value, []).append(profile)
-        terms = []
-        for value, profiles in by_value.items():
-            of_server = self.exporter(
-                F.DATA_COMPLETENESS_RATIO, server="$server", profile="=~" + "|".join(profiles)
-            )
-            terms.append(f"(vector({value:g}) and on () {of_server})")
-        return "\nor ".join(terms)
+        thresholds = self.exporter(F.THRESHOLD, metric=metric)
+        of_server = self.exporter(F.DATA_COMPLETENESS_RATIO, server="$server")
+        return f"{thresholds}\nand on (instance, profile)\n  {of_server}"
 
-    def threshold_targets(self, metric: str, thresholds: Thresholds) -> list[tuple]:
-        """Return the warning and critical lines of ``metric`` for $server's profile."""
-        return [(self.threshold_expr(metric, level, thresholds), level) for level in LEVELS]
+    def threshold_targets(self, metric: str) -> list[tuple]:
+        """Return the warning and critical lines of ``metric`` for $server: one query, one
+        series per level, named after it (band_overrides dashes them)."""
+        return [(self.threshold_expr(metric), "{{level}}")]
 
     # --- panels ---------------------------------------------------------------------------------
 

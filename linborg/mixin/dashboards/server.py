@@ -18,7 +18,6 @@ from linborg.mixin.dashboards.panels import (
     override,
     unit,
 )
-from linborg.thresholds import Thresholds
 
 CPU_IDLE = METRICS_BY_NAME["cpu_idle_pct"]
 IOWAIT = METRICS_BY_NAME["cpu_iowait_pct"]
@@ -30,7 +29,7 @@ def _forecast_then(k: Kit, m: Metric, q: str) -> str:
     return f"{forecast} offset $horizon"
 
 
-def _metric_panels(k: Kit, m: Metric, thresholds: Thresholds) -> list:
+def _metric_panels(k: Kit, m: Metric) -> list:
     # The forecast path API answers plain selectors of its one series, no job label.
     fan = [
         (f'{F.FORECAST_PATH}{{server="$server", metric="{m.name}", q="{q}"}}', legend)
@@ -44,12 +43,12 @@ def _metric_panels(k: Kit, m: Metric, thresholds: Thresholds) -> list:
                 [
                     (f'{m.wire_name}{{server="$server"}}', "actual"),
                     *((_forecast_then(k, m, q), legend) for q, legend in QUANTILES),
-                    *k.threshold_targets(m.name, thresholds),
+                    *k.threshold_targets(m.name),
                 ],
                 unit=unit(m),
                 description=f"{m.help} The band is p10-p90 of the forecast made one horizon "
                 "before each point; dashed lines are the warning and critical thresholds of "
-                "the server's profile.",
+                "the server's profile, as its exporter exposes them (linborg_threshold).",
                 overrides=band_overrides(),
             ),
             12,
@@ -71,7 +70,7 @@ def _metric_panels(k: Kit, m: Metric, thresholds: Thresholds) -> list:
     ]
 
 
-def dashboard(cfg: Mapping[str, Any], thresholds: Thresholds) -> G.Dashboard:
+def dashboard(cfg: Mapping[str, Any]) -> G.Dashboard:
     """Return the server detail dashboard."""
     k = Kit(cfg)
     items: list = [
@@ -151,11 +150,12 @@ def dashboard(cfg: Mapping[str, Any], thresholds: Thresholds) -> G.Dashboard:
                 [
                     (f'{IOWAIT.wire_name}{{server="$server"}}', "actual"),
                     (_forecast_then(k, IOWAIT, Q_MID), "p50"),
-                    *k.threshold_targets(IOWAIT.name, thresholds),
+                    *k.threshold_targets(IOWAIT.name),
                 ],
                 unit=unit(IOWAIT),
-                description="The thresholds follow the server's profile (from "
-                "linborg/thresholds.yaml): a database at 15% is normal, an ml_compute worker "
+                description="The thresholds follow the server's profile, as its exporter "
+                "exposes them (linborg_threshold: linborg/thresholds.yaml with the exporter's "
+                "thresholds_file applied): a database at 15% is normal, an ml_compute worker "
                 "at 5% is critical.",
                 overrides=band_overrides(),
             ),
@@ -164,7 +164,7 @@ def dashboard(cfg: Mapping[str, Any], thresholds: Thresholds) -> G.Dashboard:
         ),
     ]
     for m in METRICS:
-        items += _metric_panels(k, m, thresholds)
+        items += _metric_panels(k, m)
     return k.dashboard(
         "server",
         "LINBORG / Server detail",
