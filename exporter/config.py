@@ -64,7 +64,11 @@ SCHEMA: dict[str, tuple[Any, str]] = {
         "linborg_threshold, which the alerts and dashboards read: this is the one place to "
         "change a threshold.",
     ),
-    "model.bundle": ("models/default", "Model bundle directory."),
+    "model.bundle": (
+        "models/default",
+        "Model bundle directory. The default, where the working folder has no models/default, "
+        "is the model shipped in the package.",
+    ),
     "shard": ("0/1", "This replica's shard i/N of the fleet (by stable server hash)."),
     "threads": (
         "auto",

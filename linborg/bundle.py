@@ -268,6 +268,22 @@ def weights_parameter_count(path: Path) -> int:
     return total
 
 
+#: The exporter's and trainer's default bundle, relative to the working folder.
+DEFAULT_BUNDLE = "models/default"
+
+
+def bundle_path(directory: str | Path) -> Path:
+    """Return where ``directory`` is; the default ``models/default`` outside a checkout is the
+    model shipped in the package (linborg/models/default), so an installed wheel serves it.
+    """
+    path = Path(directory)
+    if str(directory) == DEFAULT_BUNDLE and not path.exists():
+        from importlib import resources
+
+        return Path(str(resources.files("linborg.models"))) / "default"
+    return path
+
+
 def load_bundle(directory: str | Path, chunk: int = 50) -> Forecaster:
     """Load a bundle into a Forecaster; refuse a mismatched or corrupt one with the reason.
 
@@ -276,7 +292,7 @@ def load_bundle(directory: str | Path, chunk: int = 50) -> Forecaster:
     do not fit, and anything else the network's construction raises.
     """
     try:
-        return _load_bundle(Path(directory), chunk)
+        return _load_bundle(bundle_path(directory), chunk)
     except BundleError:
         raise
     except Exception as err:  # noqa: BLE001 - a bundle must never crash a caller

@@ -16,6 +16,9 @@ import sysconfig
 import zipfile
 from pathlib import Path
 
+import requests
+from realstack import free_port, poll
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -124,3 +127,27 @@ def test_the_wheel_installs_and_runs_outside_the_checkout(tmp_path):
     assert len(list((work / "dashboards").glob("*.json"))) == 6
     contract = _run([linborg, "contract"], work, env).stdout
     assert contract.startswith("LINBORG contract") and "cpu_user_pct" in contract
+
+    # `linborg serve` with no flags: every key at its default and the packaged model, since
+    # the empty folder has no exporter/example.yml and no models/default.
+    port = free_port()
+    proc = subprocess.Popen(
+        [linborg, "serve", "--web.listen-address", f"127.0.0.1:{port}"],
+        cwd=work,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+
+        def page() -> str:
+            assert proc.poll() is None, f"serve exited {proc.returncode}: {proc.stderr.read()}"
+            text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+            return text if "linborg_model_info{" in text else ""
+
+        text = poll(page, 120, "linborg serve to load the packaged model")
+        assert 'linborg_threshold{level="warning",metric="cpu_user_pct",profile="database"}' in text
+    finally:
+        proc.terminate()
+        proc.wait(30)

@@ -38,10 +38,11 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from apscheduler.schedulers.background import BackgroundScheduler
 
-    from linborg.bundle import load_bundle
+    from linborg.bundle import bundle_path, load_bundle
     from linborg.contract import METRIC_NAMES, ContractError
     from linborg.exporter.collector import MetricsPage
     from linborg.exporter.config import (
+        config_from_dict,
         load_config,
         load_config_thresholds,
         make_client,
@@ -55,7 +56,8 @@ def run(args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    config = load_config(args.config_file)
+    # Without --config.file every key has its default (docs/configuration.md).
+    config = load_config(args.config_file) if args.config_file else config_from_dict({})
     if args.shard:
         import dataclasses
 
@@ -72,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     thresholds = load_config_thresholds(config)
     client = make_client(config)
     exporter = Exporter(config, client, forecaster, thresholds)
-    holder = ModelHolder(exporter, config.model_bundle)
+    holder = ModelHolder(exporter, bundle_path(config.model_bundle))
     exporter.restore(time.time())
     page = MetricsPage(exporter, build=linborg.__version__)
 
@@ -181,7 +183,12 @@ def run(args: argparse.Namespace) -> int:
 def add_parser(sub) -> None:
     """Add `serve` to the `linborg` parser."""
     p = sub.add_parser("serve", help="run the forecasting exporter")
-    p.add_argument("--config.file", dest="config_file", default="exporter/example.yml")
+    p.add_argument(
+        "--config.file",
+        dest="config_file",
+        help="the exporter's YAML configuration (docs/configuration.md; example: "
+        "exporter/example.yml); without it every key has its default",
+    )
     p.add_argument("--web.listen-address", dest="web_listen_address", default="127.0.0.1:9106")
     p.add_argument(
         "--web.config.file",
