@@ -159,10 +159,21 @@ def _held_out_words(args: argparse.Namespace) -> str:
     return f", its last {days:g} days (one day before them as context)"
 
 
+def _quiet_lightning() -> None:
+    """Keep Lightning's start-up chatter (accelerator lines, a product tip, a deprecation inside
+    Lightning itself) out of the training log: the trainer's own lines say what matters."""
+    import logging
+    import warnings
+
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from linborg.bundle import save_bundle
     from linborg.trainer.train import train
 
+    _quiet_lightning()
     frame, source = _load_frame(args)
     incidents, seeds = _metadata(frame.attrs.get("server_file") or {})
     preset = args.preset or ("finetune" if args.init else "default")
