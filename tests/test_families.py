@@ -43,3 +43,9 @@ def test_the_forecast_path_is_the_series_the_api_serves():
     from linborg.exporter.promapi import SERIES_NAME
 
     assert SERIES_NAME == F.FORECAST_PATH
+
+
+def test_docs_architecture_lists_every_family_on_metrics():
+    text = (Path(__file__).resolve().parent.parent / "docs" / "architecture.md").read_text()
+    missing = [name for name in F.ON_METRICS if f"`{name}" not in text]
+    assert not missing, f"docs/architecture.md does not describe {missing}"
