@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Reproduce the shipped default model and its evaluation report (about 75 minutes on 2 cores):
 # 30 days of the 90-server fleet (seed 7) -> `default` preset -> a fresh held-out fleet
-# (another seed, another mix, four months later) -> evaluation with the early-warning scoreboard.
+# (another seed, another mix, four months later) -> evaluation with the early-warning scoreboard;
+# then the shared real set's last 7 days (models/default/evaluation/real).
 # Training is bounded by wall-clock time, so a slower or busier machine trains fewer epochs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,3 +17,11 @@ export OMP_WAIT_POLICY=PASSIVE
   --days 7 --fleet web_api=22,ml_compute=18,database=18,data_ingest=12,risk_analytics=10,generic=8,conductor_mgmt=7
 .venv/bin/linborg evaluate --model models/default --data out/heldout.parquet \
   --out models/default/evaluation --update-bundle
+# The real-data section: the shared real set's last 7 days (Bitbrains VMs, never trained on).
+REAL=${LINBORG_REAL_DATA:-../shared/data/bitbrains-2013-07/bitbrains-2013-07.parquet}
+if [[ -f $REAL ]]; then
+  .venv/bin/linborg evaluate --model models/default --data "$REAL" --holdout-days 7 \
+    --out models/default/evaluation/real
+else
+  echo "train_default: no real-data section: $REAL is missing (set LINBORG_REAL_DATA)" >&2
+fi
