@@ -59,15 +59,17 @@ def simulate(
     steps: int,
     progress: bool = False,
     scenarios: Iterable[tuple[dt.datetime, dict]] = (),
+    incident_rate: float = 1.0,
 ) -> tuple[pd.DataFrame, list[Incident], Simulator]:
     """Return (long table, incident labels, simulator) for ``steps`` steps from ``start``.
 
     ``scenarios``: (time, request) pairs applied when the simulation reaches each time (see
     ``Simulator.schedule``), e.g. an incident scripted for a demo or a test.
+    ``incident_rate``: multiplier of the profiles' random incidents per day.
     """
     if steps < 1:
         raise ContractError(f"nothing to generate: {steps} steps")
-    sim = Simulator(fleet, seed, start)
+    sim = Simulator(fleet, seed, start, incident_rate)
     for at, request in scenarios:
         sim.schedule(at, request)
     n = len(fleet)
@@ -105,7 +107,12 @@ def simulate(
 
 
 def history_metadata(
-    fleet: list[Server], seed: int, start: dt.datetime, steps: int, incidents: list[Incident]
+    fleet: list[Server],
+    seed: int,
+    start: dt.datetime,
+    steps: int,
+    incidents: list[Incident],
+    incident_rate: float = 1.0,
 ) -> dict:
     """Return the metadata stored with a history file."""
     counts: dict[str, int] = {}
@@ -121,6 +128,7 @@ def history_metadata(
         "step_seconds": STEP_SECONDS,
         "fleet": counts,
         "servers": len(fleet),
+        "incident_rate": incident_rate,
         "incidents": [i.as_dict() for i in incidents],
     }
 
@@ -132,12 +140,17 @@ def write_history(
     start: dt.datetime,
     days: float,
     progress: bool = False,
+    incident_rate: float = 1.0,
 ) -> tuple[Path, dict]:
-    """Generate ``days`` of history and write the Parquet file plus an incidents CSV beside it."""
+    """Generate ``days`` of history and write the Parquet file plus an incidents CSV beside it.
+
+    ``incident_rate`` multiplies the profiles' random incidents per day (training fleets may
+    use more incidents than a real fleet has, to show the model more precursor ramps).
+    """
     steps = int(round(days * 86400 / STEP_SECONDS))
     start = align(start)
-    frame, incidents, _ = simulate(fleet, seed, start, steps, progress)
-    meta = history_metadata(fleet, seed, start, steps, incidents)
+    frame, incidents, _ = simulate(fleet, seed, start, steps, progress, incident_rate=incident_rate)
+    meta = history_metadata(fleet, seed, start, steps, incidents, incident_rate)
     path = write_metrics(frame, path, meta)
     labels = pd.DataFrame([i.as_dict() for i in incidents], columns=list(INCIDENT_COLUMNS))
     labels.to_csv(incidents_path(path), index=False)

@@ -88,6 +88,11 @@ def align(t: dt.datetime) -> dt.datetime:
     return dt.datetime.fromtimestamp(seconds, dt.UTC)
 
 
+#: The largest ``incident_rate`` multiplier: beyond it a server spends most of its time in
+#: incidents, recoveries and precursors, and normal behaviour is what becomes rare.
+MAX_INCIDENT_RATE = 10.0
+
+
 def _ramp(p: np.ndarray) -> np.ndarray:
     """Return how far a precursor has built up (0 at its start, 1 at onset), accelerating."""
     return np.clip(p, 0.0, 1.0) ** 1.6
@@ -96,9 +101,16 @@ def _ramp(p: np.ndarray) -> np.ndarray:
 class Simulator:
     """Step a fleet forward from ``origin``; ``step()`` returns the 14 metrics for every server."""
 
-    def __init__(self, fleet: list[Server], seed: int, origin: dt.datetime):
+    def __init__(
+        self, fleet: list[Server], seed: int, origin: dt.datetime, incident_rate: float = 1.0
+    ):
+        """``incident_rate`` multiplies every profile's random incidents per day (1 = as profiled)."""
         if not fleet:
             raise ContractError("impossible fleet spec: the fleet has no servers")
+        if not 0 <= incident_rate <= MAX_INCIDENT_RATE:
+            raise ContractError(
+                f"incident rate {incident_rate:g} out of range: use 0 to {MAX_INCIDENT_RATE:g}"
+            )
         self.fleet = list(fleet)
         self.index = {s.name: i for i, s in enumerate(self.fleet)}
         self.seed = int(seed)
@@ -138,7 +150,8 @@ class Simulator:
         self.swap = self.swap_base.copy()
         self.uptime = r.uniform(1, 120, n)
         self.ar = np.zeros((n, len(CHANNELS)))
-        self.rate = per_profile("incidents_per_day") / STEPS_PER_DAY
+        self.incident_rate = float(incident_rate)
+        self.rate = self.incident_rate * per_profile("incidents_per_day") / STEPS_PER_DAY
         self.type_p = np.zeros((len(PROFILE_NAMES), len(PRECURSOR_TYPES)))
         for i, b in enumerate(beh):
             for name, w in b.incident_types.items():

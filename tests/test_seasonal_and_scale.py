@@ -144,7 +144,7 @@ def _last_idx(history: pd.DataFrame) -> int:
     return int(time_index(history["timestamp"]).max())
 
 
-def test_incident_windows_are_those_whose_horizon_holds_a_precursor_or_onset():
+def test_incident_windows_are_those_whose_origin_lies_between_precursor_start_and_end():
     t0 = 1_000_000
     index = pd.DataFrame(
         {
@@ -158,13 +158,26 @@ def test_incident_windows_are_those_whose_horizon_holds_a_precursor_or_onset():
         return pd.Timestamp(step * 300, unit="s", tz="UTC").isoformat()
 
     incidents = [
-        # precursor over steps t0+250 .. t0+300 (onset): only windows covering them count
-        {"server": "a", "precursor_start": iso(t0 + 250), "onset": iso(t0 + 300)},
-        # no precursor: the onset alone
-        {"server": "b", "precursor_start": None, "onset": iso(t0 + 500)},
+        # precursor from t0+150, onset t0+250, end t0+300: origins t0+150 .. t0+300 count
+        {
+            "server": "a",
+            "precursor_start": iso(t0 + 150),
+            "onset": iso(t0 + 250),
+            "end": iso(t0 + 300),
+        },
+        # no precursor: origins from the onset to the end
+        {"server": "b", "precursor_start": None, "onset": iso(t0 + 180), "end": iso(t0 + 200)},
     ]
+    # origins (first prediction - 1): a t0-1 (before), a t0+199 (ramp under way), a t0+399
+    # (after the end), the copy of a at t0+199 (its original's incident), b t0+199 (in progress)
     mask = incident_window_mask(index, incidents)
-    assert mask.tolist() == [False, True, False, True, False]
+    assert mask.tolist() == [False, True, False, True, True]
+    # the edges: an origin at the precursor's first step and at the end count, one step
+    # before or after does not
+    edges = pd.DataFrame(
+        {"server": ["a"] * 4, "time_idx_first_prediction": [t0 + 150, t0 + 151, t0 + 301, t0 + 302]}
+    )
+    assert incident_window_mask(edges, incidents).tolist() == [False, True, True, False]
     assert not incident_window_mask(index, None).any()
 
 

@@ -12,7 +12,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from linborg.contract import METRIC_NAMES, PROFILE, SERVER, TIMESTAMP, ContractError
+from linborg.contract import (
+    METRIC_NAMES,
+    PROFILE,
+    SERVER,
+    STEP_SECONDS,
+    TIMESTAMP,
+    ContractError,
+)
 from linborg.cpus import usable_cpus
 from linborg.features import (
     ENCODER_STEPS,
@@ -31,10 +38,10 @@ NODE_EXPORTER_ABSENT = ("java_cpu_pct", "back_close_wait", "front_close_wait")
 #: Share of training servers copied without NODE_EXPORTER_ABSENT, and without one random metric.
 ABSENT_COPY_SHARE = 0.3
 SINGLE_DROP_SHARE = 0.1
-#: Share of training windows drawn from those whose 8-hour horizon holds an incident's
-#: precursor or onset (labels select windows; they are never model inputs). Incidents are a few
-#: percent of the fleet's time, so without this the network mostly learns that metrics return
-#: to normal, and pulls every ramp back down.
+#: Share of training windows drawn from those whose context shows an incident under way (its
+#: origin between the precursor's start and the incident's end; labels select windows, they
+#: are never model inputs). Incidents are a few percent of the fleet's time, so without this
+#: the network mostly learns that metrics return to normal, and pulls every ramp back down.
 INCIDENT_WINDOW_SHARE = 0.3
 #: Share of the time range held out for validation (early stopping).
 VALIDATION_SHARE = 0.15
@@ -103,11 +110,16 @@ def validation_split(model_frame: pd.DataFrame) -> pd.Series:
 
 
 def incident_window_mask(decoded_index: pd.DataFrame, incidents: list[dict] | None) -> np.ndarray:
-    """Return, per training window, whether its horizon holds a precursor step or an onset.
+    """Return, per training window, whether its context shows an incident under way.
 
-    ``decoded_index``: the dataset's windows (server, ``time_idx_first_prediction``,
-    ``time_idx_last``). A copy of a server with absent metrics ('<server>~...') shares its
-    original's incidents.
+    A window counts when its forecast origin (the last context step) lies between the start
+    of an incident's precursor (its onset when it has none) and the incident's end: the ramp
+    has begun in the 24 hours the model sees, and the horizon shows where it leads. Windows
+    whose horizon holds a precursor that has not begun yet are not drawn on purpose: nothing
+    in their context announces it, so they would only teach a wider band everywhere.
+
+    ``decoded_index``: the dataset's windows (server, ``time_idx_first_prediction``). A copy
+    of a server with absent metrics ('<server>~...') shares its original's incidents.
     """
     mask = np.zeros(len(decoded_index), bool)
     if not incidents:
@@ -118,18 +130,17 @@ def incident_window_mask(decoded_index: pd.DataFrame, incidents: list[dict] | No
         if onset is None:
             continue
         begin = inc.get("precursor_start") or onset
-        first = int(pd.Timestamp(begin).timestamp()) // 300
-        last = int(pd.Timestamp(onset).timestamp()) // 300
+        first = int(pd.Timestamp(begin).timestamp()) // STEP_SECONDS
+        last = int(pd.Timestamp(inc.get("end") or onset).timestamp()) // STEP_SECONDS
         spans.setdefault(str(inc["server"]), []).append((first, last))
     servers = decoded_index[SERVER].astype(str).str.split("~").str[0].to_numpy()
-    lo = decoded_index["time_idx_first_prediction"].to_numpy()
-    hi = decoded_index["time_idx_last"].to_numpy()
+    origin = decoded_index["time_idx_first_prediction"].to_numpy() - 1
     for server, ranges in spans.items():
         rows = servers == server
         if not rows.any():
             continue
         for first, last in ranges:
-            mask[rows] |= (lo[rows] <= last) & (hi[rows] >= first)
+            mask[rows] |= (origin[rows] >= first) & (origin[rows] <= last)
     return mask
 
 
@@ -229,7 +240,7 @@ def train(
     """Train a TFT on ``frame`` (contract schema); return (model, training summary).
 
     ``incidents``: labels (server, precursor_start, onset) used only to draw ``incident_share``
-    of the training windows from those whose horizon holds a precursor or an onset.
+    of the training windows from those whose context shows an incident under way.
     ``timezone``: the IANA zone of the fleet's business hours (the time features' clock); serve
     the bundle with the same ``timezone`` in the exporter's configuration.
     ``init``: a bundle directory to continue from (fine-tuning): its network, weights and

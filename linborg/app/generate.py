@@ -47,7 +47,13 @@ def cmd_history(args: argparse.Namespace) -> int:
     fleet = _fleet(args)
     began = time.monotonic()
     path, meta = write_history(
-        args.out, fleet, args.seed, parse_time(args.start), args.days, progress=not args.quiet
+        args.out,
+        fleet,
+        args.seed,
+        parse_time(args.start),
+        args.days,
+        progress=not args.quiet,
+        incident_rate=args.incident_rate,
     )
     print(
         f"wrote {path} ({len(fleet)} servers x {args.days:g} days, "
@@ -194,6 +200,14 @@ def add_parser(sub) -> None:
         "--start",
         default=DEFAULT_HISTORY_START,
         help=f"first timestamp, ISO-8601 or now-30d (default {DEFAULT_HISTORY_START})",
+    )
+    p.add_argument(
+        "--incident-rate",
+        type=float,
+        default=1.0,
+        metavar="X",
+        help="multiply every profile's random incidents per day by X, 0 to 10 (default 1; "
+        "the shipped model trains on 3 to see more precursor ramps)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress line")
     p.set_defaults(func=cmd_history)
