@@ -30,7 +30,12 @@ from linborg.model import (
     make_dataset,
     with_seasonal,
 )
-from linborg.trainer.train import incident_window_mask, train, window_sampler
+from linborg.trainer.train import (
+    incident_window_mask,
+    train,
+    validation_sample,
+    window_sampler,
+)
 
 START = dt.datetime(2026, 1, 5, tzinfo=dt.UTC)
 FLEET = {"web_api": 1, "database": 1, "generic": 1}
@@ -189,3 +194,20 @@ def test_window_sampler_draws_the_chosen_share_of_incident_windows():
     assert len(drawn) == len(mask)
     assert mask[drawn].mean() == pytest.approx(0.3, abs=0.02)
     assert window_sampler(np.zeros(10, bool), 0.3, seed=1) is None
+
+
+def test_validation_windows_are_fixed_spread_over_the_set_and_mixed_like_training():
+    mask = np.zeros(20_000, bool)
+    mask[5_000:5_200] = True  # 1% of windows, all in one place
+    picked = validation_sample(mask, 0.3, 1_000, seed=3)
+    assert picked == validation_sample(mask, 0.3, 1_000, seed=3)  # the same every epoch
+    assert picked == sorted(set(picked)) and len(picked) == 1_000  # no window twice
+    assert mask[picked].mean() == pytest.approx(0.2, abs=0.05)  # 200 of them exist at most
+    assert mask[validation_sample(mask, 0.05, 1_000, seed=3)].mean() == pytest.approx(
+        0.05, abs=0.02
+    )
+    # not the first windows in order: from the whole set
+    assert min(picked) < 2_000 and max(picked) > 18_000
+    uniform = validation_sample(mask, None, 1_000, seed=3)
+    assert mask[uniform].mean() < 0.03
+    assert validation_sample(mask, 0.3, 50_000, seed=3) == list(range(20_000))

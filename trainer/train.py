@@ -156,6 +156,29 @@ def window_sampler(mask: np.ndarray, share: float, seed: int):
     )
 
 
+def validation_sample(mask: np.ndarray, share: float | None, size: int, seed: int) -> list[int]:
+    """Return the validation windows: ``size`` of them, fixed, spread over every server.
+
+    Drawn once without replacement (so every epoch scores the same windows) with the training
+    batches' mix: ``share`` of them from ``mask`` (windows with an incident under way) when the
+    training draws them at that share, uniformly otherwise. Returned in index order.
+    """
+    n = len(mask)
+    if size >= n:
+        return list(range(n))
+    n_hit = int(mask.sum())
+    if share is None or n_hit == 0 or n_hit == n:
+        weights = np.full(n, 1.0 / n)
+    else:
+        weights = np.where(mask, share / n_hit, (1 - share) / (n - n_hit))
+        weights = weights / weights.sum()
+    rng = np.random.default_rng(seed)
+    # Without replacement, the share can exceed what the incident windows hold; then all of
+    # them are taken and the rest is drawn from the others.
+    chosen = rng.choice(n, size=size, replace=False, p=weights)
+    return sorted(int(i) for i in chosen)
+
+
 #: How the training log names each repair of ``linborg.validate.tidy``.
 REPAIR_WORDS = {
     "out_of_range": "out-of-range samples made missing",
@@ -300,7 +323,18 @@ def train(
             shuffle=False,
             sampler=sampler,
         )
-    val_dl = val_ds.to_dataloader(train=False, batch_size=params["batch_size"] * 2, num_workers=0)
+    # Validation scores the same fixed windows every epoch, drawn across all servers with the
+    # training batches' incident mix (in dataset order they would be a few servers' windows).
+    val_hit = incident_window_mask(val_ds.decoded_index, incidents)
+    val_size = params["val_batches"] * params["batch_size"] * 2
+    val_dl = val_ds.to_dataloader(
+        train=False,
+        batch_size=params["batch_size"] * 2,
+        num_workers=0,
+        sampler=validation_sample(
+            val_hit, incident_share if sampler is not None else None, val_size, seed
+        ),
+    )
     if base is None:
         model = build_model(train_ds, params)
     else:
@@ -330,7 +364,7 @@ def train(
     log(
         f"train: preset {preset}, {model_frame[SERVER].nunique()} series "
         f"({frame[SERVER].nunique()} servers plus copies with absent metrics), "
-        f"{len(train_ds)} training windows ({int(hit.sum())} with an incident in the horizon, "
+        f"{len(train_ds)} training windows ({int(hit.sum())} with an incident under way, "
         f"drawn as {incident_share if sampler is not None else hit.mean():.0%} of batches), "
         f"{len(val_ds)} validation windows, "
         f"{sum(p.numel() for p in model.parameters())} parameters, "
