@@ -145,12 +145,24 @@ class FlooredEncoderNormalizer(EncoderNormalizer):
         self.scale_ = floored_scale(self.scale_, self.center_, self.min_scale)
 
 
+#: Training only: the loss of the metric an incident drives, at the steps of its precursor and
+#: critical phase, counts this many times. A window holds 14 metrics and an incident drives
+#: one, so without it a ramp is a fourteenth of its window's loss and is cheaply pulled back.
+INCIDENT_METRIC_WEIGHT = 5.0
+#: The training frame's weight column: at each step, 1 + the index in METRIC_NAMES of the
+#: metric an incident of that server drives (its precursor start to its end), 0 elsewhere.
+#: It selects loss weights from the labels; it is never a model input.
+INCIDENT_METRIC_COLUMN = "incident_metric_code"
+
+
 class MaskedQuantileLoss(QuantileLoss):
     """Quantile loss that skips absent targets (SENTINEL) and is scaled by each sample's history.
 
     pytorch-forecasting computes the loss in the metrics' own units; dividing by the encoder
     window's standard deviation puts every metric on the same footing, so close_wait counts in
-    the hundreds do not drown out percentages.
+    the hundreds do not drown out percentages. ``metric_code`` is 1 + this metric's index: at
+    steps whose weight (the INCIDENT_METRIC_COLUMN) equals it, the loss counts
+    ``incident_weight`` times.
     """
 
     def __init__(
@@ -159,12 +171,16 @@ class MaskedQuantileLoss(QuantileLoss):
         sentinel: float = SENTINEL,
         min_scale: float = 1.0,
         center_steps: int = 12,
+        metric_code: int | None = None,
+        incident_weight: float = INCIDENT_METRIC_WEIGHT,
         **kwargs,
     ):
         super().__init__(quantiles=quantiles, **kwargs)
         self.sentinel = sentinel
         self.min_scale = min_scale
         self.center_steps = center_steps
+        self.metric_code = metric_code
+        self.incident_weight = incident_weight
 
     def update(self, y_pred, target, encoder_target=None, encoder_lengths=None):
         if isinstance(target, list | tuple) and not isinstance(target, rnn.PackedSequence):
@@ -183,8 +199,8 @@ class MaskedQuantileLoss(QuantileLoss):
             center = enc[:, -self.center_steps :].mean(dim=1)
             losses = losses / floored_scale(std, center, self.min_scale)[:, None, None]
         w = mask.to(losses.dtype)
-        if weight is not None:
-            w = w * weight
+        if weight is not None and self.metric_code is not None:
+            w = w * torch.where(weight == self.metric_code, self.incident_weight, 1.0)
         self.losses = self.losses + (losses * w.unsqueeze(-1)).sum()
         self.lengths = self.lengths + mask.sum()
 
@@ -197,9 +213,12 @@ def make_loss() -> MultiLoss:
     return MultiLoss(
         [
             MaskedQuantileLoss(
-                quantiles=QUANTILES, min_scale=MIN_SCALE[m], center_steps=CENTER_STEPS
+                quantiles=QUANTILES,
+                min_scale=MIN_SCALE[m],
+                center_steps=CENTER_STEPS,
+                metric_code=i + 1,
             )
-            for m in METRIC_NAMES
+            for i, m in enumerate(METRIC_NAMES)
         ]
     )
 

@@ -211,3 +211,55 @@ def test_validation_windows_are_fixed_spread_over_the_set_and_mixed_like_trainin
     uniform = validation_sample(mask, None, 1_000, seed=3)
     assert mask[uniform].mean() < 0.03
     assert validation_sample(mask, 0.3, 50_000, seed=3) == list(range(20_000))
+
+
+def test_incident_metric_codes_mark_the_driven_metric_from_precursor_start_to_end():
+    from linborg.trainer.train import incident_metric_codes
+
+    t0 = 1_000_000
+    frame = pd.DataFrame(
+        {
+            "server": ["a"] * 6 + ["a~node_exporter"] * 2 + ["b"] * 2,
+            "time_idx": [t0 + k for k in range(6)] + [t0 + 2, t0 + 5] + [t0 + 2, t0 + 3],
+        }
+    )
+
+    def iso(step):
+        return pd.Timestamp(step * 300, unit="s", tz="UTC").isoformat()
+
+    incidents = [
+        {
+            "server": "a",
+            "metric": "disk_usage_pct",
+            "precursor_start": iso(t0 + 1),
+            "onset": iso(t0 + 3),
+            "end": iso(t0 + 4),
+        },
+        {"server": "b", "metric": "not_a_metric", "onset": iso(t0 + 2), "end": iso(t0 + 3)},
+    ]
+    code = METRIC_NAMES.index("disk_usage_pct") + 1
+    got = incident_metric_codes(frame, incidents).tolist()
+    assert got == [0, code, code, code, code, 0, code, 0, 0, 0]
+
+
+def test_the_loss_counts_the_incident_metric_more_at_its_marked_steps():
+    from linborg.model import INCIDENT_METRIC_WEIGHT, MaskedQuantileLoss
+
+    torch.manual_seed(0)
+    pred = torch.randn(4, 6, 3)
+    target = torch.randn(4, 6)
+    marked = torch.zeros(4, 6)
+    marked[1, 2:5] = 3.0  # metric code 3 at three steps of one window
+    other = torch.where(marked > 0, 5.0, 0.0)  # another metric's code
+
+    def total(loss, weight):
+        loss.update(pred, (target, weight))
+        return float(loss.losses)
+
+    plain = total(MaskedQuantileLoss(quantiles=[0.1, 0.5, 0.9], metric_code=3), None)
+    boosted = total(MaskedQuantileLoss(quantiles=[0.1, 0.5, 0.9], metric_code=3), marked)
+    unaffected = total(MaskedQuantileLoss(quantiles=[0.1, 0.5, 0.9], metric_code=3), other)
+    each = MaskedQuantileLoss(quantiles=[0.1, 0.5, 0.9]).loss(pred, target).sum(-1) / 3
+    extra = (INCIDENT_METRIC_WEIGHT - 1) * float(each[1, 2:5].sum())
+    assert unaffected == pytest.approx(plain)
+    assert boosted == pytest.approx(plain + extra, rel=1e-5)

@@ -30,7 +30,7 @@ from linborg.features import (
     build_model_frame,
     present_column,
 )
-from linborg.model import PRESETS, build_model, make_dataset
+from linborg.model import INCIDENT_METRIC_COLUMN, PRESETS, build_model, make_dataset
 from linborg.validate import tidy, validate
 
 #: Metrics a plain node_exporter host does not have; training shows the model such hosts.
@@ -142,6 +142,28 @@ def incident_window_mask(decoded_index: pd.DataFrame, incidents: list[dict] | No
         for first, last in ranges:
             mask[rows] |= (origin[rows] >= first) & (origin[rows] <= last)
     return mask
+
+
+def incident_metric_codes(model_frame: pd.DataFrame, incidents: list[dict]) -> np.ndarray:
+    """Return, per row of the model frame, 1 + the index of the metric an incident drives.
+
+    Rows of a server (or its copies with absent metrics) from an incident's precursor start (its
+    onset when it has none) to its end get the code of the incident's ``metric``; other rows 0.
+    The training loss counts those steps of that metric more (``linborg.model``); it is a loss
+    weight chosen by the labels, never a model input.
+    """
+    codes = np.zeros(len(model_frame), np.float32)
+    servers = model_frame[SERVER].astype(str).str.split("~").str[0].to_numpy()
+    steps = model_frame[TIME_IDX].to_numpy()
+    for inc in incidents:
+        metric, onset = inc.get("metric"), inc.get("onset")
+        if metric not in METRIC_NAMES or onset is None:
+            continue
+        first = int(pd.Timestamp(inc.get("precursor_start") or onset).timestamp()) // STEP_SECONDS
+        last = int(pd.Timestamp(inc.get("end") or onset).timestamp()) // STEP_SECONDS
+        rows = (servers == str(inc["server"])) & (steps >= first) & (steps <= last)
+        codes[rows] = METRIC_NAMES.index(metric) + 1
+    return codes
 
 
 def window_sampler(mask: np.ndarray, share: float, seed: int):
@@ -304,7 +326,12 @@ def train(
     split = validation_split(model_frame)
     lengths = model_frame.groupby(SERVER).size()
     model_frame = model_frame[model_frame[SERVER].isin(lengths[lengths >= MIN_STEPS].index)]
-    full_ds = make_dataset(model_frame)
+    weighted = bool(incidents)
+    if weighted:
+        model_frame = model_frame.assign(
+            **{INCIDENT_METRIC_COLUMN: incident_metric_codes(model_frame, incidents)}
+        )
+    full_ds = make_dataset(model_frame, weight=INCIDENT_METRIC_COLUMN if weighted else None)
     starts = split.reindex(full_ds.decoded_index[SERVER].astype(str)).to_numpy()
     # Training windows end before their server's split; validation windows forecast after it.
     train_ds = full_ds.filter(lambda idx: idx["time_idx_last"].to_numpy() < starts)
