@@ -104,7 +104,7 @@ class Simulator:
     def __init__(
         self, fleet: list[Server], seed: int, origin: dt.datetime, incident_rate: float = 1.0
     ):
-        """``incident_rate`` multiplies every profile's random incidents per day (1 = as profiled)."""
+        """``incident_rate`` multiplies every profile's random incidents per day (1: as set)."""
         if not fleet:
             raise ContractError("impossible fleet spec: the fleet has no servers")
         if not 0 <= incident_rate <= MAX_INCIDENT_RATE:

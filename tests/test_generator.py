@@ -44,8 +44,7 @@ def history():
 def busy_history():
     """A 7-day history of 21 servers with many incidents (rates raised for the test)."""
     fleet = build_fleet({p: 3 for p in DEFAULT_COMPOSITION})
-    sim = Simulator(fleet, 5, START)
-    sim.rate = sim.rate * 8
+    sim = Simulator(fleet, 5, START, incident_rate=8)
     rows = []
     for _ in range(7 * 288):
         t, values, state = sim.step()
@@ -229,6 +228,22 @@ def test_history_file_round_trips_with_metadata_and_label_file(tmp_path):
     labels = pd.read_csv(incidents_path(path))
     assert len(labels) == len(meta["incidents"])
     assert list(labels.columns)[:4] == ["server", "profile", "type", "metric"]
+
+
+def test_incident_rate_multiplies_random_incidents_and_is_recorded(tmp_path):
+    fleet = build_fleet(SMALL)
+    counts = {}
+    for rate in (0, 1, 4):
+        path, meta = write_history(
+            tmp_path / f"r{rate}.parquet", fleet, 9, START, 4, incident_rate=rate
+        )
+        assert read_metrics(path)[1]["incident_rate"] == rate
+        counts[rate] = len(meta["incidents"])
+    assert counts[0] == 0
+    assert counts[4] > 2 * counts[1] > 0, counts
+    for bad in (-1, 10.5):
+        with pytest.raises(ContractError, match="incident rate"):
+            Simulator(fleet, 9, START, incident_rate=bad)
 
 
 # --- incident labels ------------------------------------------------------------------------
