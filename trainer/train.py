@@ -109,6 +109,20 @@ def validation_split(model_frame: pd.DataFrame) -> pd.Series:
     return split
 
 
+def incident_steps(incident: dict) -> tuple[int, int] | None:
+    """Return an incident's first and last step (absolute TIME_IDX), None without an onset.
+
+    It runs from the precursor's start (the onset when there is none) to the incident's end
+    (the onset when there is none).
+    """
+    onset = incident.get("onset")
+    if onset is None:
+        return None
+    first = pd.Timestamp(incident.get("precursor_start") or onset).timestamp()
+    last = pd.Timestamp(incident.get("end") or onset).timestamp()
+    return int(first) // STEP_SECONDS, int(last) // STEP_SECONDS
+
+
 def incident_window_mask(decoded_index: pd.DataFrame, incidents: list[dict] | None) -> np.ndarray:
     """Return, per training window, whether its context shows an incident under way.
 
@@ -122,17 +136,11 @@ def incident_window_mask(decoded_index: pd.DataFrame, incidents: list[dict] | No
     of a server with absent metrics ('<server>~...') shares its original's incidents.
     """
     mask = np.zeros(len(decoded_index), bool)
-    if not incidents:
-        return mask
     spans: dict[str, list[tuple[int, int]]] = {}
-    for inc in incidents:
-        onset = inc.get("onset")
-        if onset is None:
-            continue
-        begin = inc.get("precursor_start") or onset
-        first = int(pd.Timestamp(begin).timestamp()) // STEP_SECONDS
-        last = int(pd.Timestamp(inc.get("end") or onset).timestamp()) // STEP_SECONDS
-        spans.setdefault(str(inc["server"]), []).append((first, last))
+    for inc in incidents or []:
+        span = incident_steps(inc)
+        if span is not None:
+            spans.setdefault(str(inc["server"]), []).append(span)
     servers = decoded_index[SERVER].astype(str).str.split("~").str[0].to_numpy()
     origin = decoded_index["time_idx_first_prediction"].to_numpy() - 1
     for server, ranges in spans.items():
@@ -156,11 +164,10 @@ def incident_metric_codes(model_frame: pd.DataFrame, incidents: list[dict]) -> n
     servers = model_frame[SERVER].astype(str).str.split("~").str[0].to_numpy()
     steps = model_frame[TIME_IDX].to_numpy()
     for inc in incidents:
-        metric, onset = inc.get("metric"), inc.get("onset")
-        if metric not in METRIC_NAMES or onset is None:
+        metric, span = inc.get("metric"), incident_steps(inc)
+        if metric not in METRIC_NAMES or span is None:
             continue
-        first = int(pd.Timestamp(inc.get("precursor_start") or onset).timestamp()) // STEP_SECONDS
-        last = int(pd.Timestamp(inc.get("end") or onset).timestamp()) // STEP_SECONDS
+        first, last = span
         rows = (servers == str(inc["server"])) & (steps >= first) & (steps <= last)
         codes[rows] = METRIC_NAMES.index(metric) + 1
     return codes
