@@ -213,7 +213,7 @@ def test_validation_windows_are_fixed_spread_over_the_set_and_mixed_like_trainin
     assert validation_sample(mask, 0.3, 50_000, seed=3) == list(range(20_000))
 
 
-def test_incident_metric_codes_mark_the_driven_metric_from_precursor_start_to_end():
+def test_incident_metric_codes_mark_the_driven_metric_of_incidents_with_a_precursor():
     from linborg.trainer.train import incident_metric_codes
 
     t0 = 1_000_000
@@ -235,7 +235,15 @@ def test_incident_metric_codes_mark_the_driven_metric_from_precursor_start_to_en
             "onset": iso(t0 + 3),
             "end": iso(t0 + 4),
         },
-        {"server": "b", "metric": "not_a_metric", "onset": iso(t0 + 2), "end": iso(t0 + 3)},
+        {
+            "server": "b",
+            "metric": "not_a_metric",
+            "precursor_start": iso(t0 + 2),
+            "onset": iso(t0 + 2),
+            "end": iso(t0 + 3),
+        },
+        # no precursor: nothing announces it, so it is not weighted
+        {"server": "b", "metric": "uptime_days", "onset": iso(t0 + 2), "end": iso(t0 + 3)},
     ]
     code = METRIC_NAMES.index("disk_usage_pct") + 1
     got = incident_metric_codes(frame, incidents).tolist()

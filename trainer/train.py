@@ -155,9 +155,11 @@ def incident_window_mask(decoded_index: pd.DataFrame, incidents: list[dict] | No
 def incident_metric_codes(model_frame: pd.DataFrame, incidents: list[dict]) -> np.ndarray:
     """Return, per row of the model frame, 1 + the index of the metric an incident drives.
 
-    Rows of a server (or its copies with absent metrics) from an incident's precursor start (its
-    onset when it has none) to its end get the code of the incident's ``metric``; other rows 0.
-    The training loss counts those steps of that metric more (``linborg.model``); it is a loss
+    Rows of a server (or its copies with absent metrics) from an incident's precursor start to
+    its end get the code of the incident's ``metric``; other rows 0. Incidents without a
+    precursor (a hardware fault's uptime reset, a traffic surge) are left out: nothing before
+    them announces them, so weighting them would only teach the model to expect jumps. The
+    training loss counts the marked steps of that metric more (``linborg.model``); it is a loss
     weight chosen by the labels, never a model input.
     """
     codes = np.zeros(len(model_frame), np.float32)
@@ -165,7 +167,7 @@ def incident_metric_codes(model_frame: pd.DataFrame, incidents: list[dict]) -> n
     steps = model_frame[TIME_IDX].to_numpy()
     for inc in incidents:
         metric, span = inc.get("metric"), incident_steps(inc)
-        if metric not in METRIC_NAMES or span is None:
+        if metric not in METRIC_NAMES or span is None or not inc.get("precursor_start"):
             continue
         first, last = span
         rows = (servers == str(inc["server"])) & (steps >= first) & (steps <= last)
