@@ -36,8 +36,8 @@ TTB_QUANTILES = ("0.5", "pessimistic")
 #: Name and HELP of each per-server family, in the order they appear on /metrics.
 PER_SERVER_FAMILIES = {
     "forecast": "Forecast of a LINBORG metric for now + horizon, at quantile q, made by the TFT.",
-    "risk_score": "Risk (0-100) of a metric crossing its warning or critical threshold in the "
-    "window.",
+    "risk_score": "Risk (0-100) of a metric being past its warning threshold in the window, "
+    "sooner weighing more.",
     "time_to_breach_seconds": "Seconds until the forecast at quantile q first crosses the "
     "threshold level.",
     "data_completeness_ratio": "Share of the 24-hour context actually present, over the metrics "

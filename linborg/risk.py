@@ -6,10 +6,17 @@ Defined once here; evaluation and the exporter both call it. Inputs are numpy ar
 Probability of a breach at one step: the forecast distribution is read as a two-sided normal
 around p50, its spread on each side taken from p10 and p90 (z = 1.2816). The risk of a metric
 is the largest, over the steps in the window, of
-    max(P(critical breach), WARNING_WEIGHT * P(warning breach)) * urgency(step),
+    P(past the warning level) * urgency(step),
 where urgency falls linearly from 1 now to URGENCY_AT_HORIZON at 8 hours, so a breach
 expected soon scores higher than the same breach expected late. A server's risk is the largest
 metric risk, 0-100, and the metric that gives it is the driving metric.
+
+Why the warning level, at full weight: the critical level lies beyond it, so P(critical) is
+never above P(warning), and a forecast confidently heading past warning is what precedes an
+incident. The previous rule, max(P(critical), 0.6 * P(warning)), capped every warning-level
+forecast at 60 and ranked precursors below quiet servers whose forecasts merely brushed
+critical: on the dev fleet (seed 4242) its best recall at <= 1 false warning per 100
+server-days was 0.00-0.03 for three models, against 0.20-0.29 with this rule (docs/training.md).
 """
 
 from __future__ import annotations
@@ -24,7 +31,6 @@ from linborg.thresholds import Thresholds
 
 QUANTILES = (0.1, 0.5, 0.9)
 Z90 = 1.2815515655446004  # standard normal quantile of 0.9
-WARNING_WEIGHT = 0.6
 URGENCY_AT_HORIZON = 0.6
 HORIZON_STEPS = 96  # 8 hours
 MIN_SPREAD = 1e-6
@@ -132,10 +138,9 @@ def assess(
     warn, crit, direction = threshold_arrays(thresholds, profiles, metrics)
     d = direction[:, :, None]
     p_warn = exceedance(f, warn[:, :, None], d)
-    p_crit = exceedance(f, crit[:, :, None], d)
     lead = np.arange(1, window + 1) / HORIZON_STEPS
     urgency = 1.0 - (1.0 - URGENCY_AT_HORIZON) * np.clip(lead, 0.0, 1.0)
-    per_step = np.maximum(p_crit, WARNING_WEIGHT * p_warn) * urgency
+    per_step = p_warn * urgency
     per_metric = 100.0 * per_step.max(axis=-1)
     if present is not None:
         per_metric = np.where(present, per_metric, 0.0)

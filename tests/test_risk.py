@@ -143,3 +143,21 @@ def test_a_fleet_larger_than_a_block_is_assessed_as_one_piece(monkeypatch):
     assert whole.score.max() > 0 and np.isfinite(whole.time_to_breach).any()
     for name in ("score", "driver", "per_metric", "time_to_breach"):
         np.testing.assert_array_equal(getattr(blocks, name), getattr(whole, name))
+
+
+def test_a_forecast_confidently_past_warning_scores_as_high_as_one_past_critical():
+    # web_api front_close_wait: warning 150, critical 600. A connection leak forecast to sit at
+    # 400 from the next half hour on is as clear a warning as a forecast past critical: both
+    # score near 100 (the old rule capped the first at 60).
+    leak = np.concatenate([flat(120, spread=5, steps=6), flat(400, spread=20, steps=90)])
+    past_critical = np.concatenate([flat(120, spread=5, steps=6), flat(700, spread=20, steps=90)])
+    profiles = ["web_api"] * 2
+    f = fleet_forecast(
+        profiles, {(0, "front_close_wait"): leak, (1, "front_close_wait"): past_critical}
+    )
+    r = assess(f, profiles, list(METRIC_NAMES), TH)
+    assert r.score[0] > 95 and r.score[1] > 95  # urgency at step 7: 1 - 0.4 * 7/96
+    assert abs(r.score[0] - r.score[1]) < 0.5
+    # Below warning with a band that does not reach it: the risk stays low.
+    below = fleet_forecast(["web_api"], {(0, "front_close_wait"): flat(100, spread=10)})
+    assert assess(below, ["web_api"], list(METRIC_NAMES), TH).score[0] < 1.0

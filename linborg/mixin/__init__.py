@@ -87,16 +87,16 @@ CONFIG: dict[str, Any] = {
     # === predicted incident (risk score) ==========================================================
     # Window of the risk score the incident alert reads (its `driver` becomes `metric`).
     "risk_window": "8h",
-    # Risk is max over steps of max(P(critical), 0.6 * P(warning)) * urgency, urgency falling
-    # from 1 now to 0.6 at 8h (linborg/risk.py). When p50 crosses critical at a step within 2h,
+    # Risk is max over steps of P(warning) * urgency, urgency falling from 1 now to 0.6 at 8h
+    # (linborg/risk.py). When p50 crosses critical at a step within 2h, P(warning) >=
     # P(critical) >= 0.5 there and urgency >= 0.9, so the risk is >= 45 by construction. 40
     # keeps the risk term from ever vetoing a p50 critical breach within 2h (floating point puts
     # the exact bound at 44.99...); the time to breach decides, the risk names the driver.
     # The dashboards colour risk red from here.
     "risk_critical": 40,
-    # "Moderately high": 30 is a 50% chance of a warning breach right away (0.6 * 0.5 * 1), or
-    # a 30-50% chance of a critical breach within the window. A pessimistic warning crossing
-    # alone only guarantees 0.6 * 0.1 * 0.6 * 100 = 3.6, so this term filters the long shots.
+    # "Moderately high": 30 is a 30% chance of a warning breach right away, or a 50% chance
+    # of one at 8h (0.5 * 0.6). A pessimistic warning crossing alone only guarantees
+    # 0.1 * 0.6 * 100 = 6, so this term filters the long shots.
     # Critical implies warning (40 >= 30, and p50 past critical implies the pessimistic quantile
     # past warning), which the warning rule then withdraws while the critical one fires.
     # The dashboards colour risk yellow from here.
