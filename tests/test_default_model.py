@@ -1,8 +1,10 @@
-"""The shipped default model loads and beats seasonal naive on freshly generated held-out data."""
+"""The shipped default model: it beats seasonal naive on fresh held-out data, and it records the
+training that scripts/train_default.sh runs."""
 
 from __future__ import annotations
 
 import datetime as dt
+import shlex
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +21,10 @@ DEFAULT_MODEL = ROOT / "models" / "default"
 
 def test_default_model_beats_seasonal_naive_on_unseen_servers():
     forecaster = load_bundle(DEFAULT_MODEL)
-    assert forecaster.spec["training"]["preset"] == "default"
+    training = forecaster.spec["training"]
+    # scripts/train_default.sh: the default preset from scratch, then a finetune stage from it
+    stages = [step["preset"] for step in training.get("lineage", [])] + [training["preset"]]
+    assert stages == ["default", "finetune"], stages
     # A seed, a time window and server names the model never saw.
     fleet = build_fleet(
         {p: 2 for p in ("web_api", "database", "ml_compute", "risk_analytics")}, first=80
@@ -34,3 +39,37 @@ def test_default_model_beats_seasonal_naive_on_unseen_servers():
     mase = (model_mae / naive_mae).replace(np.inf, np.nan).dropna()
     assert mase.mean() < 1.0, mase.to_dict()
     assert errors["ae_tft"].mean() < errors["ae_seasonal_naive"].mean()
+
+
+def script_commands(name: str) -> list[list[str]]:
+    """Return the `linborg NAME ...` command lines of scripts/train_default.sh, as words."""
+    text = (ROOT / "scripts" / "train_default.sh").read_text().replace("\\\n", " ")
+    return [
+        shlex.split(line)[1:]
+        for line in text.splitlines()
+        if line.startswith(".venv/bin/linborg ") and shlex.split(line)[1] == name
+    ]
+
+
+def option(words: list[str], name: str) -> str:
+    return words[words.index(name) + 1]
+
+
+def test_the_shipped_bundle_records_the_training_that_the_script_runs():
+    training = load_bundle(DEFAULT_MODEL).spec["training"]
+    history = [w for w in script_commands("generate") if w[1] == "history"]
+    stage1, stage2 = script_commands("train")
+    assert option(stage2, "--out") == "models/default"
+    assert option(stage2, "--init") == option(stage1, "--out")
+    data = option(stage1, "--data")
+    assert option(stage2, "--data") == data == option(history[0], "--out")
+    # the generated fleet's seed is recorded for every server
+    assert set(training["server_seeds"].values()) == {int(option(history[0], "--seed"))}
+    (parent,) = training["lineage"]
+    assert parent["preset"] == option(stage1, "--preset")
+    assert parent["source"] == training["source"] == f"Parquet {data}"
+    assert training["preset"] == option(stage2, "--preset")
+    assert training["seed"] == int(option(stage2, "--seed"))
+    assert training["hyperparameters"]["max_minutes"] == float(option(stage2, "--max-minutes"))
+    assert training["incident_window_share"] == float(option(stage2, "--incident-share"))
+    assert training["incident_metric_weight"] == float(option(stage2, "--incident-weight"))

@@ -1,15 +1,12 @@
 """Does the shipped model warn of the demo's connection leak before its metric reaches warning?
 
-The honest version of the demo: the leak scripted 60 minutes into its precursor
-(``linborg.app.stack.EARLY_SCRIPT``), front_close_wait well below its warning level at the start and
-crossing it about 40 minutes later. Every 10 minutes until the crossing, the shipped model
+The demo's leak (``linborg.app.stack.Script``) starts 60 minutes into its precursor,
+front_close_wait well below its warning level at the start and crossing it about 40 minutes
+later. Every 10 minutes until the crossing, the shipped model
 forecasts the fleet from the generator's deterministic samples, and the LinborgPredictedIncident
 warning condition of the shipped rules is checked on its output (risk >= ``risk_warning`` and
 the driving metric's pessimistic forecast past warning within 8 h). A forecast that follows the
-ramp would make it hold before the crossing: that is the product's promise (issue 12).
-
-The shipped model does not do it yet, so the test is an expected failure, strict: the day a
-model makes it pass, the suite fails until the marker is removed.
+ramp makes it hold before the crossing: that is the product's promise (issue 12).
 """
 
 from __future__ import annotations
@@ -17,9 +14,8 @@ from __future__ import annotations
 import datetime as dt
 
 import numpy as np
-import pytest
 
-from linborg.app.stack import EARLY_SCRIPT, Options, demo_script, scripted_crossing
+from linborg.app.stack import Options, demo_script, scripted_crossing
 from linborg.bundle import load_bundle
 from linborg.contract import METRIC_NAMES, STEP_SECONDS
 from linborg.features import ENCODER_STEPS
@@ -34,7 +30,7 @@ NOW = dt.datetime(2026, 3, 4, 10, 2, 30, tzinfo=dt.UTC)
 
 def warning_checks() -> list[tuple[dt.datetime, float, bool]]:
     """Return (check time, front_close_wait, warning condition holds) until the crossing."""
-    opts = Options(script=EARLY_SCRIPT)
+    opts = Options()
     _, origin, _, onset, script = demo_script(opts, NOW)
     server = opts.script.server
     crossing, _ = scripted_crossing(opts.composition, opts.seed, origin, script, server, onset)
@@ -67,11 +63,6 @@ def warning_checks() -> list[tuple[dt.datetime, float, bool]]:
     return out
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 12 open: the shipped model pulls the leak's ramp back towards normal, so no "
-    "predicted-incident warning before front_close_wait reaches warning",
-)
 def test_the_shipped_model_warns_of_the_demo_leak_before_its_metric_reaches_warning():
     checks = warning_checks()
     assert checks, "no check before the crossing"

@@ -118,6 +118,43 @@ def test_fine_tuning_changes_the_weights_keeps_the_contract_and_records_lineage(
     assert lineage[0]["source"] == "synthetic test fleet"
 
 
+def test_incident_share_and_weight_are_options_that_fine_tuning_can_change(history, parent):
+    server = str(history["server"].iloc[0])
+    day = pd.Timestamp(history["timestamp"].min()) + pd.Timedelta(hours=26)
+    incidents = [
+        {
+            "server": server,
+            "metric": "disk_usage_pct",
+            "precursor_start": day.isoformat(),
+            "onset": (day + pd.Timedelta(hours=2)).isoformat(),
+            "end": (day + pd.Timedelta(hours=3)).isoformat(),
+        }
+    ]
+    assert all(m.incident_weight == 5.0 for m in load_bundle(parent).model.loss.metrics)
+    lines = []
+    model, summary = train(
+        history,
+        "tiny",
+        seed=5,
+        progress=False,
+        log=lines.append,
+        init=parent,
+        incidents=incidents,
+        incident_share=0.15,
+        incident_weight=1.0,
+    )
+    assert summary["incident_window_share"] == 0.15
+    assert summary["incident_metric_weight"] == 1.0
+    assert all(m.incident_weight == 1.0 for m in model.loss.metrics)
+    assert any("drawn as 15% of batches, the incident's metric weighted 1x" in x for x in lines)
+    for bad, message in (
+        ({"incident_share": 1.0}, "incident share 1.0 is not in"),
+        ({"incident_weight": 0.5}, "incident weight 0.5 is below 1"),
+    ):
+        with pytest.raises(ContractError, match=message):
+            train(history, "tiny", log=lambda m: None, incidents=incidents, **bad)
+
+
 def test_bundle_files_are_readable_by_other_users(parent):
     for name in (WEIGHTS, SPEC):
         mode = stat.S_IMODE((parent / name).stat().st_mode)

@@ -133,6 +133,17 @@ def test_help_lists_the_subcommands():
         assert sub in done.stdout
 
 
+def test_train_help_states_the_trainers_incident_defaults():
+    from linborg.model import INCIDENT_METRIC_WEIGHT
+    from linborg.trainer.train import INCIDENT_WINDOW_SHARE
+
+    done = linborg("train", "--help")
+    assert done.returncode == 0, done.stderr
+    text = " ".join(done.stdout.split())
+    assert f"(default {INCIDENT_WINDOW_SHARE:g})" in text.split("--incident-share")[-1]
+    assert f"(default {INCIDENT_METRIC_WEIGHT:g})" in text.split("--incident-weight")[-1]
+
+
 def test_contract_json():
     done = linborg("contract", "--json")
     assert done.returncode == 0, done.stderr

@@ -30,7 +30,13 @@ from linborg.features import (
     build_model_frame,
     present_column,
 )
-from linborg.model import INCIDENT_METRIC_COLUMN, PRESETS, build_model, make_dataset
+from linborg.model import (
+    INCIDENT_METRIC_COLUMN,
+    INCIDENT_METRIC_WEIGHT,
+    PRESETS,
+    build_model,
+    make_dataset,
+)
 from linborg.validate import tidy, validate
 
 #: Metrics a plain node_exporter host does not have; training shows the model such hosts.
@@ -288,13 +294,15 @@ def train(
     log: Callable[[str], None] | None = None,
     incidents: list[dict] | None = None,
     incident_share: float = INCIDENT_WINDOW_SHARE,
+    incident_weight: float = INCIDENT_METRIC_WEIGHT,
     timezone: str = "UTC",
     init=None,
 ):
     """Train a TFT on ``frame`` (contract schema); return (model, training summary).
 
     ``incidents``: labels (server, precursor_start, onset) used only to draw ``incident_share``
-    of the training windows from those whose context shows an incident under way.
+    of the training windows from those whose context shows an incident under way, and to count
+    the loss of the metric an incident drives ``incident_weight`` times during it.
     ``timezone``: the IANA zone of the fleet's business hours (the time features' clock); serve
     the bundle with the same ``timezone`` in the exporter's configuration.
     ``init``: a bundle directory to continue from (fine-tuning): its network, weights and
@@ -311,6 +319,10 @@ def train(
     if preset not in PRESETS:
         raise ContractError(f"unknown preset '{preset}'; use one of: {', '.join(PRESETS)}")
     params = dict(PRESETS[preset])
+    if not 0 <= incident_share < 1:
+        raise ContractError(f"incident share {incident_share} is not in [0, 1)")
+    if not incident_weight >= 1:
+        raise ContractError(f"incident weight {incident_weight} is below 1")
     if max_minutes is not None:
         params["max_minutes"] = max_minutes
     check_timezone(timezone)
@@ -377,6 +389,9 @@ def train(
         model = base.model
         model.hparams.learning_rate = params["learning_rate"]
         model.train()
+    # A bundle's network carries the weight it was trained with; this run's weight replaces it.
+    for metric_loss in model.loss.metrics:
+        metric_loss.incident_weight = incident_weight
     report = _progress_callback(log, params["max_minutes"])
     trainer = pl.Trainer(
         max_epochs=params["max_epochs"],
@@ -401,7 +416,9 @@ def train(
         f"train: preset {preset}, {model_frame[SERVER].nunique()} series "
         f"({frame[SERVER].nunique()} servers plus copies with absent metrics), "
         f"{len(train_ds)} training windows ({int(hit.sum())} with an incident under way, "
-        f"drawn as {incident_share if sampler is not None else hit.mean():.0%} of batches), "
+        f"drawn as {incident_share if sampler is not None else hit.mean():.0%} of batches"
+        + (f", the incident's metric weighted {incident_weight:g}x" if weighted else "")
+        + "), "
         f"{len(val_ds)} validation windows, "
         f"{sum(p.numel() for p in model.parameters())} parameters, "
         f"budget {params['max_minutes']:g} min"
@@ -447,6 +464,7 @@ def train(
         "training_windows": int(len(train_ds)),
         "incident_windows": int(hit.sum()),
         "incident_window_share": incident_share if sampler is not None else float(hit.mean()),
+        "incident_metric_weight": incident_weight if weighted else None,
         "validation_windows": int(len(val_ds)),
         "epochs": report.history,
         "best_epoch": report.best_epoch + 1,

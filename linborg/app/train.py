@@ -185,6 +185,15 @@ def cmd_train(args: argparse.Namespace) -> int:
         max_minutes=args.max_minutes,
         threads=args.threads,
         incidents=incidents or None,
+        # The trainer's defaults unless given (they live with the trainer: no torch import here).
+        **{
+            k: v
+            for k, v in (
+                ("incident_share", args.incident_share),
+                ("incident_weight", args.incident_weight),
+            )
+            if v is not None
+        },
         timezone=args.timezone,
         init=args.init,
     )
@@ -299,6 +308,18 @@ def add_parsers(sub) -> None:
     p.add_argument("--out", required=True, help="bundle directory to write")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--max-minutes", type=float, help="wall-clock training budget")
+    p.add_argument(
+        "--incident-share",
+        type=float,
+        help="share of training batches drawn from windows with an incident under way, when "
+        "the data's metadata labels incidents (default 0.3)",
+    )
+    p.add_argument(
+        "--incident-weight",
+        type=float,
+        help="times the loss of the metric an incident drives counts during the incident, "
+        "when the data's metadata labels incidents (default 5)",
+    )
     p.add_argument(
         "--threads",
         type=int,
