@@ -88,8 +88,15 @@ def test_evaluate_with_a_fake_forecaster_writes_the_scoreboard(tmp_path):
     assert set(sb["best"]) == {
         "tft_risk",
         "tft_time_to_breach",
+        "alert_rule",
         "static_threshold",
         "predict_linear",
+    }
+    assert {k for k, v in sb["detectors"].items() if v["family"] == "alert_rule"} == {
+        "LinborgPredictedIncident critical",
+        "LinborgPredictedIncident critical held 2 checks",
+        "LinborgPredictedIncident any severity",
+        "LinborgPredictedIncident any severity held 2 checks",
     }
     assert sb["checks"] == len(range(287, 3 * 288, 3))
     assert any(e["type"] == "hand_made" for e in sb["incidents"])

@@ -363,3 +363,38 @@ def test_quiet_series_are_the_lowest_variance_quarter_of_each_metric():
     assert np.flatnonzero(quiet[:, j]).tolist() == [0, 1]  # per metric, not across units
     assert np.flatnonzero(quiet[:, k]).tolist() == [6, 7]
     assert not quiet[:, METRIC_NAMES.index("mem_used_pct")].any()  # absent metric
+
+
+def test_the_alert_rule_family_is_the_shipped_rules_condition_at_each_check():
+    nan = np.nan
+    # one server, four checks; ttb[check] = (level [warning, critical], quantile [p50, pess.])
+    risk = np.array([[35.0, 35.0, 25.0, 60.0]])
+    ttb = np.full((1, 4, 2, 2), nan)
+    ttb[0, 0, 0, 1] = 3 * 3600  # pessimistic forecast past warning in 3 h: warning condition
+    ttb[0, 1, 0, 1] = 3 * 3600
+    ttb[0, 2, 0, 1] = 600  # ... but the risk is below 30: nothing
+    ttb[0, 3, 1, 0] = 3 * 3600  # p50 past critical in 3 h: beyond the 2 h lead
+    eligible = np.array([[True, True, True, True]])
+    rule = {"warning": (30.0, 1, 8 * 3600), "critical": (40.0, 0, 2 * 3600)}
+    got = {d.name: d.warned.tolist()[0] for d in sb.alert_rule_detectors(risk, ttb, eligible, rule)}
+    assert got == {
+        "LinborgPredictedIncident critical": [False] * 4,
+        "LinborgPredictedIncident critical held 2 checks": [False] * 4,
+        "LinborgPredictedIncident any severity": [True, True, False, False],
+        "LinborgPredictedIncident any severity held 2 checks": [False, True, False, False],
+    }
+    ttb[0, 3, 1, 0] = 2 * 3600  # within the lead now: critical at the last check
+    eligible[0, 0] = False  # an ignored driver (uptime_days) raises nothing
+    got = {d.name: d.warned.tolist()[0] for d in sb.alert_rule_detectors(risk, ttb, eligible, rule)}
+    assert got["LinborgPredictedIncident critical"] == [False, False, False, True]
+    assert got["LinborgPredictedIncident any severity"] == [False, True, False, True]
+
+
+def test_the_alert_rule_family_reads_the_shipped_mixin_config():
+    from linborg.mixin import CONFIG
+    from linborg.trainer.evaluate import shipped_alert_rule
+
+    rule, eligible = shipped_alert_rule()
+    assert rule["warning"] == (CONFIG["risk_warning"], 1, 8 * 3600)  # pessimistic, 8h
+    assert rule["critical"] == (CONFIG["risk_critical"], 0, 2 * 3600)  # p50, 2h
+    assert [m for m, ok in zip(METRIC_NAMES, eligible, strict=True) if not ok] == ["uptime_days"]

@@ -12,8 +12,9 @@ Origins are every ``origin_every_minutes``; the default stride, 71 steps, shares
 the 288 steps of a day, so over 288 origins every time of day is visited once (a stride of 360
 minutes would only ever forecast from 4 times of day).
 
-Early warnings: trainer.scoreboard scores the TFT risk score and time to breach against static
-thresholds and predict_linear rules at the same checks; its RULES say exactly what counts.
+Early warnings: trainer.scoreboard scores the TFT risk score and time to breach, and the shipped
+predicted-incident alert rules' conditions, against static thresholds and predict_linear rules
+at the same checks; its RULES say exactly what counts.
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ import numpy as np
 import pandas as pd
 
 from linborg.contract import METRIC_NAMES, METRICS_BY_NAME, STEP_SECONDS
+from linborg.duration import parse_duration
 from linborg.features import ENCODER_STEPS, HORIZON_STEPS, dense_frame
+from linborg.mixin import CONFIG
 from linborg.risk import assess, threshold_arrays
 from linborg.thresholds import load_thresholds
 from linborg.trainer import scoreboard as sbd
@@ -349,20 +352,41 @@ def seen_in_training(servers, training: dict, metadata: dict | None) -> tuple[se
 
 
 def tft_at_checks(forecaster, profiles, values, first, checks, thresholds):
-    """Return the TFT's (risk (servers, checks), time to breach (servers, checks, 2, 2)).
+    """Return the TFT's risk (servers, checks), time to breach (servers, checks, 2, 2), the
+    driver's own time to breach (the same shape) and the driver's index (servers, checks).
 
-    One forecast per check serves both: the risk score and, over all metrics, the earliest
+    One forecast per check serves all: the risk score and, over all metrics, the earliest
     time to breach of each level (warning, critical) by p50 and by the pessimistic quantile.
     """
     risk = np.zeros((len(profiles), len(checks)))
     ttb = np.full((len(profiles), len(checks), 2, 2), np.nan)
+    driver_ttb = np.full((len(profiles), len(checks), 2, 2), np.nan)
+    driver = np.zeros((len(profiles), len(checks)), int)
+    rows = np.arange(len(profiles))
     for c, o in enumerate(checks):
         window = values[:, o - ENCODER_STEPS + 1 : o + 1]
         fc = forecaster.predict(window, profiles, first + o)
         r = assess(fc.values, profiles, list(METRIC_NAMES), thresholds, present=fc.present)
         risk[:, c] = r.score
         ttb[:, c] = np.fmin.reduce(r.time_to_breach, axis=1)  # NaN only where all are NaN
-    return risk, ttb
+        driver[:, c] = r.driver
+        driver_ttb[:, c] = r.time_to_breach[rows, r.driver]
+    return risk, ttb, driver_ttb, driver
+
+
+def shipped_alert_rule() -> tuple[dict, np.ndarray]:
+    """Return the shipped LinborgPredictedIncident rules as numbers, and the metrics (in
+    METRIC_NAMES order) that may drive them: (risk at least, quantile index, lead seconds)."""
+    rule = {
+        level: (
+            float(CONFIG[f"risk_{level}"]),
+            0 if CONFIG[f"{level}_quantile"] == "0.5" else 1,  # p50, or the pessimistic one
+            parse_duration(CONFIG[f"{level}_lead_time"]),
+        )
+        for level in sbd.LEVELS
+    }
+    eligible = np.array([m not in CONFIG["incident_ignored_drivers"] for m in METRIC_NAMES])
+    return rule, eligible
 
 
 def early_warning(forecaster, profiles, values, first, every, risk_threshold):
@@ -374,9 +398,11 @@ def early_warning(forecaster, profiles, values, first, every, risk_threshold):
     low = np.array([METRICS_BY_NAME[m].min for m in METRIC_NAMES])
     high = np.array([METRICS_BY_NAME[m].max for m in METRIC_NAMES])
     safe = np.where(direction > 0, low, high)
-    risk, ttb = tft_at_checks(forecaster, profiles, values, first, checks, th)
+    risk, ttb, driver_ttb, driver = tft_at_checks(forecaster, profiles, values, first, checks, th)
     thresholds = sorted(set(sbd.RISK_THRESHOLDS) | {risk_threshold})
     detectors = sbd.tft_detectors(risk, ttb, thresholds)
+    rule, may_drive = shipped_alert_rule()
+    detectors += sbd.alert_rule_detectors(risk, driver_ttb, may_drive[driver], rule)
     detectors += sbd.baseline_detectors(values, checks, warn, crit, direction, safe)
     return detectors, (first + checks) * STEP_SECONDS
 

@@ -1,7 +1,7 @@
 """The early-warning scoreboard: every detector scored at the same checks on the same servers.
 
-Four families of detectors, each swept over its knobs, so that each family is shown at its best
-and not as a strawman:
+Five families of detectors, the first four swept over their knobs, so that each is shown at its
+best and not as a strawman:
 
 - ``tft_risk``: the TFT risk score (linborg.risk) at or above a threshold;
 - ``tft_time_to_breach``: the TFT forecast (p50, or the pessimistic quantile) reaches the
@@ -9,6 +9,12 @@ and not as a strawman:
 - ``static_threshold``: the current value is past the warning or critical level, with no
   ``for`` or with ``for: 15m`` (past the level at this sample and every sample of the 15
   minutes before it), which is what operators run today;
+- ``alert_rule``: the shipped LinborgPredictedIncident rules' conditions (linborg.mixin's
+  ``CONFIG``): the risk score at or above the level's ``risk_*``, its driver not an ignored
+  one, and the driver's forecast (the level's quantile) past the level within its lead time;
+  the critical rule alone and either severity, each as evaluated at a check and held at two
+  consecutive checks (15 minutes, the rules' ``for:`` at this check interval). What the shipped
+  alerts would send, not a sweep: this family is not tuned to the budget;
 - ``predict_linear``: as the node-mixin writes it, ``predict_linear(metric[LOOKBACK], HORIZON)``
   past the critical or warning level, with no guard, or with ``and`` a guard on the current
   value: ``half`` (already at least halfway from the safe end of the metric's range to its
@@ -40,7 +46,8 @@ LINEAR_LOOKBACKS = {"1h": 12, "6h": 72}  # samples in (t - lookback, t]
 LINEAR_HORIZONS = {"2h": 24, "4h": 48, "8h": 96}  # steps ahead of now
 GUARDS = ("none", "half", "warning")
 GUARD_FRACTION = 0.5  # "half": this share of the way from the safe end of the range to warning
-FAMILIES = ("tft_risk", "tft_time_to_breach", "static_threshold", "predict_linear")
+FAMILIES = ("tft_risk", "tft_time_to_breach", "alert_rule", "static_threshold", "predict_linear")
+ALERT_NAME = "LinborgPredictedIncident"
 LINEAR_CHUNK = 32  # checks fitted at a time (bounds memory: servers x 32 x 72 x 14 floats)
 
 RULES = (
@@ -181,6 +188,34 @@ def tft_detectors(risk: np.ndarray, ttb: np.ndarray, thresholds=RISK_THRESHOLDS)
                         warned,
                     )
                 )
+    return out
+
+
+def alert_rule_detectors(risk, driver_ttb, eligible, rule) -> list:
+    """Return the shipped predicted-incident alert rules' conditions at every check.
+
+    ``risk``: (servers, checks) 0-100. ``driver_ttb``: (servers, checks, 2 levels, 2
+    quantiles) the time to breach of the metric driving the risk, NaN when none within 8 h.
+    ``eligible``: (servers, checks) whether that driver may raise an incident. ``rule``: per
+    level, (risk at least, quantile index into TTB_QUANTILES, lead time in seconds).
+    """
+    fired = {}
+    for li, level in enumerate(LEVELS):
+        risk_min, qi, lead = rule[level]
+        with np.errstate(invalid="ignore"):
+            fired[level] = eligible & (risk >= risk_min) & (driver_ttb[:, :, li, qi] <= lead)
+    fired["any severity"] = fired["critical"] | fired["warning"]
+    out = []
+    for severity in ("critical", "any severity"):
+        now = fired[severity]
+        held = now.copy()
+        held[:, 1:] &= now[:, :-1]
+        held[:, 0] = False  # nothing before the first check
+        name = f"{ALERT_NAME} {severity}"
+        out.append(Detector(name, "alert_rule", {"severity": severity, "held": 1}, now))
+        out.append(
+            Detector(f"{name} held 2 checks", "alert_rule", {"severity": severity, "held": 2}, held)
+        )
     return out
 
 
