@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from linborg.app.train import shipped_alert_rule
 from linborg.generator.fleet import build_fleet
 from linborg.generator.output import simulate
 from linborg.trainer.evaluate import LINEAR_POINTS, evaluate, linear_forecast, write_report
@@ -68,7 +69,7 @@ def test_evaluate_with_a_fake_forecaster_writes_the_scoreboard(tmp_path):
             "end": (onset + dt.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ"),
         }
     )
-    result = evaluate(SeasonalFake(), frame, labels)
+    result = evaluate(SeasonalFake(), frame, labels, alert_rule=shipped_alert_rule())
     s = result["summary"]
     # The fake is seasonal naive itself: MASE exactly 1 everywhere.
     assert s["mase_8h_mean"] == pytest.approx(1.0) and s["mase_max"] == pytest.approx(1.0)

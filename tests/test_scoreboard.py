@@ -391,8 +391,8 @@ def test_the_alert_rule_family_is_the_shipped_rules_condition_at_each_check():
 
 
 def test_the_alert_rule_family_reads_the_shipped_mixin_config():
+    from linborg.app.train import shipped_alert_rule
     from linborg.mixin import CONFIG
-    from linborg.trainer.evaluate import shipped_alert_rule
 
     rule, eligible = shipped_alert_rule()
     assert rule["warning"] == (CONFIG["risk_warning"], 1, 8 * 3600)  # pessimistic, 8h

@@ -28,9 +28,7 @@ import numpy as np
 import pandas as pd
 
 from linborg.contract import METRIC_NAMES, METRICS_BY_NAME, STEP_SECONDS
-from linborg.duration import parse_duration
 from linborg.features import ENCODER_STEPS, HORIZON_STEPS, dense_frame
-from linborg.mixin import CONFIG
 from linborg.risk import assess, threshold_arrays
 from linborg.thresholds import load_thresholds
 from linborg.trainer import scoreboard as sbd
@@ -374,23 +372,12 @@ def tft_at_checks(forecaster, profiles, values, first, checks, thresholds):
     return risk, ttb, driver_ttb, driver
 
 
-def shipped_alert_rule() -> tuple[dict, np.ndarray]:
-    """Return the shipped LinborgPredictedIncident rules as numbers, and the metrics (in
-    METRIC_NAMES order) that may drive them: (risk at least, quantile index, lead seconds)."""
-    rule = {
-        level: (
-            float(CONFIG[f"risk_{level}"]),
-            0 if CONFIG[f"{level}_quantile"] == "0.5" else 1,  # p50, or the pessimistic one
-            parse_duration(CONFIG[f"{level}_lead_time"]),
-        )
-        for level in sbd.LEVELS
-    }
-    eligible = np.array([m not in CONFIG["incident_ignored_drivers"] for m in METRIC_NAMES])
-    return rule, eligible
+def early_warning(forecaster, profiles, values, first, every, risk_threshold, alert_rule=None):
+    """Return (every detector's warnings at the checks, the check times in Unix seconds).
 
-
-def early_warning(forecaster, profiles, values, first, every, risk_threshold):
-    """Return (every detector's warnings at the checks, the check times in Unix seconds)."""
+    ``alert_rule``: (rule, which metrics may drive it) as ``scoreboard.alert_rule_detectors``
+    takes them (the application reads them from the mixin's config); None: no alert_rule family.
+    """
     checks = np.arange(ENCODER_STEPS - 1, values.shape[1], every)
     th = load_thresholds()
     warn, crit, direction = threshold_arrays(th, profiles, list(METRIC_NAMES))
@@ -401,8 +388,9 @@ def early_warning(forecaster, profiles, values, first, every, risk_threshold):
     risk, ttb, driver_ttb, driver = tft_at_checks(forecaster, profiles, values, first, checks, th)
     thresholds = sorted(set(sbd.RISK_THRESHOLDS) | {risk_threshold})
     detectors = sbd.tft_detectors(risk, ttb, thresholds)
-    rule, may_drive = shipped_alert_rule()
-    detectors += sbd.alert_rule_detectors(risk, driver_ttb, may_drive[driver], rule)
+    if alert_rule is not None:
+        rule, may_drive = alert_rule
+        detectors += sbd.alert_rule_detectors(risk, driver_ttb, may_drive[driver], rule)
     detectors += sbd.baseline_detectors(values, checks, warn, crit, direction, safe)
     return detectors, (first + checks) * STEP_SECONDS
 
@@ -415,6 +403,7 @@ def evaluate(
     incident_every_minutes: int = 15,
     risk_threshold: float = 50.0,
     seen_servers: set[str] | None = None,
+    alert_rule: tuple[dict, np.ndarray] | None = None,
     seen_basis: str | None = None,
 ) -> dict:
     """Return the backtest result: summary (JSON-ready), tables and the raw errors."""
@@ -480,7 +469,7 @@ def evaluate(
     if labels is not None:
         every = max(1, round(incident_every_minutes * 60 / STEP_SECONDS))
         detectors, check_times = early_warning(
-            forecaster, profiles, values, first, every, risk_threshold
+            forecaster, profiles, values, first, every, risk_threshold, alert_rule
         )
         if len(check_times):
             sb = sbd.scoreboard(detectors, check_times, names, labels, every * STEP_SECONDS)

@@ -210,6 +210,30 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def shipped_alert_rule():
+    """Return the shipped LinborgPredictedIncident rules as the scoreboard scores them.
+
+    Per level: (risk at least, quantile index [p50, pessimistic], lead time in seconds); and
+    which metrics (in METRIC_NAMES order) may drive the rule.
+    """
+    import numpy as np
+
+    from linborg.contract import METRIC_NAMES
+    from linborg.duration import parse_duration
+    from linborg.mixin import CONFIG
+
+    rule = {
+        level: (
+            float(CONFIG[f"risk_{level}"]),
+            0 if CONFIG[f"{level}_quantile"] == "0.5" else 1,
+            parse_duration(CONFIG[f"{level}_lead_time"]),
+        )
+        for level in ("warning", "critical")
+    }
+    eligible = np.array([m not in CONFIG["incident_ignored_drivers"] for m in METRIC_NAMES])
+    return rule, eligible
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from linborg.bundle import load_bundle
     from linborg.contract import SERVER
@@ -237,6 +261,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         risk_threshold=args.risk_threshold,
         seen_servers=seen,
         seen_basis=basis,
+        alert_rule=shipped_alert_rule(),
     )
     result["summary"]["source"] = source
     path = write_report(result, Path(args.out))
