@@ -403,8 +403,8 @@ def evaluate(
     incident_every_minutes: int = 15,
     risk_threshold: float = 50.0,
     seen_servers: set[str] | None = None,
-    alert_rule: tuple[dict, np.ndarray] | None = None,
     seen_basis: str | None = None,
+    alert_rule: tuple[dict, np.ndarray] | None = None,
 ) -> dict:
     """Return the backtest result: summary (JSON-ready), tables and the raw errors."""
     names, profiles, values, first = dense_frame(frame)

@@ -221,6 +221,7 @@ def shipped_alert_rule():
     from linborg.contract import METRIC_NAMES
     from linborg.duration import parse_duration
     from linborg.mixin import CONFIG
+    from linborg.trainer.scoreboard import LEVELS
 
     rule = {
         level: (
@@ -228,7 +229,7 @@ def shipped_alert_rule():
             0 if CONFIG[f"{level}_quantile"] == "0.5" else 1,
             parse_duration(CONFIG[f"{level}_lead_time"]),
         )
-        for level in ("warning", "critical")
+        for level in LEVELS
     }
     eligible = np.array([m not in CONFIG["incident_ignored_drivers"] for m in METRIC_NAMES])
     return rule, eligible
