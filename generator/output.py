@@ -76,6 +76,9 @@ def simulate(
     values = {m: np.empty((n, steps)) for m in METRIC_NAMES}
     states = np.empty((n, steps), np.int8)
     began = time.monotonic()
+    # On a terminal the progress line rewrites itself; in a log it is one line per day.
+    tty = progress and sys.stderr.isatty()
+    start_of_line, end_of_line = ("\r", "") if tty else ("", "\n")
     for j in range(steps):
         _, row, state = sim.step()
         for m in METRIC_NAMES:
@@ -85,13 +88,13 @@ def simulate(
             elapsed = time.monotonic() - began
             eta = elapsed / (j + 1) * (steps - j - 1)
             print(
-                f"\rgenerate: day {j // 288 + 1}/{(steps + 287) // 288}, "
+                f"{start_of_line}generate: day {j // 288 + 1}/{(steps + 287) // 288}, "
                 f"{elapsed:.1f}s elapsed, ETA {eta:.1f}s",
-                end="",
+                end=end_of_line,
                 file=sys.stderr,
                 flush=True,
             )
-    if progress:
+    if tty:
         print(file=sys.stderr)
     times = pd.date_range(sim.origin, periods=steps, freq=f"{STEP_SECONDS}s", tz="UTC")
     frame = pd.DataFrame(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import io
+import sys
 
 import numpy as np
 import pandas as pd
@@ -448,3 +450,28 @@ def test_heldout_refuses_the_training_seed_for_a_fresh_fleet(tmp_path):
     assert done.returncode == 2
     assert "--seed 7 is the training seed" in done.stderr
     assert not (tmp_path / "h.parquet").exists()
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_is_one_line_per_day_in_a_log_and_one_rewritten_line_on_a_terminal(
+    monkeypatch, capsys
+):
+    fleet = build_fleet({"web_api": 1})
+    simulate(fleet, 3, START, 3 * 288, progress=True)
+    log = capsys.readouterr().err
+    assert "\r" not in log
+    # a line at the start of each day after the first, and one at the last step
+    assert [line.split(",")[0] for line in log.splitlines()] == [
+        "generate: day 2/3",
+        "generate: day 3/3",
+        "generate: day 3/3",
+    ]
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    simulate(fleet, 3, START, 3 * 288, progress=True)
+    text = terminal.getvalue()
+    assert text.count("\r") == 3 and text.count("\n") == 1 and text.endswith("\n")
