@@ -84,11 +84,11 @@ def simulate(
         for m in METRIC_NAMES:
             values[m][:, j] = row[m]
         states[:, j] = state
-        if progress and j and (j % 288 == 0 or j == steps - 1):
+        if progress and ((j + 1) % 288 == 0 or j == steps - 1):  # after each day, and at the end
             elapsed = time.monotonic() - began
             eta = elapsed / (j + 1) * (steps - j - 1)
             print(
-                f"{start_of_line}generate: day {j // 288 + 1}/{(steps + 287) // 288}, "
+                f"{start_of_line}generate: day {(j + 288) // 288}/{(steps + 287) // 288}, "
                 f"{elapsed:.1f}s elapsed, ETA {eta:.1f}s",
                 end=end_of_line,
                 file=sys.stderr,

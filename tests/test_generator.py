@@ -464,12 +464,14 @@ def test_progress_is_one_line_per_day_in_a_log_and_one_rewritten_line_on_a_termi
     simulate(fleet, 3, START, 3 * 288, progress=True)
     log = capsys.readouterr().err
     assert "\r" not in log
-    # a line at the start of each day after the first, and one at the last step
+    # a line after each day; the last part-day counts as a day
     assert [line.split(",")[0] for line in log.splitlines()] == [
+        "generate: day 1/3",
         "generate: day 2/3",
         "generate: day 3/3",
-        "generate: day 3/3",
     ]
+    simulate(fleet, 3, START, 288 + 10, progress=True)
+    assert capsys.readouterr().err.splitlines()[-1].startswith("generate: day 2/2, ")
     terminal = _Terminal()
     monkeypatch.setattr(sys, "stderr", terminal)
     simulate(fleet, 3, START, 3 * 288, progress=True)
