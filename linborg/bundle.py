@@ -125,6 +125,12 @@ def save_bundle(
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
+    # The trainer's interval calibration is served from the top level (linborg/calibration.py);
+    # the training summary keeps how it was fitted.
+    training = dict(training)
+    interval = training.pop("interval_calibration", None)
+    if interval:
+        training["interval_calibration"] = {k: interval[k] for k in ("windows", "fitted")}
     save_model(model, str(directory / WEIGHTS), metadata={"format": FORMAT})
     spec = {
         "format": FORMAT,
@@ -134,6 +140,7 @@ def save_bundle(
         "center_steps": center_steps_of(model),
         "training": training,
         "evaluation": evaluation or {},
+        **({"interval_calibration": interval} if interval else {}),
         "code_revision": code_revision(),
         "created": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "versions": {"torch": torch.__version__.split("+")[0], "pytorch_forecasting": pf_version},

@@ -21,6 +21,7 @@ from pytorch_forecasting.utils import unpack_sequence
 from torch import nn
 from torch.nn.utils import rnn
 
+from linborg import calibration
 from linborg.contract import METRIC_NAMES, METRICS_BY_NAME, PROFILE, PROFILE_NAMES, SERVER
 from linborg.features import (
     ENCODER_STEPS,
@@ -380,6 +381,9 @@ class Forecaster:
         lo = np.array([METRICS_BY_NAME[m].min for m in METRIC_NAMES], np.float32)
         hi = np.array([METRICS_BY_NAME[m].max for m in METRIC_NAMES], np.float32)
         self._range = (lo[None, :, None, None], hi[None, :, None, None])
+        # The band's per-metric, per-step factors fitted after training (linborg/calibration.py);
+        # bundles without them are served as the network gives them.
+        self.calibration = calibration.factors(spec.get("interval_calibration"))
 
     def inputs(
         self, filled: np.ndarray, present: np.ndarray, profiles, end_time_idx, timezone="UTC"
@@ -455,7 +459,9 @@ class Forecaster:
             b = slice(a, a + self.chunk)
             filled, present[b], completeness[b] = fill_window(values[b])
             out[b] = self.raw(self.inputs(filled, present[b], profiles[b], ends[b], timezone))
-        np.clip(out, *self._range, out=out)  # in place: at 10,000 servers each copy is 160 MB
         out.sort(axis=-1)
+        if self.calibration is not None:
+            calibration.apply(out, *self.calibration)
+        np.clip(out, *self._range, out=out)  # in place: at 10,000 servers each copy is 160 MB
         out[present <= 0] = np.nan
         return Forecast(out, present > 0, completeness)

@@ -69,7 +69,10 @@ def test_reload_in_a_fresh_process_predicts_the_same_numbers(tiny, unseen, tmp_p
     names, profiles, values, end = unseen
     from linborg.model import Forecaster
 
-    in_memory = Forecaster(model, {}).predict(values, profiles, end).values
+    # The saved spec: its floors and its interval calibration, as load_bundle serves them.
+    saved = json.loads((path / SPEC).read_text())
+    assert saved["interval_calibration"]["windows"] > 0
+    in_memory = Forecaster(model, saved).predict(values, profiles, end).values
     np.savez(tmp_path / "in.npz", values=values, profiles=np.array(profiles), end=end)
     script = textwrap.dedent(
         f"""

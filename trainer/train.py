@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import math
 import sys
 import time
 from collections.abc import Callable
@@ -12,6 +13,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from linborg import calibration
 from linborg.contract import (
     METRIC_NAMES,
     PROFILE,
@@ -28,12 +30,14 @@ from linborg.features import (
     SENTINEL,
     TIME_IDX,
     build_model_frame,
+    dense_frame,
     present_column,
 )
 from linborg.model import (
     INCIDENT_METRIC_COLUMN,
     INCIDENT_METRIC_WEIGHT,
     PRESETS,
+    Forecaster,
     build_model,
     make_dataset,
 )
@@ -52,6 +56,12 @@ INCIDENT_WINDOW_SHARE = 0.3
 #: Share of the time range held out for validation (early stopping).
 VALIDATION_SHARE = 0.15
 MIN_STEPS = ENCODER_STEPS + HORIZON_STEPS
+#: Interval calibration (linborg/calibration.py) forecasts each server's validation span from
+#: origins every CALIBRATION_STRIDE steps (co-prime with the 288 steps of a day, so they rotate
+#: through it), widened so that at most CALIBRATION_WINDOWS windows are forecast (about a
+#: minute on 2 cores at hidden size 24).
+CALIBRATION_STRIDE = 37
+CALIBRATION_WINDOWS = 4000
 
 
 def check_trainable(frame: pd.DataFrame) -> None:
@@ -113,6 +123,94 @@ def validation_split(model_frame: pd.DataFrame) -> pd.Series:
     split = t["max"] - held
     split.index = split.index.astype(str)
     return split
+
+
+def _coprime_stride(stride: int) -> int:
+    """Return the smallest stride >= ``stride`` sharing no factor with the 288 steps of a day."""
+    while math.gcd(stride, 288) != 1:
+        stride += 1
+    return stride
+
+
+def validation_forecasts(
+    forecaster: Forecaster,
+    frame: pd.DataFrame,
+    split: pd.Series,
+    timezone: str = "UTC",
+    limit: int = CALIBRATION_WINDOWS,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return (forecasts, actuals) of windows forecasting each server's validation span.
+
+    ``split``: per server, the first step held out (``validation_split``); copies with absent
+    metrics are left out (their originals stand for them). Origins start one step before the
+    split and are every ``CALIBRATION_STRIDE`` steps or wider, at most ``limit`` windows in all.
+    Servers that share a split (one file's fleet) are forecast together. Shapes: (windows, 14,
+    96, 3) and (windows, 14, 96); empty when no server has a whole horizon after its split.
+    """
+    split = split[~split.index.str.contains("~", regex=False)]
+    names = frame[SERVER].astype(str)
+    groups = []
+    for start, members in split.groupby(split).groups.items():
+        part = frame[names.isin(set(members))]
+        if len(part):
+            groups.append((int(start), part))
+    counted = []
+    for start, part in groups:
+        servers, profiles, values, first = dense_frame(part)
+        origin = max(start - 1 - first, ENCODER_STEPS - 1)
+        counted.append((servers, profiles, values, first, origin))
+    total_steps = sum(len(c[0]) * max(0, c[2].shape[1] - HORIZON_STEPS - c[4]) for c in counted)
+    stride = _coprime_stride(max(CALIBRATION_STRIDE, math.ceil(total_steps / max(limit, 1))))
+    forecasts, actuals = [], []
+    for _, profiles, values, first, origin in counted:
+        for o in range(origin, values.shape[1] - HORIZON_STEPS, stride):
+            window = values[:, o - ENCODER_STEPS + 1 : o + 1]
+            forecasts.append(forecaster.predict(window, profiles, first + o, timezone).values)
+            actuals.append(values[:, o + 1 : o + 1 + HORIZON_STEPS].transpose(0, 2, 1))
+    if not forecasts:
+        m = len(METRIC_NAMES)
+        return np.empty((0, m, HORIZON_STEPS, 3)), np.empty((0, m, HORIZON_STEPS))
+    return np.concatenate(forecasts), np.concatenate(actuals)
+
+
+def fit_calibration(model, frame, split, timezone="UTC", limit=CALIBRATION_WINDOWS) -> dict:
+    """Return the interval calibration of a trained network on its validation span."""
+    forecasts, actuals = validation_forecasts(Forecaster(model, {}), frame, split, timezone, limit)
+    return calibration.fit(forecasts, actuals)
+
+
+def _coverage(forecasts: np.ndarray, actuals: np.ndarray) -> float | None:
+    """Share of finite actuals inside [p10, p90]; None without any."""
+    ok = np.isfinite(actuals) & np.isfinite(forecasts[..., 1])
+    if not ok.any():
+        return None
+    inside = (actuals >= forecasts[..., 0]) & (actuals <= forecasts[..., 2])
+    return float(inside[ok].mean())
+
+
+def recalibrate(forecaster: Forecaster, frame: pd.DataFrame, timezone: str = "UTC") -> dict:
+    """Fit a bundle's interval calibration anew on the end of ``frame``'s history.
+
+    The windows are those training would validate on (each server's last VALIDATION_SHARE,
+    ``validation_split``), forecast without the bundle's current calibration. Returns the
+    calibration, plus the p10-p90 coverage of those windows before and after it
+    (``coverage_before``, ``coverage_after``; the latter is in-sample).
+    """
+    frame, _ = tidy(frame)
+    check_trainable(frame)
+    split = validation_split(build_model_frame(frame, timezone))
+    served = forecaster.calibration
+    forecaster.calibration = None
+    try:
+        forecasts, actuals = validation_forecasts(forecaster, frame, split, timezone)
+    finally:
+        forecaster.calibration = served
+    fitted = calibration.fit(forecasts, actuals)
+    before = _coverage(forecasts, actuals)
+    factors = calibration.factors(fitted)
+    if factors is not None and len(forecasts):
+        calibration.apply(forecasts, *factors)
+    return {**fitted, "coverage_before": before, "coverage_after": _coverage(forecasts, actuals)}
 
 
 def incident_steps(incident: dict) -> tuple[int, int] | None:
@@ -428,6 +526,13 @@ def train(
     if report.best_state is not None:
         model.load_state_dict(report.best_state)
     model.eval()
+    calibrating = time.monotonic()
+    interval = fit_calibration(model, frame, split, timezone)
+    log(
+        f"train: interval calibration on {interval['windows']} validation windows "
+        f"({len(interval['fitted'])} of {len(METRIC_NAMES)} metrics fitted, "
+        f"{time.monotonic() - calibrating:.0f} s)"
+    )
     lineage = []
     if base is not None:
         parent = base.spec.get("training") or {}
@@ -472,5 +577,7 @@ def train(
         "seconds": round(time.monotonic() - began, 1),
         "device": "cuda" if torch.cuda.is_available() else "cpu",
         "threads": torch.get_num_threads(),
+        # The band's factors per metric and step; save_bundle stores them at the top level.
+        "interval_calibration": interval,
     }
     return model, summary
