@@ -3,7 +3,8 @@
 # 30 days of the 90-server fleet with three times the incidents (seed 8) -> stage 1: the
 # `default` preset from scratch (30% incident windows, the incident's metric weighted 5x) ->
 # stage 2: 15 minutes more from stage 1 (15% incident windows, no extra weight), which keeps most
-# of the ramp-following and brings the accuracy on normal days back -> a fresh held-out fleet
+# of the ramp-following and brings the accuracy on normal days back (each stage ends with the
+# p10-p90 band's calibration on its validation span, linborg/calibration.py) -> a fresh held-out fleet
 # (another seed, another mix, four months later) -> evaluation with the early-warning scoreboard;
 # then the shared real set's last 7 days (models/default/evaluation/real).
 # Training is bounded by wall-clock time, so a slower or busier machine trains fewer epochs.
