@@ -151,8 +151,9 @@ class FlooredEncoderNormalizer(EncoderNormalizer):
 #: one, so without it a ramp is a fourteenth of its window's loss and is cheaply pulled back.
 INCIDENT_METRIC_WEIGHT = 5.0
 #: The training frame's weight column: at each step, 1 + the index in METRIC_NAMES of the
-#: metric an incident of that server drives (its precursor start to its end), 0 elsewhere.
-#: It selects loss weights from the labels; it is never a model input.
+#: metric an incident of that server drives (its precursor start to its end), minus that in
+#: the incident's aftermath (the loss skips it), 0 elsewhere. It selects loss weights from the
+#: labels; it is never a model input.
 INCIDENT_METRIC_COLUMN = "incident_metric_code"
 
 
@@ -163,7 +164,7 @@ class MaskedQuantileLoss(QuantileLoss):
     window's standard deviation puts every metric on the same footing, so close_wait counts in
     the hundreds do not drown out percentages. ``metric_code`` is 1 + this metric's index: at
     steps whose weight (the INCIDENT_METRIC_COLUMN) equals it, the loss counts
-    ``incident_weight`` times.
+    ``incident_weight`` times; where it equals minus that, not at all.
     """
 
     def __init__(
@@ -201,7 +202,9 @@ class MaskedQuantileLoss(QuantileLoss):
             losses = losses / floored_scale(std, center, self.min_scale)[:, None, None]
         w = mask.to(losses.dtype)
         if weight is not None and self.metric_code is not None:
-            w = w * torch.where(weight == self.metric_code, self.incident_weight, 1.0)
+            # The incident's steps count more; its aftermath (minus the code) not at all.
+            boost = torch.where(weight == self.metric_code, self.incident_weight, 1.0)
+            w = w * torch.where(weight == -self.metric_code, 0.0, boost)
         self.losses = self.losses + (losses * w.unsqueeze(-1)).sum()
         self.lengths = self.lengths + mask.sum()
 

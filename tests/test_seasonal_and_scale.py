@@ -247,7 +247,39 @@ def test_incident_metric_codes_mark_the_driven_metric_of_incidents_with_a_precur
     ]
     code = METRIC_NAMES.index("disk_usage_pct") + 1
     got = incident_metric_codes(frame, incidents).tolist()
-    assert got == [0, code, code, code, code, 0, code, 0, 0, 0]
+    # precursor start to the step before the end: code; from the end on (the fix): -code
+    assert got == [0, code, code, code, -code, -code, code, -code, 0, 0]
+
+
+def test_the_aftermath_lasts_one_horizon_and_never_hides_another_incident():
+    from linborg.trainer.train import AFTERMATH_STEPS, incident_metric_codes
+
+    t0 = 2_000_000
+    n = 2 * AFTERMATH_STEPS + 40
+    frame = pd.DataFrame({"server": ["a"] * n, "time_idx": [t0 + k for k in range(n)]})
+
+    def iso(step):
+        return pd.Timestamp(step * 300, unit="s", tz="UTC").isoformat()
+
+    def incident(metric, first, onset, end):
+        return {
+            "server": "a",
+            "metric": metric,
+            "precursor_start": iso(t0 + first),
+            "onset": iso(t0 + onset),
+            "end": iso(t0 + end),
+        }
+
+    mem, disk = (METRIC_NAMES.index(m) + 1 for m in ("mem_used_pct", "disk_usage_pct"))
+    got = incident_metric_codes(
+        frame, [incident("mem_used_pct", 2, 4, 6), incident("disk_usage_pct", 50, 51, 53)]
+    )
+    assert got[:6].tolist() == [0, 0, mem, mem, mem, mem]
+    assert (got[6:50] == -mem).all()  # mem's aftermath
+    assert got[50:53].tolist() == [disk] * 3  # another incident's steps keep their code
+    assert (got[53 : 6 + AFTERMATH_STEPS] == -mem).all()  # overlapping: the earlier one holds
+    assert (got[6 + AFTERMATH_STEPS : 53 + AFTERMATH_STEPS] == -disk).all()
+    assert (got[53 + AFTERMATH_STEPS :] == 0).all()
 
 
 def test_the_loss_counts_the_incident_metric_more_at_its_marked_steps():
@@ -267,7 +299,10 @@ def test_the_loss_counts_the_incident_metric_more_at_its_marked_steps():
     plain = total(MaskedQuantileLoss(quantiles=[0.1, 0.5, 0.9], metric_code=3), None)
     boosted = total(MaskedQuantileLoss(quantiles=[0.1, 0.5, 0.9], metric_code=3), marked)
     unaffected = total(MaskedQuantileLoss(quantiles=[0.1, 0.5, 0.9], metric_code=3), other)
+    skipped = total(MaskedQuantileLoss(quantiles=[0.1, 0.5, 0.9], metric_code=3), -marked)
     each = MaskedQuantileLoss(quantiles=[0.1, 0.5, 0.9]).loss(pred, target).sum(-1) / 3
     extra = (INCIDENT_METRIC_WEIGHT - 1) * float(each[1, 2:5].sum())
     assert unaffected == pytest.approx(plain)
     assert boosted == pytest.approx(plain + extra, rel=1e-5)
+    # The aftermath (minus the code) is left out of the loss.
+    assert skipped == pytest.approx(plain - float(each[1, 2:5].sum()), rel=1e-5)

@@ -56,6 +56,9 @@ INCIDENT_WINDOW_SHARE = 0.3
 #: Share of the time range held out for validation (early stopping).
 VALIDATION_SHARE = 0.15
 MIN_STEPS = ENCODER_STEPS + HORIZON_STEPS
+#: Steps after an incident's end whose loss on the incident's metric is skipped (one horizon):
+#: see ``incident_metric_codes``.
+AFTERMATH_STEPS = HORIZON_STEPS
 #: Interval calibration (linborg/calibration.py) forecasts each server's validation span from
 #: origins every CALIBRATION_STRIDE steps (co-prime with the 288 steps of a day, so they rotate
 #: through it), widened so that at most CALIBRATION_WINDOWS windows are forecast (about a
@@ -260,22 +263,35 @@ def incident_metric_codes(model_frame: pd.DataFrame, incidents: list[dict]) -> n
     """Return, per row of the model frame, 1 + the index of the metric an incident drives.
 
     Rows of a server (or its copies with absent metrics) from an incident's precursor start to
-    its end get the code of the incident's ``metric``; other rows 0. Incidents without a
-    precursor (a hardware fault's uptime reset, a traffic surge) are left out: nothing before
-    them announces them, so weighting them would only teach the model to expect jumps. The
-    training loss counts the marked steps of that metric more (``linborg.model``); it is a loss
-    weight chosen by the labels, never a model input.
+    the step before its end get the code of the incident's ``metric``; other rows 0. Incidents
+    without a precursor (a hardware fault's uptime reset, a traffic surge) are left out:
+    nothing before them announces them, so weighting them would only teach the model to expect
+    jumps. The training loss counts the marked steps of that metric more (``linborg.model``).
+
+    The aftermath, from the incident's end for AFTERMATH_STEPS, gets minus that code: the loss
+    skips that metric there. An incident ends when someone (the generator) fixes it, a restart
+    or a clean-up, at a time nothing in the context tells; trained on those drops, the network
+    learned to expect one within 8 hours of any ramp and pulled every forecast of a leak back
+    down (p50 at 4 h 66% with memory at 88% and climbing), so the risk stayed low until the
+    breach. Where two aftermaths overlap, the earlier incident's holds (one code per step).
+    Both are loss weights chosen by the labels, never model inputs.
     """
     codes = np.zeros(len(model_frame), np.float32)
     servers = model_frame[SERVER].astype(str).str.split("~").str[0].to_numpy()
     steps = model_frame[TIME_IDX].to_numpy()
+    marked = []
     for inc in incidents:
         metric, span = inc.get("metric"), incident_steps(inc)
         if metric not in METRIC_NAMES or span is None or not inc.get("precursor_start"):
             continue
         first, last = span
-        rows = (servers == str(inc["server"])) & (steps >= first) & (steps <= last)
-        codes[rows] = METRIC_NAMES.index(metric) + 1
+        server = servers == str(inc["server"])
+        code = METRIC_NAMES.index(metric) + 1
+        codes[server & (steps >= first) & (steps < last)] = code
+        marked.append((server, last, code))
+    for server, last, code in marked:  # after every incident's own span is marked
+        rows = server & (steps >= last) & (steps < last + AFTERMATH_STEPS) & (codes == 0)
+        codes[rows] = -code
     return codes
 
 
