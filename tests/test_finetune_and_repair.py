@@ -142,11 +142,16 @@ def test_incident_share_and_weight_are_options_that_fine_tuning_can_change(histo
         incidents=incidents,
         incident_share=0.15,
         incident_weight=1.0,
+        skip_aftermath=True,
     )
+    assert summary["skip_aftermath"] is True
     assert summary["incident_window_share"] == 0.15
     assert summary["incident_metric_weight"] == 1.0
     assert all(m.incident_weight == 1.0 for m in model.loss.metrics)
-    assert any("drawn as 15% of batches, the incident's metric weighted 1x" in x for x in lines)
+    assert any(
+        "drawn as 15% of batches, the incident's metric weighted 1x, its aftermath skipped" in x
+        for x in lines
+    )
     for bad, message in (
         ({"incident_share": 1.0}, "incident share 1.0 is not in"),
         ({"incident_weight": 0.5}, "incident weight 0.5 is below 1"),

@@ -247,8 +247,10 @@ def test_incident_metric_codes_mark_the_driven_metric_of_incidents_with_a_precur
     ]
     code = METRIC_NAMES.index("disk_usage_pct") + 1
     got = incident_metric_codes(frame, incidents).tolist()
-    # precursor start to the step before the end: code; from the end on (the fix): -code
-    assert got == [0, code, code, code, -code, -code, code, -code, 0, 0]
+    assert got == [0, code, code, code, code, 0, code, 0, 0, 0]
+    # With an aftermath: the steps after the end (the fix) get -code.
+    got = incident_metric_codes(frame, incidents, aftermath_steps=1).tolist()
+    assert got == [0, code, code, code, code, -code, code, -code, 0, 0]
 
 
 def test_the_aftermath_lasts_one_horizon_and_never_hides_another_incident():
@@ -271,15 +273,15 @@ def test_the_aftermath_lasts_one_horizon_and_never_hides_another_incident():
         }
 
     mem, disk = (METRIC_NAMES.index(m) + 1 for m in ("mem_used_pct", "disk_usage_pct"))
-    got = incident_metric_codes(
-        frame, [incident("mem_used_pct", 2, 4, 6), incident("disk_usage_pct", 50, 51, 53)]
-    )
-    assert got[:6].tolist() == [0, 0, mem, mem, mem, mem]
-    assert (got[6:50] == -mem).all()  # mem's aftermath
-    assert got[50:53].tolist() == [disk] * 3  # another incident's steps keep their code
-    assert (got[53 : 6 + AFTERMATH_STEPS] == -mem).all()  # overlapping: the earlier one holds
-    assert (got[6 + AFTERMATH_STEPS : 53 + AFTERMATH_STEPS] == -disk).all()
-    assert (got[53 + AFTERMATH_STEPS :] == 0).all()
+    incidents = [incident("mem_used_pct", 2, 4, 6), incident("disk_usage_pct", 50, 51, 53)]
+    assert (incident_metric_codes(frame, incidents)[7:50] == 0).all()  # off by default
+    got = incident_metric_codes(frame, incidents, AFTERMATH_STEPS)
+    assert got[:7].tolist() == [0, 0, mem, mem, mem, mem, mem]
+    assert (got[7:50] == -mem).all()  # mem's aftermath
+    assert got[50:54].tolist() == [disk] * 4  # another incident's steps keep their code
+    assert (got[54 : 7 + AFTERMATH_STEPS] == -mem).all()  # overlapping: the earlier one holds
+    assert (got[7 + AFTERMATH_STEPS : 54 + AFTERMATH_STEPS] == -disk).all()
+    assert (got[54 + AFTERMATH_STEPS :] == 0).all()
 
 
 def test_the_loss_counts_the_incident_metric_more_at_its_marked_steps():

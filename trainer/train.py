@@ -56,8 +56,8 @@ INCIDENT_WINDOW_SHARE = 0.3
 #: Share of the time range held out for validation (early stopping).
 VALIDATION_SHARE = 0.15
 MIN_STEPS = ENCODER_STEPS + HORIZON_STEPS
-#: Steps after an incident's end whose loss on the incident's metric is skipped (one horizon):
-#: see ``incident_metric_codes``.
+#: Steps after an incident's end whose loss on the incident's metric is skipped with
+#: ``train(skip_aftermath=True)`` (one horizon): see ``incident_metric_codes``.
 AFTERMATH_STEPS = HORIZON_STEPS
 #: Interval calibration (linborg/calibration.py) forecasts each server's validation span from
 #: origins every CALIBRATION_STRIDE steps (co-prime with the 288 steps of a day, so they rotate
@@ -259,21 +259,25 @@ def incident_window_mask(decoded_index: pd.DataFrame, incidents: list[dict] | No
     return mask
 
 
-def incident_metric_codes(model_frame: pd.DataFrame, incidents: list[dict]) -> np.ndarray:
+def incident_metric_codes(
+    model_frame: pd.DataFrame, incidents: list[dict], aftermath_steps: int = 0
+) -> np.ndarray:
     """Return, per row of the model frame, 1 + the index of the metric an incident drives.
 
     Rows of a server (or its copies with absent metrics) from an incident's precursor start to
-    the step before its end get the code of the incident's ``metric``; other rows 0. Incidents
+    its end get the code of the incident's ``metric``; other rows 0. Incidents
     without a precursor (a hardware fault's uptime reset, a traffic surge) are left out:
     nothing before them announces them, so weighting them would only teach the model to expect
     jumps. The training loss counts the marked steps of that metric more (``linborg.model``).
 
-    The aftermath, from the incident's end for AFTERMATH_STEPS, gets minus that code: the loss
-    skips that metric there. An incident ends when someone (the generator) fixes it, a restart
-    or a clean-up, at a time nothing in the context tells; trained on those drops, the network
-    learned to expect one within 8 hours of any ramp and pulled every forecast of a leak back
-    down (p50 at 4 h 66% with memory at 88% and climbing), so the risk stayed low until the
-    breach. Where two aftermaths overlap, the earlier incident's holds (one code per step).
+    With ``aftermath_steps`` (``train(skip_aftermath=True)``: AFTERMATH_STEPS), the steps after
+    the incident's end get minus that code: the loss skips that metric there. An incident
+    ends when someone (the generator) fixes it, a restart or a clean-up, at a time nothing in
+    the context tells; trained on those drops, the shipped network expects one within 8 hours
+    of a ramp and pulls a leak's forecast back down (dev fleet, memory at 88% and climbing 30
+    minutes before onset: p50 at 4 h 67.5%). Where two aftermaths overlap, the earlier
+    incident's holds (one code per step). Off by default: on the dev fleet it raised recall but
+    cost accuracy on normal days (docs/training.md, "Options that select training windows").
     Both are loss weights chosen by the labels, never model inputs.
     """
     codes = np.zeros(len(model_frame), np.float32)
@@ -287,10 +291,10 @@ def incident_metric_codes(model_frame: pd.DataFrame, incidents: list[dict]) -> n
         first, last = span
         server = servers == str(inc["server"])
         code = METRIC_NAMES.index(metric) + 1
-        codes[server & (steps >= first) & (steps < last)] = code
+        codes[server & (steps >= first) & (steps <= last)] = code
         marked.append((server, last, code))
     for server, last, code in marked:  # after every incident's own span is marked
-        rows = server & (steps >= last) & (steps < last + AFTERMATH_STEPS) & (codes == 0)
+        rows = server & (steps > last) & (steps <= last + aftermath_steps) & (codes == 0)
         codes[rows] = -code
     return codes
 
@@ -409,6 +413,7 @@ def train(
     incidents: list[dict] | None = None,
     incident_share: float = INCIDENT_WINDOW_SHARE,
     incident_weight: float = INCIDENT_METRIC_WEIGHT,
+    skip_aftermath: bool = False,
     timezone: str = "UTC",
     init=None,
 ):
@@ -416,7 +421,8 @@ def train(
 
     ``incidents``: labels (server, precursor_start, onset) used only to draw ``incident_share``
     of the training windows from those whose context shows an incident under way, and to count
-    the loss of the metric an incident drives ``incident_weight`` times during it.
+    the loss of the metric an incident drives ``incident_weight`` times during it;
+    ``skip_aftermath``: and not at all for one horizon after its end (``incident_metric_codes``).
     ``timezone``: the IANA zone of the fleet's business hours (the time features' clock); serve
     the bundle with the same ``timezone`` in the exporter's configuration.
     ``init``: a bundle directory to continue from (fine-tuning): its network, weights and
@@ -464,7 +470,11 @@ def train(
     weighted = bool(incidents)
     if weighted:
         model_frame = model_frame.assign(
-            **{INCIDENT_METRIC_COLUMN: incident_metric_codes(model_frame, incidents)}
+            **{
+                INCIDENT_METRIC_COLUMN: incident_metric_codes(
+                    model_frame, incidents, AFTERMATH_STEPS if skip_aftermath else 0
+                )
+            }
         )
     full_ds = make_dataset(model_frame, weight=INCIDENT_METRIC_COLUMN if weighted else None)
     starts = split.reindex(full_ds.decoded_index[SERVER].astype(str)).to_numpy()
@@ -532,6 +542,7 @@ def train(
         f"{len(train_ds)} training windows ({int(hit.sum())} with an incident under way, "
         f"drawn as {incident_share if sampler is not None else hit.mean():.0%} of batches"
         + (f", the incident's metric weighted {incident_weight:g}x" if weighted else "")
+        + (", its aftermath skipped" if weighted and skip_aftermath else "")
         + "), "
         f"{len(val_ds)} validation windows, "
         f"{sum(p.numel() for p in model.parameters())} parameters, "
@@ -586,6 +597,7 @@ def train(
         "incident_windows": int(hit.sum()),
         "incident_window_share": incident_share if sampler is not None else float(hit.mean()),
         "incident_metric_weight": incident_weight if weighted else None,
+        "skip_aftermath": bool(skip_aftermath and weighted),
         "validation_windows": int(len(val_ds)),
         "epochs": report.history,
         "best_epoch": report.best_epoch + 1,

@@ -194,6 +194,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             )
             if v is not None
         },
+        skip_aftermath=args.skip_aftermath,
         timezone=args.timezone,
         init=args.init,
     )
@@ -381,6 +382,12 @@ def add_parsers(sub) -> None:
         type=float,
         help="times the loss of the metric an incident drives counts during the incident, "
         "when the data's metadata labels incidents (default 5)",
+    )
+    p.add_argument(
+        "--skip-aftermath",
+        action="store_true",
+        help="when the data's metadata labels incidents, leave the incident's metric out of "
+        "the loss for 8 h after each incident's end (its fix's timing is not in the context)",
     )
     p.add_argument(
         "--threads",
