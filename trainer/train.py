@@ -152,16 +152,13 @@ def validation_forecasts(
     """
     split = split[~split.index.str.contains("~", regex=False)]
     names = frame[SERVER].astype(str)
-    groups = []
+    counted = []
     for start, members in split.groupby(split).groups.items():
         part = frame[names.isin(set(members))]
         if len(part):
-            groups.append((int(start), part))
-    counted = []
-    for start, part in groups:
-        servers, profiles, values, first = dense_frame(part)
-        origin = max(start - 1 - first, ENCODER_STEPS - 1)
-        counted.append((servers, profiles, values, first, origin))
+            servers, profiles, values, first = dense_frame(part)
+            origin = max(int(start) - 1 - first, ENCODER_STEPS - 1)
+            counted.append((servers, profiles, values, first, origin))
     total_steps = sum(len(c[0]) * max(0, c[2].shape[1] - HORIZON_STEPS - c[4]) for c in counted)
     stride = _coprime_stride(max(CALIBRATION_STRIDE, math.ceil(total_steps / max(limit, 1))))
     forecasts, actuals = [], []
@@ -277,7 +274,7 @@ def incident_metric_codes(
     of a ramp and pulls a leak's forecast back down (dev fleet, memory at 88% and climbing 30
     minutes before onset: p50 at 4 h 67.5%). Where two aftermaths overlap, the earlier
     incident's holds (one code per step). Off by default: on the dev fleet it raised recall but
-    cost accuracy on normal days (docs/training.md, "Options that select training windows").
+    cost accuracy on normal days (docs/training.md, under "Presets": `--skip-aftermath`).
     Both are loss weights chosen by the labels, never model inputs.
     """
     codes = np.zeros(len(model_frame), np.float32)
