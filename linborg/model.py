@@ -155,6 +155,9 @@ INCIDENT_METRIC_WEIGHT = 5.0
 #: the incident's aftermath (the loss skips it), 0 elsewhere. It selects loss weights from the
 #: labels; it is never a model input.
 INCIDENT_METRIC_COLUMN = "incident_metric_code"
+#: An aftermath step's code is -(metric code + AFTERMATH_CODE_BASE * k), k its steps since the
+#: incident's end (``trainer.train.incident_metric_codes``); metric codes are below it.
+AFTERMATH_CODE_BASE = 16
 
 
 class MaskedQuantileLoss(QuantileLoss):
@@ -164,7 +167,10 @@ class MaskedQuantileLoss(QuantileLoss):
     window's standard deviation puts every metric on the same footing, so close_wait counts in
     the hundreds do not drown out percentages. ``metric_code`` is 1 + this metric's index: at
     steps whose weight (the INCIDENT_METRIC_COLUMN) equals it, the loss counts
-    ``incident_weight`` times; where it equals minus that, not at all.
+    ``incident_weight`` times. An aftermath step ``-(metric_code + AFTERMATH_CODE_BASE * k)``,
+    k steps after the incident's end, does not count at decoder positions j >= k (0-based):
+    there the window's origin comes before the fix, whose time the context cannot tell. Where
+    the context already shows the fix (j < k) it counts as usual.
     """
 
     def __init__(
@@ -202,9 +208,17 @@ class MaskedQuantileLoss(QuantileLoss):
             losses = losses / floored_scale(std, center, self.min_scale)[:, None, None]
         w = mask.to(losses.dtype)
         if weight is not None and self.metric_code is not None:
-            # The incident's steps count more; its aftermath (minus the code) not at all.
+            # The incident's steps count more; its aftermath not where the origin precedes the fix.
             boost = torch.where(weight == self.metric_code, self.incident_weight, 1.0)
-            w = w * torch.where(weight == -self.metric_code, 0.0, boost)
+            code = (-weight).clamp_min(0)
+            since_end = torch.div(code, AFTERMATH_CODE_BASE, rounding_mode="floor")
+            position = torch.arange(weight.size(1), device=weight.device)[None, :]
+            unknown_fix = (
+                (weight < 0)
+                & (code - AFTERMATH_CODE_BASE * since_end == self.metric_code)
+                & (since_end <= position)
+            )
+            w = w * torch.where(unknown_fix, 0.0, boost)
         self.losses = self.losses + (losses * w.unsqueeze(-1)).sum()
         self.lengths = self.lengths + mask.sum()
 

@@ -254,6 +254,7 @@ def test_incident_metric_codes_mark_the_driven_metric_of_incidents_with_a_precur
 
 
 def test_the_aftermath_lasts_one_horizon_and_never_hides_another_incident():
+    from linborg.model import AFTERMATH_CODE_BASE
     from linborg.trainer.train import AFTERMATH_STEPS, incident_metric_codes
 
     t0 = 2_000_000
@@ -277,10 +278,17 @@ def test_the_aftermath_lasts_one_horizon_and_never_hides_another_incident():
     assert (incident_metric_codes(frame, incidents)[7:50] == 0).all()  # off by default
     got = incident_metric_codes(frame, incidents, AFTERMATH_STEPS)
     assert got[:7].tolist() == [0, 0, mem, mem, mem, mem, mem]
-    assert (got[7:50] == -mem).all()  # mem's aftermath
+    # mem's aftermath: -(code + AFTERMATH_CODE_BASE * steps since its end)
+    assert got[7:50].tolist() == [-(mem + AFTERMATH_CODE_BASE * k) for k in range(43)]
     assert got[50:54].tolist() == [disk] * 4  # another incident's steps keep their code
-    assert (got[54 : 7 + AFTERMATH_STEPS] == -mem).all()  # overlapping: the earlier one holds
-    assert (got[7 + AFTERMATH_STEPS : 54 + AFTERMATH_STEPS] == -disk).all()
+    # overlapping: the earlier one holds
+    assert got[54 : 7 + AFTERMATH_STEPS].tolist() == [
+        -(mem + AFTERMATH_CODE_BASE * (i - 7)) for i in range(54, 7 + AFTERMATH_STEPS)
+    ]
+    assert got[7 + AFTERMATH_STEPS : 54 + AFTERMATH_STEPS].tolist() == [
+        -(disk + AFTERMATH_CODE_BASE * (i - 54))
+        for i in range(7 + AFTERMATH_STEPS, 54 + AFTERMATH_STEPS)
+    ]
     assert (got[54 + AFTERMATH_STEPS :] == 0).all()
 
 
@@ -308,3 +316,26 @@ def test_the_loss_counts_the_incident_metric_more_at_its_marked_steps():
     assert boosted == pytest.approx(plain + extra, rel=1e-5)
     # The aftermath (minus the code) is left out of the loss.
     assert skipped == pytest.approx(plain - float(each[1, 2:5].sum()), rel=1e-5)
+
+
+def test_the_aftermath_counts_only_where_the_context_already_shows_the_fix():
+    from linborg.model import AFTERMATH_CODE_BASE, MaskedQuantileLoss
+
+    torch.manual_seed(1)
+    pred = torch.randn(2, 6, 3)
+    target = torch.randn(2, 6)
+    # Window 0: every decoder step lies 2 steps after the end of an incident of metric 3, so
+    # positions 0 and 1 (origin 3 and 2 steps after the end: the fix is in the context) count,
+    # positions 2-5 (origin at or before the last incident step) do not. Window 1: unmarked.
+    weight = torch.zeros(2, 6)
+    weight[0, :] = -(3 + AFTERMATH_CODE_BASE * 2)
+
+    def total(code, w):
+        loss = MaskedQuantileLoss(quantiles=[0.1, 0.5, 0.9], metric_code=code)
+        loss.update(pred, (target, w))
+        return float(loss.losses)
+
+    each = MaskedQuantileLoss(quantiles=[0.1, 0.5, 0.9]).loss(pred, target).sum(-1) / 3
+    assert total(3, weight) == pytest.approx(float(each.sum() - each[0, 2:].sum()), rel=1e-5)
+    # another metric's aftermath does not touch this one
+    assert total(4, weight) == pytest.approx(float(each.sum()), rel=1e-5)

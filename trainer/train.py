@@ -34,6 +34,7 @@ from linborg.features import (
     present_column,
 )
 from linborg.model import (
+    AFTERMATH_CODE_BASE,
     INCIDENT_METRIC_COLUMN,
     INCIDENT_METRIC_WEIGHT,
     PRESETS,
@@ -267,10 +268,13 @@ def incident_metric_codes(
     nothing before them announces them, so weighting them would only teach the model to expect
     jumps. The training loss counts the marked steps of that metric more (``linborg.model``).
 
-    With ``aftermath_steps`` (``train(skip_aftermath=True)``: AFTERMATH_STEPS), the steps after
-    the incident's end get minus that code: the loss skips that metric there. An incident
-    ends when someone (the generator) fixes it, a restart or a clean-up, at a time nothing in
-    the context tells; trained on those drops, the shipped network expects one within 8 hours
+    With ``aftermath_steps`` (``train(skip_aftermath=True)``: AFTERMATH_STEPS), the step k
+    steps after the incident's end (k = 0 for the first fixed step) gets
+    ``-(code + AFTERMATH_CODE_BASE * k)``: the loss skips that metric there in the windows whose
+    origin comes before the fix (decoder position j >= k, ``linborg.model.MaskedQuantileLoss``),
+    and counts it in windows whose context already shows the fix. An incident ends when
+    someone (the generator) fixes it, a restart or a clean-up, at a time nothing in the context
+    before it tells; trained on those drops, the shipped network expects one within 8 hours
     of a ramp and pulls a leak's forecast back down (dev fleet, memory at 88% and climbing 30
     minutes before onset: p50 at 4 h 67.5%). Where two aftermaths overlap, the earlier
     incident's holds (one code per step). Off by default: on the dev fleet it raised recall but
@@ -292,7 +296,7 @@ def incident_metric_codes(
         marked.append((server, last, code))
     for server, last, code in marked:  # after every incident's own span is marked
         rows = server & (steps > last) & (steps <= last + aftermath_steps) & (codes == 0)
-        codes[rows] = -code
+        codes[rows] = -(code + AFTERMATH_CODE_BASE * (steps[rows] - last - 1))
     return codes
 
 
