@@ -387,7 +387,8 @@ def add_parsers(sub) -> None:
         "--skip-aftermath",
         action="store_true",
         help="when the data's metadata labels incidents, leave the incident's metric out of "
-        "the loss for 8 h after each incident's end (its fix's timing is not in the context)",
+        "the loss for 8 h after each incident's end in windows whose origin comes before the "
+        "fix (its timing is not in their context)",
     )
     p.add_argument(
         "--threads",
