@@ -151,9 +151,9 @@ class FlooredEncoderNormalizer(EncoderNormalizer):
 #: one, so without it a ramp is a fourteenth of its window's loss and is cheaply pulled back.
 INCIDENT_METRIC_WEIGHT = 5.0
 #: The training frame's weight column: at each step, 1 + the index in METRIC_NAMES of the
-#: metric an incident of that server drives (its precursor start to its end), minus that in
-#: the incident's aftermath (the loss skips it), 0 elsewhere. It selects loss weights from the
-#: labels; it is never a model input.
+#: metric an incident of that server drives (its precursor start to its end), a negative
+#: aftermath code after its end (below), 0 elsewhere. It selects loss weights from the labels;
+#: it is never a model input.
 INCIDENT_METRIC_COLUMN = "incident_metric_code"
 #: An aftermath step's code is -(metric code + AFTERMATH_CODE_BASE * k), k its steps since the
 #: incident's end (``trainer.train.incident_metric_codes``); metric codes are below it.
