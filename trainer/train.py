@@ -278,8 +278,8 @@ def incident_metric_codes(
     of a ramp and pulls a leak's forecast back down (dev fleet, memory at 88% and climbing 30
     minutes before onset: p50 at 4 h 67.5%). Where two aftermaths overlap, the earlier
     incident's holds (one code per step). Off by default: on the dev fleet it raised recall but
-    cost accuracy on normal days (docs/training.md, under "Presets": `--skip-aftermath`).
-    Both are loss weights chosen by the labels, never model inputs.
+    cost accuracy on the incident metrics after the fix (docs/training.md, under "Presets":
+    `--skip-aftermath`). Both are loss weights chosen by the labels, never model inputs.
     """
     codes = np.zeros(len(model_frame), np.float32)
     servers = model_frame[SERVER].astype(str).str.split("~").str[0].to_numpy()
