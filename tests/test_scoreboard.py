@@ -13,9 +13,11 @@ from linborg.trainer import scoreboard as sb
 from linborg.trainer.evaluate import (
     accuracy,
     last_present,
+    one_forecast_cells,
     origin_steps,
     origin_stride,
     quiet_series,
+    ratio_eps,
     seen_in_training,
     summarise_accuracy,
     times_of_day,
@@ -350,6 +352,50 @@ def test_ratio_to_the_best_naive_baseline_on_a_ramp_where_last_value_is_best():
     )["by_metric"]
     assert bm.loc[("cpu_user_pct", "30m"), "ratio_best_naive"] > 2
     assert bm.loc[("cpu_user_pct", "30m"), "mase"] < 0.1
+
+
+def test_a_cell_decided_by_one_burst_is_named_with_its_ratio_without_it():
+    import pandas as pd
+
+    # One metric at 8 h, four servers at one origin: the TFT errs by 1 three times and by 97 once
+    # (a burst); last value errs by 2 every time, the other baselines by 50.
+    errors = pd.DataFrame(
+        {
+            "metric": "net_in_mb_s",
+            "horizon": "8h",
+            "server": ["a", "b", "c", "d"],
+            "origin": 300,
+            "profile": "generic",
+            "seen": False,
+            "quiet": False,
+            "ae_tft": [1.0, 1.0, 97.0, 1.0],
+            "ae_last_value": 2.0,
+            "ae_seasonal_naive": 50.0,
+            "ae_mean_24h": 50.0,
+            "ae_predict_linear": 50.0,
+            "pinball": 1.0,
+            "covered": True,
+        }
+    )
+    cell = summarise_accuracy(errors)["by_metric"].loc[("net_in_mb_s", "8h")]
+    eps = ratio_eps()["net_in_mb_s"]
+    assert cell["largest_error_share"] == pytest.approx(0.97)
+    assert cell["ratio_best_naive"] == pytest.approx((25 + eps) / (2 + eps))
+    assert cell["ratio_best_naive_without_largest"] == pytest.approx((1 + eps) / (2 + eps))
+    by_metric = {"net_in_mb_s": {"8h": cell.to_dict()}}
+    lines = "\n".join(one_forecast_cells(by_metric, ["8h"]))
+    assert "| net_in_mb_s | 8h | 0.970 |" in lines
+    # Four equal errors: a quarter each, still listed (the line is at 20%).
+    errors["ae_tft"] = 10.0
+    cell = summarise_accuracy(errors)["by_metric"].loc[("net_in_mb_s", "8h")]
+    lines = one_forecast_cells({"net_in_mb_s": {"8h": cell.to_dict()}}, ["8h"])
+    assert cell["largest_error_share"] == pytest.approx(0.25)
+    assert "| net_in_mb_s |" in "\n".join(lines)
+    # Eight equal errors: an eighth each, below the line, and the report says no cell is listed.
+    errors = pd.concat([errors] * 2, ignore_index=True)
+    cell = summarise_accuracy(errors)["by_metric"].loc[("net_in_mb_s", "8h")]
+    lines = one_forecast_cells({"net_in_mb_s": {"8h": cell.to_dict()}}, ["8h"])
+    assert lines[-1].startswith("No cell above is decided by one forecast")
 
 
 def test_quiet_series_are_the_lowest_variance_quarter_of_each_metric():
