@@ -280,7 +280,7 @@ def largest_error(errors: pd.DataFrame, eps: np.ndarray) -> pd.DataFrame:
 
 
 #: A cell whose largest single TFT error is at least this share of its summed error is listed
-#: under "Cells decided by one forecast" in the report.
+#: in the report below the per-metric table of ratios to the best naive baseline.
 ONE_FORECAST_SHARE = 0.2
 
 
