@@ -380,6 +380,7 @@ class Exporter:
                 self.thresholds,
                 window_steps=seconds // STEP_SECONDS,
                 present=present,
+                peak=fc.peak,
             )
             risk[name] = (r.score, r.driver)
             if name == "8h":
