@@ -56,9 +56,7 @@ def warning_checks() -> list[tuple[dt.datetime, float, bool]]:
             continue
         end = int(t.timestamp()) // STEP_SECONDS
         fc = model.predict(data[:, k - ENCODER_STEPS + 1 : k + 1], profiles, end)
-        r = assess(
-            fc.values, profiles, list(METRIC_NAMES), thresholds, present=fc.present, peak=fc.peak
-        )
+        r = assess(fc.values, profiles, list(METRIC_NAMES), thresholds, present=fc.present)
         ttb = r.time_to_breach[i, r.driver[i]]  # (level, quantile): warning, pessimistic
         holds = r.score[i] >= CONFIG["risk_warning"] and np.isfinite(ttb[0, 1])
         out.append((t, float(data[i, k, j]), bool(holds)))

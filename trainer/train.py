@@ -589,17 +589,12 @@ def train(
         model.load_state_dict(report.best_state)
     model.eval()
     calibrating = time.monotonic()
-    if peaks_only and base.spec.get("interval_calibration"):
-        # The value forecasts are the bundle's, and so is the calibration of their band.
-        interval = copy.deepcopy(base.spec["interval_calibration"])
-        log("train: interval calibration kept from the bundle (its value forecasts are unchanged)")
-    else:
-        interval = fit_calibration(model, frame, split, timezone)
-        log(
-            f"train: interval calibration on {interval['windows']} validation windows "
-            f"({len(interval['fitted'])} of {len(METRIC_NAMES)} metrics fitted, "
-            f"{time.monotonic() - calibrating:.0f} s)"
-        )
+    interval = fit_calibration(model, frame, split, timezone)
+    log(
+        f"train: interval calibration on {interval['windows']} validation windows "
+        f"({len(interval['fitted'])} of {len(METRIC_NAMES)} metrics fitted, "
+        f"{time.monotonic() - calibrating:.0f} s)"
+    )
     lineage = []
     if base is not None:
         parent = base.spec.get("training") or {}
