@@ -66,7 +66,7 @@ def main() -> None:
         ends = np.array([int(origin.timestamp()) // STEP_SECONDS + k0 + lag for lag in lags])
         profiles = [fleet[i].profile] * len(lags)
         fc = model.predict(windows, profiles, ends)
-        r = assess(fc.values, profiles, list(METRIC_NAMES), th, present=fc.present, peak=fc.peak)
+        r = assess(fc.values, profiles, list(METRIC_NAMES), th, present=fc.present)
         warn = crit = None
         for n, lag in enumerate(lags):
             ttb = r.time_to_breach[n, r.driver[n]]

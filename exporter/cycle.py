@@ -380,7 +380,6 @@ class Exporter:
                 self.thresholds,
                 window_steps=seconds // STEP_SECONDS,
                 present=present,
-                peak=fc.peak,
             )
             risk[name] = (r.score, r.driver)
             if name == "8h":

@@ -37,29 +37,6 @@ from linborg.features import (
 )
 
 QUANTILES = [0.1, 0.5, 0.9]
-#: Besides p10/p50/p90 of each future step's value, a network may give p10/p50/p90 of the
-#: metric's running extreme from the origin to that step, its "peak": the running maximum of a
-#: metric whose high values are bad, the running minimum of one whose low values are bad
-#: (cpu_idle_pct). The peak's p50 first past a level is the median time to reach it, and the
-#: risk score reads the chance of a breach by each step from it (linborg/risk.py). The value
-#: quantiles cannot say that: when a ramp's end is uncertain (a leak fixed at an unknown time),
-#: each step's median is "already fixed" long before most ramps are. New networks have both
-#: (2 x 3 outputs per metric); bundles with 3 outputs still load and are read as before.
-PEAK_OUTPUTS = True
-DIRECTIONS = {m: 1.0 if METRICS_BY_NAME[m].direction == "above" else -1.0 for m in METRIC_NAMES}
-
-
-def running_extreme(target, present, direction: float):
-    """Return the running maximum (direction +1) or minimum (-1) of ``target`` along dim 1.
-
-    ``present`` marks the samples that count; before the first one the result is infinite.
-    Works on torch tensors (the loss) and numpy arrays (tests, diagnostics).
-    """
-    if isinstance(target, torch.Tensor):
-        signed = torch.where(present, direction * target, -torch.inf)
-        return direction * torch.cummax(signed, dim=1).values
-    signed = np.where(present, direction * np.asarray(target, float), -np.inf)
-    return direction * np.maximum.accumulate(signed, axis=1)
 #: Each window is scaled by its own spread, floored so that a flat window cannot collapse the
 #: forecast band: the floor is RELATIVE_FLOOR of the window's recent level, and never below a
 #: resolution floor per metric (MIN_SCALE, in the metric's unit) that is tiny next to any level
@@ -204,11 +181,9 @@ class MaskedQuantileLoss(QuantileLoss):
         center_steps: int = 12,
         metric_code: int | None = None,
         incident_weight: float = INCIDENT_METRIC_WEIGHT,
-        direction: float = 1.0,
         **kwargs,
     ):
         super().__init__(quantiles=quantiles, **kwargs)
-        self.direction = direction
         self.sentinel = sentinel
         self.min_scale = min_scale
         self.center_steps = center_steps
@@ -225,17 +200,7 @@ class MaskedQuantileLoss(QuantileLoss):
         if isinstance(encoder_target, rnn.PackedSequence):
             encoder_target, _ = unpack_sequence(encoder_target)
         mask = target != self.sentinel
-        n_q = len(self.quantiles)
-        losses = self.loss(y_pred[..., :n_q], target) / n_q  # [B, T, Q]
-        counted = mask.sum()
-        if y_pred.size(-1) == 2 * n_q:
-            # The peak outputs: quantiles of the running extreme from the origin to each step.
-            peak = running_extreme(target, mask, self.direction)
-            has_peak = torch.isfinite(peak)
-            peak_losses = self.loss(y_pred[..., n_q:], torch.where(has_peak, peak, 0.0)) / n_q
-            losses = losses * mask.unsqueeze(-1) + peak_losses * has_peak.unsqueeze(-1)
-            counted = counted + has_peak.sum()
-            mask = torch.ones_like(mask)
+        losses = self.loss(y_pred, target) / len(self.quantiles)  # [B, T, Q]
         if encoder_target is not None:
             enc = encoder_target
             std = enc.std(dim=1) if enc.size(1) > 1 else torch.ones(enc.size(0), device=enc.device)
@@ -255,7 +220,7 @@ class MaskedQuantileLoss(QuantileLoss):
             )
             w = w * torch.where(unknown_fix, 0.0, boost)
         self.losses = self.losses + (losses * w.unsqueeze(-1)).sum()
-        self.lengths = self.lengths + counted
+        self.lengths = self.lengths + mask.sum()
 
     def compute(self):
         return self.losses / self.lengths.clamp_min(1)
@@ -270,7 +235,6 @@ def make_loss() -> MultiLoss:
                 min_scale=MIN_SCALE[m],
                 center_steps=CENTER_STEPS,
                 metric_code=i + 1,
-                direction=DIRECTIONS[m],
             )
             for i, m in enumerate(METRIC_NAMES)
         ]
@@ -389,7 +353,7 @@ def build_model(dataset: TimeSeriesDataSet, preset: dict) -> TemporalFusionTrans
         allowed_encoder_known_variable_names=list(MODEL_TIME_FEATURES),
         loss=make_loss(),
         logging_metrics=nn.ModuleList([]),
-        output_size=[outputs_per_metric(PEAK_OUTPUTS)] * len(METRIC_NAMES),
+        output_size=[len(QUANTILES)] * len(METRIC_NAMES),
         lstm_layers=1,
         reduce_on_plateau_patience=2,
         **{k: preset[k] for k in MODEL_HPARAMS},
@@ -397,47 +361,6 @@ def build_model(dataset: TimeSeriesDataSet, preset: dict) -> TemporalFusionTrans
     if list(model.hparams.x_reals) != reals_order():
         raise RuntimeError(f"unexpected model input order {model.hparams.x_reals}")
     return model
-
-
-def outputs_per_metric(peaks: bool) -> int:
-    """Return the network's outputs per metric: the value quantiles, and the peak's if ``peaks``."""
-    return len(QUANTILES) * (2 if peaks else 1)
-
-
-def has_peaks(model: TemporalFusionTransformer) -> bool:
-    """Return whether ``model`` gives the peak quantiles besides the value quantiles."""
-    sizes = model.hparams.output_size
-    sizes = sizes if isinstance(sizes, list | tuple) else [sizes]
-    return all(int(n) == outputs_per_metric(True) for n in sizes)
-
-
-def with_peak_outputs(model: TemporalFusionTransformer) -> TemporalFusionTransformer:
-    """Return a copy of a value-only network with peak outputs added (fine-tuning an old bundle).
-
-    Every weight is copied; each metric's peak head starts as its value head, so the new
-    network's value quantiles are the old network's exactly and its peaks start at them.
-    """
-    if has_peaks(model):
-        return model
-    hp = dict(model.hparams)
-    for key in ("loss", "logging_metrics", "output_transformer"):
-        hp.pop(key, None)
-    hp["output_size"] = [outputs_per_metric(True)] * len(METRIC_NAMES)
-    grown = SeasonalTFT(
-        **hp,
-        loss=make_loss(),
-        logging_metrics=nn.ModuleList([]),
-        output_transformer=model.output_transformer,
-    )
-    state = model.state_dict()
-    new_state = grown.state_dict()
-    for key, value in state.items():
-        if key.startswith("output_layer."):
-            new_state[key] = torch.cat([value, value], dim=0)
-        else:
-            new_state[key] = value
-    grown.load_state_dict(new_state, strict=True)
-    return grown
 
 
 @dataclass
@@ -450,9 +373,6 @@ class Forecast:
     present: np.ndarray
     #: (servers, 14) share of the 24-hour window actually present.
     completeness: np.ndarray
-    #: (servers, 14, 96, 3): p10, p50, p90 of the running extreme from now to each step (the
-    #: maximum, or the minimum where low values are bad); None from a network without it.
-    peak: np.ndarray | None = None
 
 
 class Forecaster:
@@ -473,8 +393,6 @@ class Forecaster:
         self._min_scale = torch.tensor([float(floors[m]) for m in METRIC_NAMES])
         self._relative_floor = float(spec.get("relative_floor", 0.0 if spec else RELATIVE_FLOOR))
         self._seasonal = SEASONAL_COLUMNS[0] in list(model.hparams.x_reals)
-        self.peaks = has_peaks(model)
-        self._direction = np.array([DIRECTIONS[m] for m in METRIC_NAMES])[None, :, None]
         self.center_steps = center_steps_of(model)
         self._profile_code = profile_codes()
         lo = np.array([METRICS_BY_NAME[m].min for m in METRIC_NAMES], np.float32)
@@ -526,8 +444,7 @@ class Forecaster:
         }
 
     def raw(self, x: dict) -> np.ndarray:
-        """Return the network's outputs (B, 14, 96, 3 or 6) for an input dict: the value
-        quantiles, then the peak's where the network has them."""
+        """Return the network's quantiles (B, 14, 96, 3) for an input dict."""
         from linborg.fused import installed
 
         with torch.inference_mode(), installed(self._fused):
@@ -551,32 +468,17 @@ class Forecaster:
             raise ValueError(f"windows must be (servers, {ENCODER_STEPS}, 14), got {values.shape}")
         n, m = len(values), len(METRIC_NAMES)
         ends = np.broadcast_to(np.asarray(end_time_idx, np.int64), (n,))
-        q = len(QUANTILES)
-        out = np.empty((n, m, HORIZON_STEPS, q), np.float32)
-        peak = np.empty_like(out) if self.peaks else None
+        out = np.empty((n, m, HORIZON_STEPS, len(QUANTILES)), np.float32)
         present = np.empty((n, m), np.float32)
         completeness = np.empty((n, m))
         # Filled per chunk, so memory grows with the chunk, not with the fleet.
         for a in range(0, n, self.chunk):
             b = slice(a, a + self.chunk)
             filled, present[b], completeness[b] = fill_window(values[b])
-            raw = self.raw(self.inputs(filled, present[b], profiles[b], ends[b], timezone))
-            out[b] = raw[..., :q]
-            if peak is not None:
-                peak[b] = raw[..., q:]
-        if peak is not None:
-            peak.sort(axis=-1)
-            # A running extreme never turns back: each quantile is made monotone along the steps
-            # (in place, on the signed values: the minimum of x is minus the maximum of -x).
-            sign = self._direction[..., None].astype(np.float32)
-            peak *= sign
-            np.maximum.accumulate(peak, axis=2, out=peak)
-            peak *= sign
-            np.clip(peak, *self._range, out=peak)
-            peak[present <= 0] = np.nan
+            out[b] = self.raw(self.inputs(filled, present[b], profiles[b], ends[b], timezone))
         out.sort(axis=-1)
         if self.calibration is not None:
             calibration.apply(out, *self.calibration)
         np.clip(out, *self._range, out=out)  # in place: at 10,000 servers each copy is 160 MB
         out[present <= 0] = np.nan
-        return Forecast(out, present > 0, completeness, peak)
+        return Forecast(out, present > 0, completeness)

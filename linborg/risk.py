@@ -11,14 +11,6 @@ where urgency falls linearly from 1 now to URGENCY_AT_HORIZON at 8 hours, so a b
 expected soon scores higher than the same breach expected late. A server's risk is the largest
 metric risk, 0-100, and the metric that gives it is the driving metric.
 
-From a network with peak outputs (``linborg.model.PEAK_OUTPUTS``: quantiles of the running
-maximum, or minimum, from now to each step) the probability is read from the peak instead:
-P(the level is reached by that step), which is what a warning is about. Step by step, the
-value quantiles give only P(past the level at that very step): when a ramp's end is uncertain
-(a leak fixed at an unknown time) that is low at every step although a breach is likely. The
-time to breach is then the first step where the peak's p50 (or its pessimistic quantile) is
-past the level: the median time to reach it.
-
 Why the warning level, at full weight: the critical level lies beyond it, so P(critical) is
 never above P(warning), and a forecast confidently heading past warning is what precedes an
 incident. The previous rule, max(P(critical), 0.6 * P(warning)), capped every warning-level
@@ -113,13 +105,10 @@ def assess(
     thresholds: Thresholds,
     window_steps: int = HORIZON_STEPS,
     present: np.ndarray | None = None,
-    peak: np.ndarray | None = None,
 ) -> RiskResult:
     """Return the risk within the first ``window_steps`` steps of ``forecast``.
 
     ``forecast``: (servers, metrics, steps, 3) p10/p50/p90 in the metrics' units.
-    ``peak``: the same shape, p10/p50/p90 of the running extreme (``Forecast.peak``); when
-    given, the risk and the time to breach are read from it.
     ``present``: (servers, metrics) bool; metrics a server does not have score 0 and never
     drive its risk (nothing is invented for them).
     """
@@ -128,8 +117,6 @@ def assess(
     servers, n_metrics, steps, _ = forecast.shape
     if len(profiles) != servers or len(metrics) != n_metrics:
         raise ContractError("profiles and metrics must match the forecast's first two axes")
-    if peak is not None and peak.shape != forecast.shape:
-        raise ContractError(f"peak must be shaped like the forecast, got {peak.shape}")
     if servers > BLOCK_SERVERS:
         # In blocks: the temporaries below are ~40 float64 copies of the forecast window, which
         # at 10,000 servers and 8 h would be over a gigabyte at once.
@@ -141,7 +128,6 @@ def assess(
                 thresholds,
                 window_steps,
                 None if present is None else present[a : a + BLOCK_SERVERS],
-                None if peak is None else peak[a : a + BLOCK_SERVERS],
             )
             for a in range(0, servers, BLOCK_SERVERS)
         ]
@@ -149,8 +135,7 @@ def assess(
             *(np.concatenate([getattr(r, f.name) for r in parts]) for f in fields(RiskResult))
         )
     window = max(1, min(window_steps, steps))
-    source = forecast if peak is None else peak
-    f = np.sort(source[:, :, :window, :], axis=-1)  # quantiles must not cross
+    f = np.sort(forecast[:, :, :window, :], axis=-1)  # quantiles must not cross
     warn, crit, direction = threshold_arrays(thresholds, profiles, metrics)
     d = direction[:, :, None]
     p_warn = exceedance(f, warn[:, :, None], d)

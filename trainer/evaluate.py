@@ -391,9 +391,7 @@ def tft_at_checks(forecaster, profiles, values, first, checks, thresholds):
     for c, o in enumerate(checks):
         window = values[:, o - ENCODER_STEPS + 1 : o + 1]
         fc = forecaster.predict(window, profiles, first + o)
-        r = assess(
-            fc.values, profiles, list(METRIC_NAMES), thresholds, present=fc.present, peak=fc.peak
-        )
+        r = assess(fc.values, profiles, list(METRIC_NAMES), thresholds, present=fc.present)
         risk[:, c] = r.score
         ttb[:, c] = np.fmin.reduce(r.time_to_breach, axis=1)  # NaN only where all are NaN
         driver[:, c] = r.driver

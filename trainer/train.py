@@ -37,14 +37,10 @@ from linborg.model import (
     AFTERMATH_CODE_BASE,
     INCIDENT_METRIC_COLUMN,
     INCIDENT_METRIC_WEIGHT,
-    PEAK_OUTPUTS,
     PRESETS,
-    QUANTILES,
     Forecaster,
     build_model,
-    has_peaks,
     make_dataset,
-    with_peak_outputs,
 )
 from linborg.validate import tidy, validate
 
@@ -372,24 +368,6 @@ def _load_init(init):
     return base
 
 
-def freeze_all_but_peaks(model) -> None:
-    """Leave only the peak rows of the output layer trainable; every other weight is fixed.
-
-    The output layer's value rows get a zero gradient (Adam without weight decay then leaves
-    them exactly as they are), so the network's value forecasts do not change.
-    """
-    q = len(QUANTILES)
-    for param in model.parameters():
-        param.requires_grad_(False)
-    for layer in model.output_layer:
-        keep = torch.zeros_like(layer.weight[:, :1])
-        keep[q:] = 1.0
-        layer.weight.requires_grad_(True)
-        layer.weight.register_hook(lambda g, keep=keep: g * keep)
-        layer.bias.requires_grad_(True)
-        layer.bias.register_hook(lambda g, keep=keep[:, 0]: g * keep)
-
-
 def _progress_callback(log: Callable[[str], None], budget_minutes: float):
     import lightning.pytorch as pl
 
@@ -439,7 +417,6 @@ def train(
     skip_aftermath: bool = False,
     timezone: str = "UTC",
     init=None,
-    peaks_only: bool = False,
 ):
     """Train a TFT on ``frame`` (contract schema); return (model, training summary).
 
@@ -451,8 +428,6 @@ def train(
     the bundle with the same ``timezone`` in the exporter's configuration.
     ``init``: a bundle directory to continue from (fine-tuning): its network, weights and
     lineage are kept, the preset gives only the optimiser settings and the budget.
-    ``peaks_only``: with ``init``, train only the peak outputs (``linborg.model.PEAK_OUTPUTS``);
-    every other weight, and so every value forecast, stays the bundle's.
     """
     import lightning.pytorch as pl
     from lightning.pytorch.callbacks import EarlyStopping
@@ -472,8 +447,6 @@ def train(
     if max_minutes is not None:
         params["max_minutes"] = max_minutes
     check_timezone(timezone)
-    if peaks_only and init is None:
-        raise ContractError("--peaks-only trains a bundle's peak outputs: give the bundle (--init)")
     repaired = dict(frame.attrs.get("repaired") or {})
     frame, more = tidy(frame)
     repaired = {k: repaired.get(k, 0) + v for k, v in more.items()}
@@ -539,14 +512,8 @@ def train(
         model = build_model(train_ds, params)
     else:
         model = base.model
-        if PEAK_OUTPUTS and not has_peaks(model):
-            # An older bundle gains the peak outputs, each starting as its metric's value head.
-            model = with_peak_outputs(model)
-            log(f"train: {init} has no peak outputs; they are added, starting from the value ones")
         model.hparams.learning_rate = params["learning_rate"]
         model.train()
-        if peaks_only:
-            freeze_all_but_peaks(model)
     # A bundle's network carries the weight it was trained with; this run's weight replaces it.
     for metric_loss in model.loss.metrics:
         metric_loss.incident_weight = incident_weight
@@ -582,7 +549,6 @@ def train(
         f"{sum(p.numel() for p in model.parameters())} parameters, "
         f"budget {params['max_minutes']:g} min"
         + (f", continuing from {init}" if base is not None else "")
-        + (" (only its peak outputs trained)" if peaks_only else "")
     )
     trainer.fit(model, train_dataloaders=train_dl, val_dataloaders=val_dl)
     if report.best_state is not None:

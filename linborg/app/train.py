@@ -197,7 +197,6 @@ def cmd_train(args: argparse.Namespace) -> int:
         skip_aftermath=args.skip_aftermath,
         timezone=args.timezone,
         init=args.init,
-        peaks_only=args.peaks_only,
     )
     summary["source"] = source
     # Where the servers came from: "seen in training" is decided by this, not by hostnames.
@@ -390,12 +389,6 @@ def add_parsers(sub) -> None:
         help="when the data's metadata labels incidents, leave the incident's metric out of "
         "the loss for 8 h after each incident's end in windows whose origin comes before the "
         "fix (its timing is not in their context)",
-    )
-    p.add_argument(
-        "--peaks-only",
-        action="store_true",
-        help="with --init: train only the peak outputs (the running extreme's quantiles the "
-        "risk score reads); every other weight, and so every value forecast, stays the bundle's",
     )
     p.add_argument(
         "--threads",
