@@ -399,14 +399,17 @@ def tft_at_checks(forecaster, profiles, values, first, checks, thresholds):
     return risk, ttb, driver_ttb, driver
 
 
-def early_warning(forecaster, profiles, values, first, every, risk_threshold, alert_rule=None):
+def early_warning(
+    forecaster, profiles, values, first, every, risk_threshold, alert_rule=None, thresholds=None
+):
     """Return (every detector's warnings at the checks, the check times in Unix seconds).
 
     ``alert_rule``: (rule, which metrics may drive it) as ``scoreboard.alert_rule_detectors``
     takes them (the application reads them from the mixin's config); None: no alert_rule family.
+    ``thresholds``: the levels every detector is scored against (default: the packaged ones).
     """
     checks = np.arange(ENCODER_STEPS - 1, values.shape[1], every)
-    th = load_thresholds()
+    th = thresholds if thresholds is not None else load_thresholds()
     warn, crit, direction = threshold_arrays(th, profiles, list(METRIC_NAMES))
     # The harmless end of each metric's range (for predict_linear's "half" guard).
     low = np.array([METRICS_BY_NAME[m].min for m in METRIC_NAMES])
@@ -432,8 +435,14 @@ def evaluate(
     seen_servers: set[str] | None = None,
     seen_basis: str | None = None,
     alert_rule: tuple[dict, np.ndarray] | None = None,
+    thresholds_file: str | None = None,
 ) -> dict:
-    """Return the backtest result: summary (JSON-ready), tables and the raw errors."""
+    """Return the backtest result: summary (JSON-ready), tables and the raw errors.
+
+    ``thresholds_file``: an override of the packaged thresholds (the exporter's
+    ``thresholds_file``) for the early-warning scoreboard; the accuracy figures do not use it.
+    """
+    thresholds = load_thresholds(*([thresholds_file] if thresholds_file else []))
     names, profiles, values, first = dense_frame(frame)
     seen = seen_servers or set()
     stride, stride_note = origin_stride(origin_every_minutes)
@@ -458,6 +467,7 @@ def evaluate(
 
     bm = acc["by_metric"]
     summary = {
+        "thresholds_file": thresholds_file,
         "missing_metrics_cost": {
             "absent": list(NODE_EXPORTER_ABSENT),
             "mase_8h_other_metrics_all_present": mase_8h(errors),
@@ -496,7 +506,7 @@ def evaluate(
     if labels is not None:
         every = max(1, round(incident_every_minutes * 60 / STEP_SECONDS))
         detectors, check_times = early_warning(
-            forecaster, profiles, values, first, every, risk_threshold, alert_rule
+            forecaster, profiles, values, first, every, risk_threshold, alert_rule, thresholds
         )
         if len(check_times):
             sb = sbd.scoreboard(detectors, check_times, names, labels, every * STEP_SECONDS)
@@ -718,6 +728,12 @@ def write_report(result: dict, out: Path) -> Path:
     ]
     if s.get("origin_note"):
         lines += ["", f"**Origins:** {s['origin_note']}."]
+    if s.get("thresholds_file"):
+        lines += [
+            "",
+            f"**Thresholds:** the packaged ones overridden by {s['thresholds_file']} "
+            "(every early-warning detector is scored against them).",
+        ]
     lines += [
         "",
         "## Targets",

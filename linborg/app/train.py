@@ -244,6 +244,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     _, note = origin_stride(args.origin_every)
     if note:
         print(f"warning: --origin-every: {note}", file=sys.stderr)
+    if args.thresholds:
+        from linborg.thresholds import load_thresholds
+
+        load_thresholds(args.thresholds)  # a bad file is refused before the long backtest
     forecaster = load_bundle(args.model)
     frame, source = _load_frame(args)
     metadata = None
@@ -264,6 +268,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         seen_servers=seen,
         seen_basis=basis,
         alert_rule=shipped_alert_rule(),
+        thresholds_file=args.thresholds,
     )
     result["summary"]["source"] = source
     path = write_report(result, Path(args.out))
@@ -433,6 +438,12 @@ def add_parsers(sub) -> None:
         type=float,
         default=50.0,
         help="the alert rules' risk threshold, reported beside the sweep",
+    )
+    p.add_argument(
+        "--thresholds",
+        metavar="FILE",
+        help="score the early-warning detectors against the packaged thresholds overridden by "
+        "FILE (the shape of the exporter's thresholds_file)",
     )
     p.add_argument(
         "--update-bundle", action="store_true", help="store the summary in the bundle's JSON"
