@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from linborg.app.train import shipped_alert_rule
+from linborg.contract import ContractError
 from linborg.generator.fleet import build_fleet
 from linborg.generator.output import simulate
 from linborg.trainer.evaluate import LINEAR_POINTS, evaluate, linear_forecast, write_report
@@ -179,3 +180,41 @@ def test_evaluate_writes_a_report_with_baselines(tmp_path):
     assert json.loads((tmp_path / "report" / "report.json").read_text())["servers"] == 3
     assert (tmp_path / "report" / "scoreboard.png").read_bytes()[:4] == b"\x89PNG"
     assert isinstance(result["by_metric"], pd.DataFrame)
+
+
+def test_evaluate_scores_the_detectors_against_a_thresholds_override(tmp_path):
+    fleet = build_fleet({"web_api": 2, "database": 1})
+    frame, _, _ = simulate(fleet, 4, START, 3 * 288)
+    onset = START + dt.timedelta(days=1, hours=14)
+    labels = [
+        {
+            "server": "ppweb001",
+            "type": "hand_made",
+            "metric": "front_close_wait",
+            "has_precursor": True,
+            "precursor_start": (onset - dt.timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "onset": onset.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "end": (onset + dt.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
+    ]
+    # Web servers' front_close_wait is always at or past a warning level of 0.
+    override = tmp_path / "thresholds.yml"
+    override.write_text("profiles:\n  web_api:\n    front_close_wait: {warning: 0, critical: 600}\n")
+
+    def static_warned(result):
+        row = result["summary"]["scoreboard"]["detectors"]["static warning"]
+        return row["recall_by_type"]["hand_made"]["warned"]
+
+    packaged = evaluate(SeasonalFake(), frame, labels)
+    overridden = evaluate(SeasonalFake(), frame, labels, thresholds_file=str(override))
+    assert static_warned(packaged) == 0  # nothing in the data crosses 150 before onset
+    assert static_warned(overridden) == 1
+    # The accuracy figures do not depend on the thresholds.
+    assert overridden["summary"]["mase_max"] == packaged["summary"]["mase_max"]
+    assert packaged["summary"]["thresholds_file"] is None
+    text = write_report(overridden, tmp_path / "r").read_text()
+    assert f"overridden by {override}" in text
+    bad = tmp_path / "bad.yml"
+    bad.write_text("profiles:\n  web_api:\n    front_close_wait: {warning: 700, critical: 600}\n")
+    with pytest.raises(ContractError, match="front_close_wait"):
+        evaluate(SeasonalFake(), frame, labels, thresholds_file=str(bad))
