@@ -199,7 +199,9 @@ def test_evaluate_scores_the_detectors_against_a_thresholds_override(tmp_path):
     ]
     # Web servers' front_close_wait is always at or past a warning level of 0.
     override = tmp_path / "thresholds.yml"
-    override.write_text("profiles:\n  web_api:\n    front_close_wait: {warning: 0, critical: 600}\n")
+    override.write_text(
+        "profiles:\n  web_api:\n    front_close_wait: {warning: 0, critical: 600}\n"
+    )
 
     def static_warned(result):
         row = result["summary"]["scoreboard"]["detectors"]["static warning"]
