@@ -49,6 +49,24 @@ class SeasonalFake:
         return _Forecast(values, present)
 
 
+def hand_made_label() -> dict:
+    """One front_close_wait incident on ppweb001, 14 hours into day 2, with a 2-hour precursor."""
+    onset = START + dt.timedelta(days=1, hours=14)
+
+    def iso(t):
+        return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    return {
+        "server": "ppweb001",
+        "type": "hand_made",
+        "metric": "front_close_wait",
+        "has_precursor": True,
+        "precursor_start": iso(onset - dt.timedelta(hours=2)),
+        "onset": iso(onset),
+        "end": iso(onset + dt.timedelta(hours=1)),
+    }
+
+
 def _no_nan(text):
     raise AssertionError(f"report.json holds {text}, which is not JSON")
 
@@ -57,19 +75,7 @@ def test_evaluate_with_a_fake_forecaster_writes_the_scoreboard(tmp_path):
     fleet = build_fleet({"web_api": 2, "database": 1, "ml_compute": 1})
     frame, incidents, _ = simulate(fleet, 4, START, 3 * 288)
     labels = [i.as_dict() for i in incidents]
-    # One incident on a server, 4 hours after day 2 begins, with a 2-hour precursor.
-    onset = START + dt.timedelta(days=1, hours=14)
-    labels.append(
-        {
-            "server": "ppweb001",
-            "type": "hand_made",
-            "metric": "front_close_wait",
-            "has_precursor": True,
-            "precursor_start": (onset - dt.timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "onset": onset.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "end": (onset + dt.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        }
-    )
+    labels.append(hand_made_label())
     result = evaluate(SeasonalFake(), frame, labels, alert_rule=shipped_alert_rule())
     s = result["summary"]
     # The fake is seasonal naive itself: MASE exactly 1 everywhere.
@@ -185,18 +191,7 @@ def test_evaluate_writes_a_report_with_baselines(tmp_path):
 def test_evaluate_scores_the_detectors_against_a_thresholds_override(tmp_path):
     fleet = build_fleet({"web_api": 2, "database": 1})
     frame, _, _ = simulate(fleet, 4, START, 3 * 288)
-    onset = START + dt.timedelta(days=1, hours=14)
-    labels = [
-        {
-            "server": "ppweb001",
-            "type": "hand_made",
-            "metric": "front_close_wait",
-            "has_precursor": True,
-            "precursor_start": (onset - dt.timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "onset": onset.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "end": (onset + dt.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        }
-    ]
+    labels = [hand_made_label()]
     # Web servers' front_close_wait is always at or past a warning level of 0.
     override = tmp_path / "thresholds.yml"
     override.write_text(
