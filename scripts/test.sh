@@ -5,4 +5,7 @@ cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
-exec .venv/bin/python -m pytest "$@"
+# Two worker processes (pytest-xdist), one test file each at a time: the live-stack tests
+# mostly wait on Prometheus and Alertmanager, so two files overlap well on 2 cores.
+# `bash scripts/test.sh -n 0` runs serially; later arguments win.
+exec .venv/bin/python -m pytest -n 2 --dist loadfile "$@"

@@ -17,3 +17,23 @@ def frame() -> pd.DataFrame:
 def frame_factory():
     """The ``make_frame(servers=..., steps=..., start=..., seed=...)`` builder, for variants."""
     return make_frame
+
+
+def pytest_configure(config):
+    """Under pytest-xdist, give each worker its own stripe of loopback ports.
+
+    ``free_ports`` never hands a port out twice in one process, but two workers could each
+    find the same port free before either binds it. Marking the other workers' stripes as
+    handed out keeps their picks apart (services a test starts as subprocesses, like the demo,
+    still pick from the whole range).
+    """
+    import os
+
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if not worker.startswith("gw") or count < 2:
+        return
+    from linborg.app import stack
+
+    index = int(worker[2:])
+    stack._handed_out.update(p for p in range(1024, 65536) if p % count != index)
