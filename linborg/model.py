@@ -101,10 +101,12 @@ PRESETS = {
     ),
 }
 #: Fine-tuning (``linborg train --init BUNDLE``) keeps the bundle's network; these are only
-#: the optimiser's settings and the budget (10 minutes on 2 cores).
+#: the optimiser's settings and the budget (10 minutes on 2 cores). The learning rate was
+#: chosen among 0.0003, 0.001, 0.003 and 0.01 on a validation span of the shared real set
+#: (docs/training.md, "Fine-tuning a bundle on your fleet").
 PRESETS["finetune"] = dict(
     PRESETS["default"],
-    learning_rate=0.001,
+    learning_rate=0.01,
     max_epochs=30,
     batches_per_epoch=50,
     val_batches=20,

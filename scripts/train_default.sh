@@ -18,7 +18,8 @@ export OMP_WAIT_POLICY=PASSIVE
 .venv/bin/linborg generate history --out out/train_x3.parquet --days 30 --seed 8 --incident-rate 3
 .venv/bin/linborg train --data out/train_x3.parquet --preset default --seed 7 --out out/default_stage1
 .venv/bin/linborg train --data out/train_x3.parquet --init out/default_stage1 --preset finetune \
-  --max-minutes 15 --incident-share 0.15 --incident-weight 1 --seed 7 --out models/default
+  --learning-rate 0.001 --max-minutes 15 --incident-share 0.15 --incident-weight 1 --seed 7 \
+  --out models/default
 .venv/bin/linborg generate heldout --out out/heldout.parquet --seed 1207 --start 2026-06-01 \
   --days 7 --fleet web_api=22,ml_compute=18,database=18,data_ingest=12,risk_analytics=10,generic=8,conductor_mgmt=7
 .venv/bin/linborg evaluate --model models/default --data out/heldout.parquet \

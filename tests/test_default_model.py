@@ -71,5 +71,6 @@ def test_the_shipped_bundle_records_the_training_that_the_script_runs():
     assert training["preset"] == option(stage2, "--preset")
     assert training["seed"] == int(option(stage2, "--seed"))
     assert training["hyperparameters"]["max_minutes"] == float(option(stage2, "--max-minutes"))
+    assert training["hyperparameters"]["learning_rate"] == float(option(stage2, "--learning-rate"))
     assert training["incident_window_share"] == float(option(stage2, "--incident-share"))
     assert training["incident_metric_weight"] == float(option(stage2, "--incident-weight"))

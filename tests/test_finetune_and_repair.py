@@ -15,6 +15,7 @@ from linborg.bundle import SPEC, WEIGHTS, load_bundle, save_bundle
 from linborg.contract import ContractError
 from linborg.generator.fleet import build_fleet
 from linborg.generator.output import simulate
+from linborg.model import PRESETS
 from linborg.parquet import read_metrics, write_metrics
 from linborg.trainer.train import train
 from linborg.validate import tidy
@@ -116,6 +117,21 @@ def test_fine_tuning_changes_the_weights_keeps_the_contract_and_records_lineage(
     lineage = spec["training"]["lineage"]
     assert len(lineage) == 1 and lineage[0]["bundle"] == str(parent)
     assert lineage[0]["source"] == "synthetic test fleet"
+
+
+def test_a_learning_rate_replaces_the_presets_and_a_bad_one_is_refused(history, parent, tmp_path):
+    model, summary = train(
+        history, "tiny", seed=5, progress=False, log=lambda m: None, init=parent, learning_rate=3e-4
+    )
+    assert summary["hyperparameters"]["learning_rate"] == 3e-4
+    assert PRESETS["tiny"]["learning_rate"] != 3e-4
+    # the network's hparams, which pytorch-forecasting builds the optimiser from
+    assert model.hparams.learning_rate == 3e-4
+    child = load_bundle(save_bundle(model, tmp_path / "child", summary))
+    assert child.spec["training"]["hyperparameters"]["learning_rate"] == 3e-4
+    for bad in (0.0, -0.01):
+        with pytest.raises(ContractError, match="learning rate"):
+            train(history, "tiny", progress=False, log=lambda m: None, learning_rate=bad)
 
 
 def test_incident_share_and_weight_are_options_that_fine_tuning_can_change(history, parent):

@@ -417,6 +417,7 @@ def train(
     skip_aftermath: bool = False,
     timezone: str = "UTC",
     init=None,
+    learning_rate: float | None = None,
 ):
     """Train a TFT on ``frame`` (contract schema); return (model, training summary).
 
@@ -428,6 +429,7 @@ def train(
     the bundle with the same ``timezone`` in the exporter's configuration.
     ``init``: a bundle directory to continue from (fine-tuning): its network, weights and
     lineage are kept, the preset gives only the optimiser settings and the budget.
+    ``learning_rate``: replaces the preset's.
     """
     import lightning.pytorch as pl
     from lightning.pytorch.callbacks import EarlyStopping
@@ -446,6 +448,10 @@ def train(
         raise ContractError(f"incident weight {incident_weight} is below 1")
     if max_minutes is not None:
         params["max_minutes"] = max_minutes
+    if learning_rate is not None:
+        if not learning_rate > 0:
+            raise ContractError(f"learning rate {learning_rate} is not above 0")
+        params["learning_rate"] = learning_rate
     check_timezone(timezone)
     repaired = dict(frame.attrs.get("repaired") or {})
     frame, more = tidy(frame)

@@ -197,6 +197,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         skip_aftermath=args.skip_aftermath,
         timezone=args.timezone,
         init=args.init,
+        learning_rate=args.learning_rate,
     )
     summary["source"] = source
     # Where the servers came from: "seen in training" is decided by this, not by hostnames.
@@ -376,6 +377,11 @@ def add_parsers(sub) -> None:
     p.add_argument("--out", required=True, help="bundle directory to write")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--max-minutes", type=float, help="wall-clock training budget")
+    p.add_argument(
+        "--learning-rate",
+        type=float,
+        help="the optimiser's learning rate (default: the preset's)",
+    )
     p.add_argument(
         "--incident-share",
         type=float,
