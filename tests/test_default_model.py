@@ -4,6 +4,7 @@ training that scripts/train_default.sh runs."""
 from __future__ import annotations
 
 import datetime as dt
+import importlib.util
 import shlex
 from pathlib import Path
 
@@ -17,14 +18,17 @@ from linborg.trainer.evaluate import accuracy
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = ROOT / "models" / "default"
+_spec = importlib.util.spec_from_file_location("real_subset", ROOT / "scripts" / "real_subset.py")
+real_subset = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(real_subset)
 
 
 def test_default_model_beats_seasonal_naive_on_unseen_servers():
     forecaster = load_bundle(DEFAULT_MODEL)
     training = forecaster.spec["training"]
-    # scripts/train_default.sh: the default preset from scratch, then a finetune stage from it
+    # scripts/train_default.sh: the default preset from scratch, then two finetune stages
     stages = [step["preset"] for step in training.get("lineage", [])] + [training["preset"]]
-    assert stages == ["default", "finetune"], stages
+    assert stages == ["default", "finetune", "finetune"], stages
     # A seed, a time window and server names the model never saw.
     fleet = build_fleet(
         {p: 2 for p in ("web_api", "database", "ml_compute", "risk_analytics")}, first=80
@@ -41,14 +45,15 @@ def test_default_model_beats_seasonal_naive_on_unseen_servers():
     assert errors["ae_tft"].mean() < errors["ae_seasonal_naive"].mean()
 
 
+def script_lines(prefix: str) -> list[list[str]]:
+    """Return the lines of scripts/train_default.sh that start with PREFIX, as words."""
+    text = (ROOT / "scripts" / "train_default.sh").read_text().replace("\\\n", " ")
+    return [shlex.split(line) for line in text.splitlines() if line.startswith(prefix)]
+
+
 def script_commands(name: str) -> list[list[str]]:
     """Return the `linborg NAME ...` command lines of scripts/train_default.sh, as words."""
-    text = (ROOT / "scripts" / "train_default.sh").read_text().replace("\\\n", " ")
-    return [
-        shlex.split(line)[1:]
-        for line in text.splitlines()
-        if line.startswith(".venv/bin/linborg ") and shlex.split(line)[1] == name
-    ]
+    return [words[1:] for words in script_lines(".venv/bin/linborg ") if words[1] == name]
 
 
 def option(words: list[str], name: str) -> str:
@@ -58,19 +63,29 @@ def option(words: list[str], name: str) -> str:
 def test_the_shipped_bundle_records_the_training_that_the_script_runs():
     training = load_bundle(DEFAULT_MODEL).spec["training"]
     history = [w for w in script_commands("generate") if w[1] == "history"]
-    stage1, stage2 = script_commands("train")
-    assert option(stage2, "--out") == "models/default"
+    stage1, stage2, stage3 = script_commands("train")
+    assert option(stage3, "--out") == "models/default"
     assert option(stage2, "--init") == option(stage1, "--out")
+    assert option(stage3, "--init") == option(stage2, "--out")
     data = option(stage1, "--data")
     assert option(stage2, "--data") == data == option(history[0], "--out")
-    # the generated fleet's seed is recorded for every server
-    assert set(training["server_seeds"].values()) == {int(option(history[0], "--seed"))}
-    (parent,) = training["lineage"]
-    assert parent["preset"] == option(stage1, "--preset")
-    assert parent["source"] == training["source"] == f"Parquet {data}"
-    assert training["preset"] == option(stage2, "--preset")
-    assert training["seed"] == int(option(stage2, "--seed"))
-    assert training["hyperparameters"]["max_minutes"] == float(option(stage2, "--max-minutes"))
-    assert training["hyperparameters"]["learning_rate"] == float(option(stage2, "--learning-rate"))
-    assert training["incident_window_share"] == float(option(stage2, "--incident-share"))
-    assert training["incident_metric_weight"] == float(option(stage2, "--incident-weight"))
+    # stage 3: the synthetic fleet plus the real VMs that scripts/real_subset.py writes
+    (subset,) = script_lines(".venv/bin/python scripts/real_subset.py")
+    real = subset[-1]
+    assert [w for w in stage3 if w != "--data" and w in (data, real)] == [data, real]
+    assert training["source"] == f"Parquet {data} + Parquet {real}"
+    # the generated fleet's seed is recorded for every generated server; the real VMs have none
+    seeds = training["server_seeds"]
+    assert {v for v in seeds.values() if v is not None} == {int(option(history[0], "--seed"))}
+    assert sum(v is None for v in seeds.values()) == real_subset.VMS
+    parent1, parent2 = training["lineage"]
+    assert parent1["preset"] == option(stage1, "--preset")
+    assert parent1["source"] == parent2["source"] == f"Parquet {data}"
+    assert parent2["preset"] == option(stage2, "--preset")
+    assert training["preset"] == option(stage3, "--preset")
+    assert training["seed"] == int(option(stage3, "--seed"))
+    assert training["hyperparameters"]["max_minutes"] == float(option(stage3, "--max-minutes"))
+    assert training["hyperparameters"]["learning_rate"] == float(option(stage3, "--learning-rate"))
+    assert training["incident_window_share"] == float(option(stage3, "--incident-share"))
+    assert training["incident_metric_weight"] == float(option(stage3, "--incident-weight"))
+    assert parent2["seconds"] < 60 * (float(option(stage2, "--max-minutes")) + 5)
