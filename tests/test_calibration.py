@@ -55,6 +55,16 @@ def test_a_band_twice_too_wide_is_halved_and_one_too_narrow_is_widened():
         assert 0.77 <= coverage(forecast, actual, metric) <= 0.83
 
 
+def test_a_band_three_times_too_wide_is_narrowed_to_a_third_not_stopped_at_half():
+    # uptime_days, a counter, needs this: its band was held at half and covered 0.92.
+    forecast, actual = gaussian_case(1500, {0: 3.0})
+    lower, upper = calibration.factors(calibration.fit(forecast, actual))
+    np.testing.assert_allclose(lower[0], 1 / 3, atol=0.04)
+    np.testing.assert_allclose(upper[0], 1 / 3, atol=0.04)
+    calibration.apply(forecast, lower, upper)
+    assert 0.77 <= coverage(forecast, actual, 0) <= 0.83
+
+
 def test_p50_never_moves_and_factors_stay_within_their_bounds():
     forecast, actual = gaussian_case(300, {3: 10.0, 4: 0.05})
     p50 = forecast[..., 1].copy()
@@ -81,7 +91,7 @@ def test_a_metric_with_too_few_windows_keeps_its_band():
     [
         (lambda c: c["lower"].pop("uptime_days"), "name each of the 14 metrics"),
         (lambda c: c["upper"].__setitem__("swap_used_pct", [1.0] * 95), "96 factors"),
-        (lambda c: c["upper"].__setitem__("swap_used_pct", [3.0] * 96), "outside 0.5-2.0"),
+        (lambda c: c["upper"].__setitem__("swap_used_pct", [3.0] * 96), "outside 0.25-2.0"),
         (lambda c: c["lower"].__setitem__("cpu_sys_pct", ["x"] * 96), "non-numbers"),
     ],
 )
@@ -206,7 +216,7 @@ def test_a_bundle_with_a_malformed_calibration_is_refused_at_load(tiny, tmp_path
     spec = json.loads((bad / SPEC).read_text())
     spec["interval_calibration"]["upper"]["load_average"] = [9.0] * HORIZON_STEPS
     (bad / SPEC).write_text(json.dumps(spec))
-    with pytest.raises(BundleError, match="outside 0.5-2.0"):
+    with pytest.raises(BundleError, match="outside 0.25-2.0"):
         load_bundle(bad)
 
 
@@ -230,6 +240,18 @@ def test_calibrate_refits_a_bundle_on_your_history_and_keeps_it_readable(
     assert after["training"]["interval_calibration"]["source"].startswith("Parquet ")
     assert stat.S_IMODE((bundle / SPEC).stat().st_mode) == 0o644
     assert load_bundle(bundle).calibration is not None
+    # A bundle trained on two files is calibrated on the same two; evaluate still takes one.
+    first, second = tmp_path / "a.parquet", tmp_path / "b.parquet"
+    write_metrics(history[history["server"] == "ppweb001"], first)
+    write_metrics(history[history["server"] != "ppweb001"], second)
+    both = ["--data", str(first), "--data", str(second)]
+    assert main(["calibrate", "--model", str(bundle), *both]) == 0
+    assert f"calibrated {bundle} on " in capsys.readouterr().out
+    two = json.loads((bundle / SPEC).read_text())["training"]["interval_calibration"]
+    assert two["source"] == f"Parquet {first} + Parquet {second}"
+    assert two["windows"] == after["training"]["interval_calibration"]["windows"]
+    assert main(["evaluate", "--model", str(bundle), *both, "--out", str(tmp_path / "e")]) == 2
+    assert "evaluate reads one --data file" in capsys.readouterr().err
     # Too little history to hold out a horizon after a day of context: refused, nothing written.
     short = tmp_path / "short.parquet"
     write_metrics(history[history["timestamp"] < START + dt.timedelta(days=1.2)], short)

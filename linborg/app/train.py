@@ -66,16 +66,16 @@ def _load_frame(args: argparse.Namespace):
 def _read_files(args: argparse.Namespace):
     """Return (frame, description) of the --data files, each without its held-out days.
 
-    Several files (train only) are stacked: each keeps its own timestamps, and the trainer
-    holds out the end of each server's own history for validation, so files from different
-    periods train together. A server name in two files is refused.
+    Several files (train and calibrate) are stacked: each keeps its own timestamps, and the
+    trainer holds out the end of each server's own history for validation, so files from
+    different periods train (and calibrate) together. A server name in two files is refused.
     """
     import pandas as pd
 
     from linborg.contract import PROFILE, SERVER, ContractError
     from linborg.parquet import read_metrics
 
-    if len(args.data) > 1 and args.func is not cmd_train:
+    if len(args.data) > 1 and args.func not in (cmd_train, cmd_calibrate):
         raise ContractError("evaluate reads one --data file; give it once")
     frames, owner = [], {}
     repaired: dict[str, int] = {}
@@ -337,7 +337,7 @@ def add_parsers(sub) -> None:
             "--data",
             action="append",
             metavar="FILE",
-            help="Parquet file in the contract schema (train: repeat to train on several)",
+            help="Parquet file in the contract schema (train, calibrate: repeat to read several)",
         )
         p.add_argument("--prometheus", help="Prometheus base URL to read history from")
         p.add_argument(
