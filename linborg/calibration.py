@@ -25,8 +25,9 @@ from linborg.features import HORIZON_STEPS
 #: Share of actuals meant to fall below p10, and above p90.
 TAIL = 0.10
 #: Smallest and largest factor: a band is at most quartered or doubled. The floor was 0.5
-#: until 2026-12-02; uptime_days' band, a counter the network spreads too wide, wanted about a
-#: third on the validation span and was held at half.
+#: until 2026-12-02, when the shipped bundle's upper factors of uptime_days (a counter) and
+#: swap_used_pct sat on it; they reach 0.25 too at some steps (the floor was chosen on a dev
+#: fleet: docs/training.md, "The p10-p90 band").
 BOUNDS = (0.25, 2.0)
 #: Steps in the moving average that smooths each factor over the horizon.
 SMOOTH_STEPS = 9
