@@ -94,6 +94,13 @@ def threshold_arrays(
     return warn, crit, np.broadcast_to(direction, warn.shape)
 
 
+def urgency(steps: int) -> np.ndarray:
+    """Return the weight of a breach at each of the next ``steps`` steps: 1 now, falling
+    linearly to URGENCY_AT_HORIZON at 8 hours (and staying there beyond)."""
+    lead = np.arange(1, steps + 1) / HORIZON_STEPS
+    return 1.0 - (1.0 - URGENCY_AT_HORIZON) * np.clip(lead, 0.0, 1.0)
+
+
 #: Servers assessed at a time (bounds the memory of ``assess``; the result is the same).
 BLOCK_SERVERS = 256
 
@@ -139,9 +146,7 @@ def assess(
     warn, crit, direction = threshold_arrays(thresholds, profiles, metrics)
     d = direction[:, :, None]
     p_warn = exceedance(f, warn[:, :, None], d)
-    lead = np.arange(1, window + 1) / HORIZON_STEPS
-    urgency = 1.0 - (1.0 - URGENCY_AT_HORIZON) * np.clip(lead, 0.0, 1.0)
-    per_step = p_warn * urgency
+    per_step = p_warn * urgency(window)
     per_metric = 100.0 * per_step.max(axis=-1)
     if present is not None:
         per_metric = np.where(present, per_metric, 0.0)

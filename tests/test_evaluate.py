@@ -99,6 +99,7 @@ def test_evaluate_with_a_fake_forecaster_writes_the_scoreboard(tmp_path):
         "alert_rule",
         "static_threshold",
         "predict_linear",
+        "perfect_forecast",
     }
     assert {k for k, v in sb["detectors"].items() if v["family"] == "alert_rule"} == {
         "LinborgPredictedIncident critical",
@@ -116,6 +117,8 @@ def test_evaluate_with_a_fake_forecaster_writes_the_scoreboard(tmp_path):
     text = path.read_text()
     assert "| unseen/seen MASE at 8 h <= 1.10 | n/a | n/a |" in text
     assert "exactly 30 minutes before onset counts" in text
+    reference = "| perfect_forecast (reference: reads the actual future) | `perfect forecast past "
+    assert reference in text
     assert "## Per metric: TFT MAE / best naive baseline MAE" in text
     assert "(all metrics, native units)" not in text
     for png in ("scoreboard.png", "relative_mae_by_horizon.png", "coverage_by_horizon.png"):

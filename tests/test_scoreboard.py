@@ -206,6 +206,36 @@ def test_tft_detectors_read_the_risk_and_the_earliest_time_to_breach():
     assert got["tft p50 reaches warning within 8 h"] == [False, False, False]
 
 
+def test_the_perfect_forecast_reference_reads_the_actual_future_with_the_risk_urgency():
+    steps = 200
+    values = np.full((2, steps, len(METRIC_NAMES)), 10.0)
+    j = METRIC_NAMES.index("mem_used_pct")
+    values[0, 124:, j] = 96.0  # past warning (90) from step 124
+    values[0, 150:, j] = 99.0  # past critical (97) from step 150
+    values[1, :, j] = np.nan  # missing is never past a level
+    warn = np.full((2, len(METRIC_NAMES)), 90.0)
+    crit = np.full((2, len(METRIC_NAMES)), 97.0)
+    direction = np.ones((2, len(METRIC_NAMES)))
+    checks = np.array([99, 100, 125, 190])
+    got = {
+        d.name: d.warned.tolist()
+        for d in sb.perfect_forecast_detectors(values, checks, warn, crit, direction)
+    }
+    # Urgency 1 - 0.4 * k / 96 for a breach k steps ahead: k = 24 (2 h) scores exactly 90.
+    # From check 100 warning is 24 steps ahead (90); from check 99, 25 steps (89.6).
+    assert got["perfect forecast past warning >= 90"][0] == [False, True, True, True]
+    assert got["perfect forecast past warning >= 60"][0] == [True, True, True, True]
+    # Critical: 50 steps ahead of check 100 (79.2), 25 of check 125 (89.6), past at 190.
+    assert got["perfect forecast past critical >= 75"][0] == [True, True, True, True]
+    assert got["perfect forecast past critical >= 80"][0] == [False, False, True, True]
+    assert got["perfect forecast past critical >= 90"][0] == [False, False, False, True]
+    assert not any(any(w[1]) for w in got.values())
+    # A check with no future left reads nothing.
+    last = sb.perfect_forecast_detectors(values, np.array([steps - 1]), warn, crit, direction)
+    assert not any(d.warned.any() for d in last)
+    assert {d.family for d in last} == {"perfect_forecast"}
+
+
 def _row(family, recall, false, lead=60.0):
     return {
         "family": family,

@@ -422,6 +422,7 @@ def early_warning(
         rule, may_drive = alert_rule
         detectors += sbd.alert_rule_detectors(risk, driver_ttb, may_drive[driver], rule)
     detectors += sbd.baseline_detectors(values, checks, warn, crit, direction, safe)
+    detectors += sbd.perfect_forecast_detectors(values, checks, warn, crit, direction)
     return detectors, (first + checks) * STEP_SECONDS
 
 

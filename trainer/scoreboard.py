@@ -1,7 +1,7 @@
 """The early-warning scoreboard: every detector scored at the same checks on the same servers.
 
-Five families of detectors, the first four swept over their knobs, so that each is shown at its
-best and not as a strawman:
+Five families of detectors, all but ``alert_rule`` swept over their knobs, so that each is
+shown at its best and not as a strawman:
 
 - ``tft_risk``: the TFT risk score (linborg.risk) at or above a threshold;
 - ``tft_time_to_breach``: the TFT forecast (p50, or the pessimistic quantile) reaches the
@@ -21,9 +21,19 @@ best and not as a strawman:
   warning level, like the node-mixin's "and less than 40% free") or ``warning`` (already
   past the warning level).
 
+and one reference that no one can run, because it reads the future:
+
+- ``perfect_forecast``: the risk score (linborg.risk) of a forecast that is exactly the actual
+  future, with a band of zero width: at each check, 100 x the largest urgency of the steps in
+  the next 8 hours where any metric is actually past the warning level (``past warning``) or
+  the critical level (``past critical``), at or above the same thresholds as ``tft_risk``.
+  What today's risk definition and thresholds would score with a perfect network: where it
+  falls short of the targets, a better network cannot close the gap alone. Near the end of
+  the data the future is cut short and the score reads only the steps that are there.
+
 A detector warns a server at a check when any of the server's metrics triggers it. The scoring
 rules are ``RULES`` below, word for word what the report prints. This module uses numpy and
-pandas only (no torch), so it is tested on hand-made arrays.
+pandas and linborg.risk only (no torch), so it is tested on hand-made arrays.
 """
 
 from __future__ import annotations
@@ -32,6 +42,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+
+from linborg.risk import HORIZON_STEPS, urgency
 
 WARN_EARLIEST_SECONDS = 8 * 3600  # a warning counts from 8 hours before onset ...
 WARN_LATEST_SECONDS = 30 * 60  # ... up to and including 30 minutes before onset
@@ -46,7 +58,16 @@ LINEAR_LOOKBACKS = {"1h": 12, "6h": 72}  # samples in (t - lookback, t]
 LINEAR_HORIZONS = {"2h": 24, "4h": 48, "8h": 96}  # steps ahead of now
 GUARDS = ("none", "half", "warning")
 GUARD_FRACTION = 0.5  # "half": this share of the way from the safe end of the range to warning
-FAMILIES = ("tft_risk", "tft_time_to_breach", "alert_rule", "static_threshold", "predict_linear")
+FAMILIES = (
+    "tft_risk",
+    "tft_time_to_breach",
+    "alert_rule",
+    "static_threshold",
+    "predict_linear",
+    "perfect_forecast",
+)
+#: Families that read the future: references for the report, never compared as detectors.
+REFERENCE_FAMILIES = ("perfect_forecast",)
 ALERT_NAME = "LinborgPredictedIncident"
 LINEAR_CHUNK = 32  # checks fitted at a time (bounds memory: servers x 32 x 72 x 14 floats)
 
@@ -517,6 +538,38 @@ def _fmt(x, digits=2):
     return f"{x:.{digits}f}"
 
 
+def perfect_forecast_detectors(values, checks, warn, crit, direction, thresholds=RISK_THRESHOLDS):
+    """Return the ``perfect_forecast`` reference: the risk score read from the actual future.
+
+    ``values``: (servers, steps, metrics) raw with NaN; ``checks``: step indices; ``warn``,
+    ``crit`` and ``direction``: (servers, metrics). The future of a check is the
+    HORIZON_STEPS steps after it (fewer at the end of the data).
+    """
+    weight = urgency(HORIZON_STEPS)
+    out = []
+    for level, lv in (("warning", warn), ("critical", crit)):
+        hit = past(values, lv[:, None, :], direction[:, None, :]).any(axis=2)  # servers, steps
+        score = np.zeros((values.shape[0], len(checks)))
+        for c, o in enumerate(checks):
+            future = hit[:, o + 1 : o + 1 + HORIZON_STEPS]
+            if future.shape[1]:
+                score[:, c] = 100.0 * (future * weight[: future.shape[1]]).max(axis=1)
+        for t in thresholds:
+            out.append(
+                Detector(
+                    f"perfect forecast past {level} >= {t:g}",
+                    "perfect_forecast",
+                    {"level": level, "threshold": t},
+                    score >= t,
+                )
+            )
+    return out
+
+
+def _family_label(fam: str) -> str:
+    return f"{fam} (reference: reads the actual future)" if fam in REFERENCE_FAMILIES else fam
+
+
 def markdown(sb: dict) -> list[str]:
     """Return the scoreboard section of report.md as lines."""
     budget = sb["false_budget_per_100_server_days"]
@@ -533,6 +586,17 @@ def markdown(sb: dict) -> list[str]:
         "incidents whose precursor began 45 minutes or more before onset; n/a when none is "
         "scored): the best recall any detector can be expected to reach.",
         "",
+        *(
+            [
+                "**Reference, not a detector:** `perfect_forecast` is the risk score read from "
+                "the actual future (a forecast that is exactly right, with a band of zero width) "
+                "against the warning or the critical level: what a perfect network would score "
+                "with today's risk definition and thresholds.",
+                "",
+            ]
+            if "perfect_forecast" in sb["best"]
+            else []
+        ),
         "![scoreboard](scoreboard.png)",
         "",
         f"Best member of each family at <= {budget:g} false warning per 100 server-days:",
@@ -546,7 +610,7 @@ def markdown(sb: dict) -> list[str]:
         note = "" if b["within_budget"] else " (none within budget; least false shown)"
         vs = b.get("vs_static", {})
         lines.append(
-            f"| {fam} | `{b['detector']}`{note} | {_fmt(b['recall_at_budget'])} | "
+            f"| {_family_label(fam)} | `{b['detector']}`{note} | {_fmt(b['recall_at_budget'])} | "
             f"{_fmt(sb['limit_share_precursor_45m'])} | {_fmt(b['false_per_100_server_days'])} | "
             f"{_fmt(b['lead_median_minutes'], 0)} | {_fmt(b['lead_p25_minutes'], 0)} | "
             f"{_fmt(vs.get('median_minutes_earlier'), 0)} | {_fmt(vs.get('share_earlier'))} |"
@@ -617,7 +681,7 @@ def plot(sb: dict, path) -> None:
         if not pts:
             continue
         x, y = zip(*pts, strict=True)
-        (line,) = ax.plot([], [], label=fam)
+        (line,) = ax.plot([], [], label=_family_label(fam))
         ax.scatter(x, y, s=12, alpha=0.35, color=line.get_color())
         # The family's frontier: the best recall reachable at or below each false rate.
         front = np.maximum.accumulate(np.array(y))
