@@ -594,7 +594,7 @@ def markdown(sb: dict) -> list[str]:
                 "with today's risk definition and thresholds.",
                 "",
             ]
-            if "perfect_forecast" in sb["best"]
+            if any(fam in sb["best"] for fam in REFERENCE_FAMILIES)
             else []
         ),
         "![scoreboard](scoreboard.png)",
