@@ -1,10 +1,10 @@
-"""Write the real VMs that the shipped model's third stage trains on.
+"""Write the real VMs that the shipped model's third and fourth stages train on.
 
-Usage: python scripts/real_subset.py REAL.parquet OUT.parquet
+Usage: python scripts/real_subset.py REAL.parquet OUT.parquet [VMS]
 
-36 of the shared real set's VMs (drawn with a fixed seed, so the same ones every run), without
-the set's last 7 days: those days are the real-data section's held-out week, and the other 108
-VMs are never trained on.
+VMS (default 36) of the shared real set's VMs (drawn with a fixed seed, so the same ones every
+run; all of them when VMS is the set's count), without the set's last 7 days: those days are the
+real-data section's held-out week.
 """
 
 from __future__ import annotations
@@ -22,17 +22,19 @@ SEED = 2026
 HOLDOUT_DAYS = 7
 
 
-def main(real: str, out: str) -> None:
+def main(real: str, out: str, vms: int = VMS) -> None:
     frame, _ = read_metrics(real, allow_missing=True, repair=True)
     names = sorted(frame[SERVER].astype(str).unique())
-    picked = set(np.random.default_rng(SEED).choice(names, VMS, replace=False))
+    if not 0 < vms <= len(names):
+        sys.exit(f"real_subset: VMS must be 1 to {len(names)}, not {vms}")
+    picked = set(np.random.default_rng(SEED).choice(names, vms, replace=False))
     cut = frame[TIMESTAMP].max() - pd.Timedelta(days=HOLDOUT_DAYS)
     keep = frame[SERVER].astype(str).isin(picked) & (frame[TIMESTAMP] <= cut)
     write_metrics(frame[keep], out, allow_missing=True)
-    print(f"real_subset: {VMS} of {len(names)} VMs up to {cut:%Y-%m-%d %H:%M} UTC -> {out}")
+    print(f"real_subset: {vms} of {len(names)} VMs up to {cut:%Y-%m-%d %H:%M} UTC -> {out}")
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 3:
+    if len(sys.argv) not in (3, 4):
         sys.exit(__doc__.strip().splitlines()[2])
-    main(sys.argv[1], sys.argv[2])
+    main(sys.argv[1], sys.argv[2], *(int(a) for a in sys.argv[3:]))
