@@ -9,11 +9,14 @@ import shlex
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
+import pytest
 
 from linborg.bundle import load_bundle
 from linborg.features import dense_frame
 from linborg.generator.fleet import build_fleet
 from linborg.generator.output import simulate
+from linborg.parquet import read_metrics, write_metrics
 from linborg.trainer.evaluate import accuracy
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -89,3 +92,24 @@ def test_the_shipped_bundle_records_the_training_that_the_script_runs():
     assert training["incident_window_share"] == float(option(stage3, "--incident-share"))
     assert training["incident_metric_weight"] == float(option(stage3, "--incident-weight"))
     assert parent2["seconds"] < 60 * (float(option(stage2, "--max-minutes")) + 5)
+
+
+def test_real_subset_keeps_the_drawn_vms_without_the_held_out_week(tmp_path):
+    fleet = build_fleet({"generic": 4}, first=1)
+    frame, _, _ = simulate(fleet, 5, dt.datetime(2013, 7, 1, tzinfo=dt.UTC), 9 * 288)
+    real = tmp_path / "real.parquet"
+    write_metrics(frame.drop(columns="state", errors="ignore"), real)
+    last = frame["timestamp"].max()
+    for vms in (2, 4):
+        out = tmp_path / f"sub{vms}.parquet"
+        real_subset.main(str(real), str(out), vms)
+        sub, _ = read_metrics(out, allow_missing=True)
+        assert sub["server"].nunique() == vms
+        assert sub["timestamp"].max() == last - pd.Timedelta(days=real_subset.HOLDOUT_DAYS)
+    # the same draw every run
+    real_subset.main(str(real), str(tmp_path / "again.parquet"), 2)
+    again, _ = read_metrics(tmp_path / "again.parquet", allow_missing=True)
+    first, _ = read_metrics(tmp_path / "sub2.parquet", allow_missing=True)
+    assert set(again["server"]) == set(first["server"])
+    with pytest.raises(SystemExit, match="VMS must be 1 to 4, not 5"):
+        real_subset.main(str(real), str(tmp_path / "x.parquet"), 5)
