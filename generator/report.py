@@ -1,4 +1,5 @@
-"""A report a person can look at: per-profile daily profiles and incidents with their precursors."""
+"""A report a person can look at: daily profiles, incidents and their precursors, and how often
+healthy servers pass their warning level."""
 
 from __future__ import annotations
 
@@ -8,12 +9,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from linborg.contract import METRICS_BY_NAME, PROFILE_NAMES, STEP_SECONDS
+from linborg.contract import METRIC_NAMES, METRICS_BY_NAME, PROFILE_NAMES, STEP_SECONDS
 from linborg.generator.fleet import DEFAULT_COMPOSITION, build_fleet
 from linborg.generator.output import simulate
 from linborg.thresholds import load_thresholds
 
 REPORT_START = dt.datetime(2026, 1, 5, tzinfo=dt.UTC)  # a Monday
+#: A step counts as healthy when no labelled incident on its server (precursor to end) lies
+#: within this distance: the early-warning scoreboard looks 8 hours ahead.
+HEALTHY_MARGIN = pd.Timedelta(hours=8)
 
 
 def _plt():
@@ -116,6 +120,62 @@ def plot_incidents(frame: pd.DataFrame, incidents: list[dict], path: Path, count
     return chosen
 
 
+def healthy_crossings(frame: pd.DataFrame, incidents: list[dict], thresholds=None) -> pd.DataFrame:
+    """Return, per (profile, metric), how often healthy servers are past their warning level.
+
+    A step is healthy when it is more than ``HEALTHY_MARGIN`` from every labelled incident of its
+    server. An episode is a run of consecutive healthy steps past warning. Columns: episodes,
+    servers (with at least one), rate (episodes per 100 healthy server-days), share (of healthy
+    steps past warning), extreme (the 99.9th percentile of healthy values, the 0.1th for a metric
+    that is worse when lower); only pairs with at least one episode, most frequent first.
+    """
+    thresholds = thresholds or load_thresholds()
+    frame = frame.sort_values(["server", "timestamp"]).reset_index(drop=True)
+    servers = frame["server"].astype(str).to_numpy()
+    profiles = frame["profile"].astype(str).to_numpy()
+    times = pd.to_datetime(frame["timestamp"], utc=True)
+    healthy = np.ones(len(frame), bool)
+    for inc in incidents:
+        begin = pd.Timestamp(inc.get("precursor_start") or inc["onset"]) - HEALTHY_MARGIN
+        end = pd.Timestamp(inc["end"]) + HEALTHY_MARGIN
+        healthy &= ~((servers == inc["server"]) & times.between(begin, end).to_numpy())
+    same_server = np.r_[False, servers[1:] == servers[:-1]]
+    healthy_days = healthy.sum() * STEP_SECONDS / 86400
+    rows = []
+    for metric in METRIC_NAMES:
+        if metric not in frame:
+            continue
+        values = frame[metric].to_numpy(float)
+        for profile in np.unique(profiles):
+            t = thresholds.get(profile, metric)
+            mine = (profiles == profile) & healthy & np.isfinite(values)
+            if not mine.any():
+                continue
+            below = t.direction == "below"
+            past = mine & ((values <= t.warning) if below else (values >= t.warning))
+            starts = past & ~(np.r_[False, past[:-1]] & same_server)
+            if not starts.any():
+                continue
+            days = mine.sum() * STEP_SECONDS / 86400
+            rows.append(
+                {
+                    "profile": profile,
+                    "metric": metric,
+                    "warning": t.warning,
+                    "critical": t.critical,
+                    "episodes": int(starts.sum()),
+                    "servers": len(set(servers[starts])),
+                    "rate": 100 * starts.sum() / days,
+                    "share": past.sum() / mine.sum(),
+                    "extreme": float(np.quantile(values[mine], 0.001 if below else 0.999)),
+                }
+            )
+    columns = ["profile", "metric", "warning", "critical", "episodes", "servers", "rate", "share"]
+    table = pd.DataFrame(rows, columns=[*columns, "extreme"])
+    table.attrs["healthy_server_days"] = healthy_days
+    return table.sort_values(["rate", "profile", "metric"], ascending=[False, True, True])
+
+
 def write_report(out: str | Path, seed: int = 7, days: float = 14) -> Path:
     """Generate ``days`` of the default fleet and write PNGs plus README.md into ``out``."""
     out = Path(out)
@@ -170,6 +230,29 @@ def write_report(out: str | Path, seed: int = 7, days: float = 14) -> Path:
         lines.append(
             f"- {inc['server']} {inc['type']}: precursor from {inc['precursor_start'] or '-'}, "
             f"onset {inc['onset']}, end {inc['end']}"
+        )
+    crossings = healthy_crossings(frame, labels)
+    lines += [
+        "",
+        "## Healthy servers past their warning level",
+        "",
+        "Steps more than 8 hours from every labelled incident of their server "
+        f"({crossings.attrs['healthy_server_days']:.0f} of {len(fleet) * days:g} server-days), "
+        "against the packaged warning levels (`linborg/thresholds.yaml`). An episode is a run of "
+        "consecutive steps past warning; the rate is episodes per 100 healthy server-days of the "
+        "profile. A forecast that reads these right still warns of them: the early-warning "
+        "scoreboard's `perfect_forecast` reference, read against warning, counts them as false "
+        "warnings. Extreme: the 99.9th percentile of healthy values (the 0.1th for cpu_idle_pct).",
+        "",
+        "| profile | metric | warning | critical | episodes | servers | per 100 server-days "
+        "| share of steps | extreme |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in crossings.itertuples():
+        lines.append(
+            f"| {row.profile} | {row.metric} | {row.warning:g} | {row.critical:g} | "
+            f"{row.episodes} | {row.servers} | {row.rate:.1f} | {row.share:.2%} | "
+            f"{row.extreme:.2f} |"
         )
     lines += ["", "## Ground-truth states (% of samples)", "", "| state | % |", "|---|---|"]
     for state, share in state_share.items():

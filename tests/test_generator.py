@@ -477,3 +477,39 @@ def test_progress_is_one_line_per_day_in_a_log_and_one_rewritten_line_on_a_termi
     simulate(fleet, 3, START, 3 * 288, progress=True)
     text = terminal.getvalue()
     assert text.count("\r") == 3 and text.count("\n") == 1 and text.endswith("\n")
+
+
+def test_healthy_crossings_count_episodes_away_from_incidents():
+    from linborg.generator.report import HEALTHY_MARGIN, healthy_crossings
+
+    steps = 3 * 288  # three days of two servers
+    ts = pd.date_range("2026-01-05", periods=steps, freq="5min", tz="UTC")
+    frame = pd.DataFrame(
+        {
+            "timestamp": np.tile(ts, 2),
+            "server": np.repeat(["ppdb001", "pprisk001"], steps),
+            "profile": np.repeat(["database", "risk_analytics"], steps),
+            "cpu_iowait_pct": np.repeat([15.0, 2.0], steps),
+            "cpu_idle_pct": 20.0,
+        }
+    )
+    db = frame["server"] == "ppdb001"
+    # database iowait (warning 30, above): two episodes on day 1 (the second two steps long),
+    # and one at the start of day 3 within 8 h of an incident, which does not count
+    frame.loc[db & frame.index.isin([10, 50, 51]), "cpu_iowait_pct"] = 30.0
+    frame.loc[db & frame.index.isin([2 * 288 + 2]), "cpu_iowait_pct"] = 40.0
+    onset = ts[2 * 288 + 2 + HEALTHY_MARGIN // pd.Timedelta("5min")]  # exactly 8 h later
+    incidents = [{"server": "ppdb001", "onset": onset.isoformat(), "end": ts[-1].isoformat()}]
+    # risk_analytics idle (warning 4, below): 4 is past it, 4.1 is not
+    risk = np.flatnonzero(~db)
+    frame.loc[risk[[100, 200]], "cpu_idle_pct"] = [4.0, 4.1]
+    table = healthy_crossings(frame, incidents).set_index(["profile", "metric"])
+    assert set(table.index) == {("database", "cpu_iowait_pct"), ("risk_analytics", "cpu_idle_pct")}
+    assert table.loc[("database", "cpu_iowait_pct"), "episodes"] == 2
+    assert table.loc[("risk_analytics", "cpu_idle_pct"), "episodes"] == 1
+    # database: healthy until 8 h before the precursor-less onset, i.e. up to step 2 * 288 + 1
+    healthy_days = (2 * 288 + 2) / 288
+    assert table.loc[("database", "cpu_iowait_pct"), "rate"] == pytest.approx(200 / healthy_days)
+    assert table.loc[("database", "cpu_iowait_pct"), "share"] == pytest.approx(3 / (2 * 288 + 2))
+    # the first row is the most frequent
+    assert table.index[0] == ("database", "cpu_iowait_pct")

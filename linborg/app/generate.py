@@ -262,7 +262,10 @@ def add_parser(sub) -> None:
     )
     p.set_defaults(func=cmd_heldout)
 
-    p = gsub.add_parser("report", help="write the PNG report of daily profiles and incidents")
+    p = gsub.add_parser(
+        "report",
+        help="write the report of daily profiles, incidents and healthy servers past warning",
+    )
     p.add_argument("--out", default="docs/generator-report", help="folder to write")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--days", type=float, default=14)
