@@ -129,7 +129,8 @@ def healthy_crossings(frame: pd.DataFrame, incidents: list[dict], thresholds=Non
     steps past warning), extreme (the 99.9th percentile of healthy values, the 0.1th for a metric
     that is worse when lower); only pairs with at least one episode, most frequent first.
     """
-    thresholds = thresholds or load_thresholds()
+    if thresholds is None:
+        thresholds = load_thresholds()
     frame = frame.sort_values(["server", "timestamp"]).reset_index(drop=True)
     servers = frame["server"].astype(str).to_numpy()
     profiles = frame["profile"].astype(str).to_numpy()
@@ -242,7 +243,9 @@ def write_report(out: str | Path, seed: int = 7, days: float = 14) -> Path:
         "consecutive steps past warning; the rate is episodes per 100 healthy server-days of the "
         "profile. A forecast that reads these right still warns of them: the early-warning "
         "scoreboard's `perfect_forecast` reference, read against warning, counts them as false "
-        "warnings. Extreme: the 99.9th percentile of healthy values (the 0.1th for cpu_idle_pct).",
+        "warnings. Extreme: the 99.9th percentile of healthy values (the 0.1th for "
+        + ", ".join(m for m in METRIC_NAMES if METRICS_BY_NAME[m].direction == "below")
+        + ").",
         "",
         "| profile | metric | warning | critical | episodes | servers | per 100 server-days "
         "| share of steps | extreme |",

@@ -1,4 +1,4 @@
-"""Write the real VMs that the shipped model's third and fourth stages train on.
+"""Write the real VMs that the shipped model's third stage trains on (or another number of them).
 
 Usage: python scripts/real_subset.py REAL.parquet OUT.parquet [VMS]
 
@@ -35,6 +35,6 @@ def main(real: str, out: str, vms: int = VMS) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) not in (3, 4):
+    if len(sys.argv) not in (3, 4) or not all(a.isdigit() for a in sys.argv[3:]):
         sys.exit(__doc__.strip().splitlines()[2])
     main(sys.argv[1], sys.argv[2], *(int(a) for a in sys.argv[3:]))
