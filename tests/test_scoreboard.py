@@ -162,6 +162,40 @@ def test_static_threshold_with_and_without_a_15_minute_for():
     assert np.flatnonzero(got).tolist() == [s for s in range(30) if 20 - 20 * s / 29 <= 10]
 
 
+def test_static_levels_are_swept_from_warning_to_critical():
+    values = np.full((1, 5, len(METRIC_NAMES)), np.nan)
+    j = METRIC_NAMES.index("cpu_iowait_pct")
+    k = METRIC_NAMES.index("cpu_idle_pct")
+    values[0, :, j] = [20, 30, 37.5, 40, 45]  # warning 30, critical 45
+    warn = np.full((1, len(METRIC_NAMES)), 30.0)
+    crit = np.full((1, len(METRIC_NAMES)), 45.0)
+    direction = np.ones((1, len(METRIC_NAMES)))
+    safe = np.zeros((1, len(METRIC_NAMES)))
+    # lower is worse for cpu_idle_pct: warning 4, critical 1, so halfway is 2.5
+    values[0, :, k] = [50, 50, 50, 50, 2.5]
+    warn[0, k], crit[0, k], direction[0, k], safe[0, k] = 4.0, 1.0, -1.0, 100.0
+    checks = np.arange(4)  # the idle dip at step 4 is not checked
+    static = {
+        d.name: np.flatnonzero(d.warned[0]).tolist()
+        for d in sb.baseline_detectors(values, checks, warn, crit, direction, safe)
+        if d.family == "static_threshold"
+    }
+    assert static["static warning"] == [1, 2, 3]
+    assert static["static 25% warning to critical"] == [2, 3]  # level 33.75
+    assert static["static 50% warning to critical"] == [2, 3]  # level 37.5: at it counts
+    assert static["static 75% warning to critical"] == []  # level 41.25: 40 is not past it
+    assert static["static critical"] == []
+    assert static["static 50% warning to critical for 15m"] == []  # 2 samples, not 4
+    assert len(static) == len(sb.STATIC_LEVEL_FRACTIONS) * len(sb.STATIC_FOR_STEPS)
+    values[0, 4, j] = 20.0
+    checks = np.arange(5)
+    dip = {
+        d.name: bool(d.warned[0, 4])
+        for d in sb.baseline_detectors(values, checks, warn, crit, direction, safe)
+    }
+    assert dip["static 50% warning to critical"] and not dip["static 75% warning to critical"]
+
+
 def test_predict_linear_fits_a_ramp_and_checks_the_value_at_the_horizon():
     steps = 200
     values = np.full((1, steps, len(METRIC_NAMES)), np.nan)

@@ -6,9 +6,12 @@ shown at its best and not as a strawman:
 - ``tft_risk``: the TFT risk score (linborg.risk) at or above a threshold;
 - ``tft_time_to_breach``: the TFT forecast (p50, or the pessimistic quantile) reaches the
   warning or critical level of any metric within N hours;
-- ``static_threshold``: the current value is past the warning or critical level, with no
-  ``for`` or with ``for: 15m`` (past the level at this sample and every sample of the 15
-  minutes before it), which is what operators run today;
+- ``static_threshold``: the current value is past a level, with no ``for`` or with
+  ``for: 15m`` (past the level at this sample and every sample of the 15 minutes before it),
+  which is what operators run today. The level is swept like the TFT's risk threshold: the
+  warning level, the critical level, and 25%, 50% and 75% of the way from warning to critical
+  (an operator who finds the packaged warning level too noisy for the fleet moves it towards
+  critical; one knob for the whole fleet, as the risk threshold is one);
 - ``alert_rule``: the shipped LinborgPredictedIncident rules' conditions (linborg.mixin's
   ``CONFIG``): the risk score at or above the level's ``risk_*``, its driver not an ignored
   one, and the driver's forecast (the level's quantile) past the level within its lead time;
@@ -54,6 +57,8 @@ TTB_WITHIN_HOURS = (1, 2, 4, 8)
 LEVELS = ("warning", "critical")  # the order of time_to_breach's level axis
 TTB_QUANTILES = ("p50", "pessimistic")  # the order of time_to_breach's quantile axis
 STATIC_FOR_STEPS = {"0m": 0, "15m": 3}  # `for: 15m`: this sample and the 3 before it
+#: Static levels: this share of the way from the warning level (0) to the critical level (1).
+STATIC_LEVEL_FRACTIONS = (0.0, 0.25, 0.5, 0.75, 1.0)
 LINEAR_LOOKBACKS = {"1h": 12, "6h": 72}  # samples in (t - lookback, t]
 LINEAR_HORIZONS = {"2h": 24, "4h": 48, "8h": 96}  # steps ahead of now
 GUARDS = ("none", "half", "warning")
@@ -240,6 +245,15 @@ def alert_rule_detectors(risk, driver_ttb, eligible, rule) -> list:
     return out
 
 
+def static_level_name(fraction: float) -> str:
+    """Return the name of the static level ``fraction`` of the way from warning to critical."""
+    if fraction == 0:
+        return "warning"
+    if fraction == 1:
+        return "critical"
+    return f"{fraction:.0%} warning to critical"
+
+
 def baseline_detectors(values, checks, warn, crit, direction, safe) -> list:
     """Return the static-threshold and predict_linear detectors at ``checks``.
 
@@ -249,11 +263,14 @@ def baseline_detectors(values, checks, warn, crit, direction, safe) -> list:
     """
     levels = {"warning": warn, "critical": crit}
     out = []
-    for level, lv in levels.items():
+    for fraction in STATIC_LEVEL_FRACTIONS:
+        level = static_level_name(fraction)
+        lv = warn + fraction * (crit - warn)
         for name, steps in STATIC_FOR_STEPS.items():
             w = static_warned(values, checks, lv, direction, steps)
             rule = f"static {level}" + (f" for {name}" if steps else "")
-            out.append(Detector(rule, "static_threshold", {"level": level, "for": name}, w))
+            params = {"level": level, "fraction": fraction, "for": name}
+            out.append(Detector(rule, "static_threshold", params, w))
     current = values[:, checks]  # (servers, checks, metrics)
     d = direction[:, None, :]
     guards = {
