@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import textwrap
+from pathlib import Path
 
 import pytest
 
 from linborg.contract import METRIC_NAMES, METRICS_BY_NAME, PROFILE_NAMES, ContractError
+from linborg.generator.fleet import DEFAULT_COMPOSITION, build_fleet
+from linborg.generator.output import simulate
+from linborg.generator.report import healthy_crossings
 from linborg.thresholds import Threshold, load_thresholds
 
 PACKAGED = load_thresholds()
@@ -204,3 +209,22 @@ def test_a_profile_value_beats_an_override_default(tmp_path):
     assert th.get("database", "cpu_iowait_pct").warning == 30  # packaged profile value stays
     path.write_text("profiles:\n  database:\n    cpu_iowait_pct: {warning: 33}\n")
     assert load_thresholds(path).get("database", "cpu_iowait_pct").warning == 33
+
+
+def test_the_healthy_fleet_levels_move_only_warnings_and_cut_healthy_crossings():
+    path = Path(__file__).resolve().parents[1] / "docs" / "thresholds-healthy-fleet.yaml"
+    healthy = load_thresholds(path)
+    moved = []
+    for (profile, metric), t in PACKAGED.items():
+        h = healthy.get(profile, metric)
+        assert h.critical == t.critical and h.direction == t.direction, (profile, metric)
+        if h.warning != t.warning:
+            moved.append((profile, metric))
+            assert t.breached(h.warning, "warning")  # moved towards critical, never away
+    assert ("database", "cpu_iowait_pct") in moved and ("ml_compute", "cpu_idle_pct") in moved
+    fleet = build_fleet(DEFAULT_COMPOSITION)
+    frame, incidents, _ = simulate(fleet, 11, dt.datetime(2026, 3, 2, tzinfo=dt.UTC), 2 * 288)
+    labels = [i.as_dict() for i in incidents]
+    before = healthy_crossings(frame, labels, PACKAGED)
+    after = healthy_crossings(frame, labels, healthy)
+    assert after["episodes"].sum() < before["episodes"].sum() / 5, (before, after)
