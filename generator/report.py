@@ -237,7 +237,8 @@ def write_report(out: str | Path, seed: int = 7, days: float = 14) -> Path:
         "",
         "## Healthy servers past their warning level",
         "",
-        "Steps more than 8 hours from every labelled incident of their server "
+        f"Steps more than {HEALTHY_MARGIN / pd.Timedelta(hours=1):g} hours from every labelled "
+        "incident of their server "
         f"({crossings.attrs['healthy_server_days']:.0f} of {len(fleet) * days:g} server-days), "
         "against the packaged warning levels (`linborg/thresholds.yaml`). An episode is a run of "
         "consecutive steps past warning; the rate is episodes per 100 healthy server-days of the "
