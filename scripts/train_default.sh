@@ -10,7 +10,9 @@
 # linborg/calibration.py) -> a fresh held-out fleet (another seed, another mix, four months
 # later) -> evaluation with the early-warning scoreboard; then the shared real set's last 7 days
 # (models/default/evaluation/real: 36 of its VMs were trained on, on earlier days; 108 never).
-# Training is bounded by wall-clock time, so a slower or busier machine trains fewer epochs.
+# Each stage is bounded by epochs (16, 6 and 7: what the shipped bundle's stages ran), with a
+# wall-clock budget that a machine as fast as 2 cores of 2026 finishes them within; a budget
+# alone trains more epochs on a faster machine and gives another model.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
@@ -19,14 +21,15 @@ mkdir -p out
 # made each epoch several times slower.
 export OMP_WAIT_POLICY=PASSIVE
 .venv/bin/linborg generate history --out out/train_x3.parquet --days 30 --seed 8 --incident-rate 3
-.venv/bin/linborg train --data out/train_x3.parquet --preset default --seed 7 --out out/default_stage1
+.venv/bin/linborg train --data out/train_x3.parquet --preset default --max-epochs 16 \
+  --max-minutes 90 --seed 7 --out out/default_stage1
 .venv/bin/linborg train --data out/train_x3.parquet --init out/default_stage1 --preset finetune \
-  --learning-rate 0.001 --max-minutes 15 --incident-share 0.15 --incident-weight 1 --seed 7 \
-  --out out/default_stage2
+  --learning-rate 0.001 --max-epochs 6 --max-minutes 30 --incident-share 0.15 --incident-weight 1 \
+  --seed 7 --out out/default_stage2
 REAL=${LINBORG_REAL_DATA:-../shared/data/bitbrains-2013-07/bitbrains-2013-07.parquet}
 .venv/bin/python scripts/real_subset.py "$REAL" out/real_sub36.parquet
 .venv/bin/linborg train --data out/train_x3.parquet --data out/real_sub36.parquet \
-  --init out/default_stage2 --preset finetune --learning-rate 0.001 --max-minutes 15 \
+  --init out/default_stage2 --preset finetune --learning-rate 0.001 --max-epochs 7 --max-minutes 15 \
   --incident-share 0.15 --incident-weight 1 --seed 7 --out models/default
 .venv/bin/linborg generate heldout --out out/heldout.parquet --seed 1207 --start 2026-06-01 \
   --days 7 --fleet web_api=22,ml_compute=18,database=18,data_ingest=12,risk_analytics=10,generic=8,conductor_mgmt=7

@@ -134,6 +134,28 @@ def test_a_learning_rate_replaces_the_presets_and_a_bad_one_is_refused(history, 
             train(history, "tiny", progress=False, log=lambda m: None, learning_rate=bad)
 
 
+def test_max_epochs_replaces_the_presets_cap_and_the_lineage_counts_the_parents_epochs(
+    history, parent, tmp_path
+):
+    assert PRESETS["tiny"]["max_epochs"] == 1
+    model, summary = train(
+        history, "tiny", seed=5, progress=False, log=lambda m: None, init=parent, max_epochs=3
+    )
+    assert summary["hyperparameters"]["max_epochs"] == 3
+    # the tiny preset stops after one epoch; early stopping (patience 1) ends a run after two
+    # epochs at the soonest, so more than one epoch ran and never more than three
+    assert 2 <= len(summary["epochs"]) <= 3
+    child = load_bundle(save_bundle(model, tmp_path / "child", summary))
+    (step,) = child.spec["training"]["lineage"]
+    parent_training = load_bundle(parent).spec["training"]
+    assert step["epochs"] == len(parent_training["epochs"]) == 1
+    assert step["max_epochs"] == 1
+    assert step["seed"] == 3
+    for bad in (0, -2):
+        with pytest.raises(ContractError, match="max epochs"):
+            train(history, "tiny", progress=False, log=lambda m: None, max_epochs=bad)
+
+
 def test_incident_share_and_weight_are_options_that_fine_tuning_can_change(history, parent):
     server = str(history["server"].iloc[0])
     day = pd.Timestamp(history["timestamp"].min()) + pd.Timedelta(hours=26)

@@ -418,6 +418,7 @@ def train(
     timezone: str = "UTC",
     init=None,
     learning_rate: float | None = None,
+    max_epochs: int | None = None,
 ):
     """Train a TFT on ``frame`` (contract schema); return (model, training summary).
 
@@ -429,7 +430,9 @@ def train(
     the bundle with the same ``timezone`` in the exporter's configuration.
     ``init``: a bundle directory to continue from (fine-tuning): its network, weights and
     lineage are kept, the preset gives only the optimiser settings and the budget.
-    ``learning_rate``: replaces the preset's.
+    ``learning_rate``: replaces the preset's. ``max_epochs``: replaces the preset's epoch cap;
+    with it a run stops after the same epochs on any machine fast enough to finish them within
+    the budget (``max_minutes``), where a budget alone trains more epochs on a faster machine.
     """
     import lightning.pytorch as pl
     from lightning.pytorch.callbacks import EarlyStopping
@@ -452,6 +455,10 @@ def train(
         if not learning_rate > 0:
             raise ContractError(f"learning rate {learning_rate} is not above 0")
         params["learning_rate"] = learning_rate
+    if max_epochs is not None:
+        if not max_epochs >= 1:
+            raise ContractError(f"max epochs {max_epochs} is below 1")
+        params["max_epochs"] = int(max_epochs)
     check_timezone(timezone)
     repaired = dict(frame.attrs.get("repaired") or {})
     frame, more = tidy(frame)
@@ -579,6 +586,9 @@ def train(
                 "preset": parent.get("preset"),
                 "source": parent.get("source"),
                 "seconds": parent.get("seconds"),
+                "seed": parent.get("seed"),
+                "epochs": len(parent.get("epochs") or []),
+                "max_epochs": (parent.get("hyperparameters") or {}).get("max_epochs"),
             },
         ]
     summary = {

@@ -198,6 +198,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         timezone=args.timezone,
         init=args.init,
         learning_rate=args.learning_rate,
+        max_epochs=args.max_epochs,
     )
     summary["source"] = source
     # Where the servers came from: "seen in training" is decided by this, not by hostnames.
@@ -377,6 +378,12 @@ def add_parsers(sub) -> None:
     p.add_argument("--out", required=True, help="bundle directory to write")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--max-minutes", type=float, help="wall-clock training budget")
+    p.add_argument(
+        "--max-epochs",
+        type=int,
+        help="stop after this many epochs (default: the preset's); with a generous "
+        "--max-minutes the run does not depend on the machine's speed",
+    )
     p.add_argument(
         "--learning-rate",
         type=float,
