@@ -15,6 +15,12 @@
 # alone trains more epochs on a faster machine and gives another model.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The shared real set, needed by stage 3 an hour in: checked before anything is trained.
+REAL=${LINBORG_REAL_DATA:-../shared/data/bitbrains-2013-07/bitbrains-2013-07.parquet}
+if [ ! -f "$REAL" ]; then
+  echo "train_default: the real set $REAL is not there; set LINBORG_REAL_DATA to its Parquet file" >&2
+  exit 2
+fi
 bash scripts/bootstrap.sh
 mkdir -p out
 # Idle OpenMP threads sleep instead of spinning: beside another busy process, spinning threads
@@ -26,7 +32,6 @@ export OMP_WAIT_POLICY=PASSIVE
 .venv/bin/linborg train --data out/train_x3.parquet --init out/default_stage1 --preset finetune \
   --learning-rate 0.001 --max-epochs 6 --max-minutes 30 --incident-share 0.15 --incident-weight 1 \
   --seed 7 --out out/default_stage2
-REAL=${LINBORG_REAL_DATA:-../shared/data/bitbrains-2013-07/bitbrains-2013-07.parquet}
 .venv/bin/python scripts/real_subset.py "$REAL" out/real_sub36.parquet
 .venv/bin/linborg train --data out/train_x3.parquet --data out/real_sub36.parquet \
   --init out/default_stage2 --preset finetune --learning-rate 0.001 --max-epochs 7 --max-minutes 15 \

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib.util
+import os
 import shlex
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -113,3 +115,18 @@ def test_real_subset_keeps_the_drawn_vms_without_the_held_out_week(tmp_path):
     assert set(again["server"]) == set(first["server"])
     with pytest.raises(SystemExit, match="VMS must be 1 to 4, not 5"):
         real_subset.main(str(real), str(tmp_path / "x.parquet"), 5)
+
+
+def test_the_script_stops_before_training_when_the_real_set_is_missing(tmp_path):
+    missing = tmp_path / "no-such.parquet"
+    env = {**os.environ, "LINBORG_REAL_DATA": str(missing)}
+    run = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "train_default.sh")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 2
+    assert f"the real set {missing} is not there" in run.stderr
+    assert "bootstrap" not in run.stderr and "train:" not in run.stderr
