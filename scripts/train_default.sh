@@ -11,8 +11,8 @@
 # later) -> evaluation with the early-warning scoreboard; then the shared real set's last 7 days
 # (models/default/evaluation/real: 36 of its VMs were trained on, on earlier days; 108 never).
 # Each stage is bounded by epochs (16, 6 and 7: what the shipped bundle's stages ran), with a
-# wall-clock budget that a machine as fast as 2 cores of 2026 finishes them within; a budget
-# alone trains more epochs on a faster machine and gives another model.
+# wall-clock budget (90, 30, 15 min) that the 2-core machine which trained it finished them
+# within; a budget alone trains more epochs on a faster machine and gives another model.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # The shared real set, needed by stage 3 an hour in: checked before anything is trained.
