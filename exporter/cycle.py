@@ -18,7 +18,7 @@ from linborg.exporter.config import Config, parse_duration
 from linborg.exporter.window import RollingWindow, load_window, save_window
 from linborg.features import ENCODER_STEPS, presence
 from linborg.prom import PrometheusError
-from linborg.risk import assess
+from linborg.risk import assess, healthy_risk
 from linborg.thresholds import Thresholds
 
 log = logging.getLogger("linborg.exporter")
@@ -372,6 +372,11 @@ class Exporter:
         recent = ~np.isnan(windows[:, -VANISHED_STEPS:, :]).all(axis=1)
         present = fc.present & recent
         risk = {}
+        healthy = healthy_risk(
+            getattr(self.forecaster, "spec", {}).get("risk_calibration"),
+            profiles,
+            list(METRIC_NAMES),
+        )
         for name, seconds in (("30m", 1800), ("8h", 8 * 3600)):
             r = assess(
                 fc.values,
@@ -380,6 +385,7 @@ class Exporter:
                 self.thresholds,
                 window_steps=seconds // STEP_SECONDS,
                 present=present,
+                healthy=healthy,
             )
             risk[name] = (r.score, r.driver)
             if name == "8h":

@@ -29,7 +29,7 @@ import pandas as pd
 
 from linborg.contract import METRIC_NAMES, METRICS_BY_NAME, STEP_SECONDS
 from linborg.features import ENCODER_STEPS, HORIZON_STEPS, dense_frame
-from linborg.risk import assess, threshold_arrays
+from linborg.risk import assess, healthy_risk, threshold_arrays
 from linborg.thresholds import load_thresholds
 from linborg.trainer import scoreboard as sbd
 
@@ -388,10 +388,14 @@ def tft_at_checks(forecaster, profiles, values, first, checks, thresholds):
     driver_ttb = np.full((len(profiles), len(checks), 2, 2), np.nan)
     driver = np.zeros((len(profiles), len(checks)), int)
     rows = np.arange(len(profiles))
+    cal = getattr(forecaster, "spec", {}).get("risk_calibration")
+    healthy = healthy_risk(cal, profiles, list(METRIC_NAMES))
     for c, o in enumerate(checks):
         window = values[:, o - ENCODER_STEPS + 1 : o + 1]
         fc = forecaster.predict(window, profiles, first + o)
-        r = assess(fc.values, profiles, list(METRIC_NAMES), thresholds, present=fc.present)
+        r = assess(
+            fc.values, profiles, list(METRIC_NAMES), thresholds, present=fc.present, healthy=healthy
+        )
         risk[:, c] = r.score
         ttb[:, c] = np.fmin.reduce(r.time_to_breach, axis=1)  # NaN only where all are NaN
         driver[:, c] = r.driver
@@ -502,6 +506,9 @@ def evaluate(
             for p, part in acc["by_profile"].groupby(level="profile")
         },
         "risk_threshold": risk_threshold,
+        "risk_calibration": _risk_calibration_words(
+            getattr(forecaster, "spec", {}).get("risk_calibration")
+        ),
         "scoreboard": None,
     }
     if labels is not None:
@@ -522,6 +529,17 @@ def evaluate(
         "by_profile": acc["by_profile"],
         "errors": errors,
     }
+
+
+def _risk_calibration_words(cal: dict | None) -> str:
+    """Return how the report's risk score was computed (linborg.risk, "risk above healthy")."""
+    if not cal or not cal.get("healthy_risk"):
+        return "none: the risk score is the raw risk (the bundle has no risk_calibration)"
+    return (
+        "risk above healthy: each metric's risk above its profile's healthy ceiling, fitted by "
+        f"linborg calibrate-risk on {' + '.join(cal.get('sources') or ['?'])} "
+        f"({', '.join(cal['healthy_risk'])})"
+    )
 
 
 def _tft_headline(sb: dict) -> dict | None:
@@ -749,6 +767,8 @@ def write_report(result: dict, out: Path) -> Path:
     if sb:
         sbd.plot(sb, out / "scoreboard.png")
         lines += [""] + sbd.markdown(sb)
+        if s.get("risk_calibration"):
+            lines += ["", f"Risk score (tft_risk, alert_rule): {s['risk_calibration']}."]
         if s.get("incidents_at_risk_threshold"):
             r = s["incidents_at_risk_threshold"]
             lines += [

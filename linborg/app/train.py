@@ -330,6 +330,53 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_calibrate_risk(args: argparse.Namespace) -> int:
+    from linborg.bundle import SPEC, load_bundle
+    from linborg.parquet import read_metadata, read_metrics
+    from linborg.thresholds import load_thresholds
+    from linborg.trainer.riskcal import fit, fleet_ceilings
+
+    forecaster = load_bundle(args.model)
+    thresholds = load_thresholds()
+    parts = []
+    for path in args.data:
+        frame, _ = read_metrics(path, allow_missing=True, repair=True)
+        labels = read_metadata(path).get("incidents")
+        last = [0]
+
+        def progress(done: int, total: int, path=path, last=last) -> None:
+            if done == total or done - last[0] >= max(1, total // 10):
+                last[0] = done
+                print(f"calibrate-risk: {path}: {done}/{total} checks", file=sys.stderr)
+
+        parts.append(fleet_ceilings(forecaster, frame, labels, thresholds, progress))
+    fitted = fit(parts, [str(p) for p in args.data])
+    if not fitted["healthy_risk"]:
+        print(
+            "calibrate-risk: no profile has a day of healthy checks in "
+            f"{', '.join(args.data)}; nothing written",
+            file=sys.stderr,
+        )
+        return 1
+    spec_path = Path(args.model) / SPEC
+    spec = json.loads(spec_path.read_text())
+    spec["risk_calibration"] = fitted
+    tmp = spec_path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(spec, indent=1, sort_keys=True) + "\n")
+    tmp.chmod(0o644)
+    tmp.replace(spec_path)  # a running exporter never reads half a file
+    for prof, row in fitted["healthy_risk"].items():
+        top = sorted(row.items(), key=lambda kv: -kv[1])[:3]
+        print(
+            f"{prof}: {fitted['healthy_checks'][prof]} healthy checks; highest healthy risk "
+            + ", ".join(f"{m} {v:.1f}" for m, v in top)
+        )
+    if fitted["not_fitted"]:
+        print(f"not fitted (under a day of healthy checks): {', '.join(fitted['not_fitted'])}")
+    print(f"wrote risk_calibration into {spec_path}")
+    return 0
+
+
 def add_parsers(sub) -> None:
     """Add `train`, `calibrate` and `evaluate` to the `linborg` parser."""
 
@@ -427,6 +474,22 @@ def add_parsers(sub) -> None:
         "--timezone", help="IANA zone of the fleet's business hours (default: the bundle's)"
     )
     p.set_defaults(func=cmd_calibrate)
+
+    p = sub.add_parser(
+        "calibrate-risk",
+        help="fit a bundle's healthy risk ceilings on fleets it never trained on (the risk "
+        "score counts only risk above them)",
+    )
+    p.add_argument(
+        "--data",
+        action="append",
+        required=True,
+        metavar="PARQUET",
+        help="a fleet the model never trained on (repeatable); its incident labels, if any, "
+        "mark the checks that are not healthy",
+    )
+    p.add_argument("--model", required=True, help="model bundle directory (rewritten)")
+    p.set_defaults(func=cmd_calibrate_risk)
 
     p = sub.add_parser("evaluate", help="backtest a model bundle against baselines")
     source_args(p)
