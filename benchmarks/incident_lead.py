@@ -24,7 +24,7 @@ from linborg.contract import METRIC_NAMES, STEP_SECONDS
 from linborg.generator.fleet import build_fleet
 from linborg.generator.simulate import Simulator
 from linborg.mixin.alert_rules import CONFIG
-from linborg.risk import assess
+from linborg.risk import assess, healthy_risk
 from linborg.thresholds import load_thresholds
 
 CASES = [
@@ -66,7 +66,8 @@ def main() -> None:
         ends = np.array([int(origin.timestamp()) // STEP_SECONDS + k0 + lag for lag in lags])
         profiles = [fleet[i].profile] * len(lags)
         fc = model.predict(windows, profiles, ends)
-        r = assess(fc.values, profiles, list(METRIC_NAMES), th, present=fc.present)
+        h = healthy_risk(model.spec.get("risk_calibration"), profiles, list(METRIC_NAMES))
+        r = assess(fc.values, profiles, list(METRIC_NAMES), th, present=fc.present, healthy=h)
         warn = crit = None
         for n, lag in enumerate(lags):
             ttb = r.time_to_breach[n, r.driver[n]]

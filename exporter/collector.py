@@ -37,7 +37,8 @@ TTB_QUANTILES = ("0.5", "pessimistic")
 PER_SERVER_FAMILIES = {
     "forecast": "Forecast of a LINBORG metric for now + horizon, at quantile q, made by the TFT.",
     "risk_score": "Risk (0-100) of a metric being past its warning threshold in the window, "
-    "sooner weighing more.",
+    "sooner weighing more, above what healthy servers of the profile score (when the bundle "
+    "has a risk_calibration).",
     "time_to_breach_seconds": "Seconds until the forecast at quantile q first crosses the "
     "threshold level.",
     "data_completeness_ratio": "Share of the 24-hour context actually present, over the metrics "

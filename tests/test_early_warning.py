@@ -1,7 +1,7 @@
 """Does the shipped model warn of the demo's connection leak before its metric reaches warning?
 
-The demo's leak (``linborg.app.stack.Script``) starts 60 minutes into its precursor,
-front_close_wait well below its warning level at the start and crossing it about 40 minutes
+The demo's leak (``linborg.app.stack.Script``) starts 90 minutes into its precursor,
+front_close_wait below its warning level at the start and crossing it about 15 minutes
 later. Every 10 minutes until the crossing, the shipped model
 forecasts the fleet from the generator's deterministic samples, and the LinborgPredictedIncident
 warning condition of the shipped rules is checked on its output (risk >= ``risk_warning`` and
@@ -22,7 +22,7 @@ from linborg.features import ENCODER_STEPS
 from linborg.generator.fleet import build_fleet
 from linborg.generator.simulate import Simulator
 from linborg.mixin import CONFIG
-from linborg.risk import assess
+from linborg.risk import assess, healthy_risk
 from linborg.thresholds import load_thresholds
 
 NOW = dt.datetime(2026, 3, 4, 10, 2, 30, tzinfo=dt.UTC)
@@ -47,6 +47,7 @@ def warning_checks() -> list[tuple[dt.datetime, float, bool]]:
     data = np.stack(rows, 1)  # (servers, steps, 14)
     model, thresholds = load_bundle("models/default"), load_thresholds()
     profiles = [s.profile for s in fleet]
+    healthy = healthy_risk(model.spec.get("risk_calibration"), profiles, list(METRIC_NAMES))
     i = [s.name for s in fleet].index(server)
     j = METRIC_NAMES.index(crossing["metric"])
     out = []
@@ -56,7 +57,9 @@ def warning_checks() -> list[tuple[dt.datetime, float, bool]]:
             continue
         end = int(t.timestamp()) // STEP_SECONDS
         fc = model.predict(data[:, k - ENCODER_STEPS + 1 : k + 1], profiles, end)
-        r = assess(fc.values, profiles, list(METRIC_NAMES), thresholds, present=fc.present)
+        r = assess(
+            fc.values, profiles, list(METRIC_NAMES), thresholds, present=fc.present, healthy=healthy
+        )
         ttb = r.time_to_breach[i, r.driver[i]]  # (level, quantile): warning, pessimistic
         holds = r.score[i] >= CONFIG["risk_warning"] and np.isfinite(ttb[0, 1])
         out.append((t, float(data[i, k, j]), bool(holds)))

@@ -52,7 +52,9 @@ WARN_EARLIEST_SECONDS = 8 * 3600  # a warning counts from 8 hours before onset .
 WARN_LATEST_SECONDS = 30 * 60  # ... up to and including 30 minutes before onset
 LIMIT_PRECURSOR_SECONDS = 45 * 60  # the limit: precursors that began at least this early
 FALSE_BUDGET = 1.0  # false warnings per 100 server-days at the headline operating point
-RISK_THRESHOLDS = tuple(range(10, 100, 5))  # 10, 15, ..., 95
+#: 1, 2, 5, then 10, 15, ..., 95: the low end is where a risk counted above healthy (linborg.risk)
+#: is already unusual for the profile.
+RISK_THRESHOLDS = (1, 2, 5, *range(10, 100, 5))
 TTB_WITHIN_HOURS = (1, 2, 4, 8)
 LEVELS = ("warning", "critical")  # the order of time_to_breach's level axis
 TTB_QUANTILES = ("p50", "pessimistic")  # the order of time_to_breach's quantile axis

@@ -241,6 +241,7 @@ def shipped_alert_rule():
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from linborg.bundle import load_bundle
     from linborg.contract import SERVER
+    from linborg.mixin import CONFIG
     from linborg.trainer.evaluate import evaluate, origin_stride, seen_in_training, write_report
 
     _, note = origin_stride(args.origin_every)
@@ -266,7 +267,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         labels,
         origin_every_minutes=args.origin_every,
         incident_every_minutes=args.incident_every,
-        risk_threshold=args.risk_threshold,
+        risk_threshold=args.risk_threshold
+        if args.risk_threshold is not None
+        else float(CONFIG["risk_warning"]),
         seen_servers=seen,
         seen_basis=basis,
         alert_rule=shipped_alert_rule(),
@@ -512,8 +515,8 @@ def add_parsers(sub) -> None:
     p.add_argument(
         "--risk-threshold",
         type=float,
-        default=50.0,
-        help="the alert rules' risk threshold, reported beside the sweep",
+        help="a risk threshold reported beside the sweep (default: the shipped alert rules' "
+        "risk_warning)",
     )
     p.add_argument(
         "--thresholds",
