@@ -20,7 +20,8 @@ A metric whose forecast band routinely brushes its warning level on healthy serv
 iowait, risk_analytics idle CPU) then stops drowning out a ramp on a quiet one. Measured on the
 dev fleet (generator seed 4242; never the held-out one), the shipped network, fitted on two
 fresh 96-server weeks (seeds 6101, 6102): recall at <= 1 false warning per 100 server-days
-0.36 -> 0.61, median lead 62 -> 102 minutes (docs/training.md, "Risk above healthy").
+0.36 -> 0.48, median lead 62 -> 110 minutes (docs/training.md, "The risk score: risk above
+healthy").
 
 Why the warning level, at full weight: the critical level lies beyond it, so P(critical) is
 never above P(warning), and a forecast confidently heading past warning is what precedes an
@@ -103,8 +104,10 @@ def healthy_risk(calibration: dict | None, profiles: list[str], metrics: list[st
 
 def above_healthy(per_metric: np.ndarray, healthy: np.ndarray) -> np.ndarray:
     """Return metric risks (0-100) rescaled so that ``healthy`` maps to 0 and 100 stays 100."""
-    h = np.clip(np.asarray(healthy, float), 0.0, 99.0)
-    return 100.0 * np.clip((per_metric - h) / (100.0 - h), 0.0, 1.0)
+    h = np.clip(np.asarray(healthy, float), 0.0, 100.0)
+    # A ceiling at the top (a metric healthy servers are always forecast past) leaves nothing
+    # above it: 0, not a division blown up by the last fraction of a point.
+    return 100.0 * np.clip((per_metric - h) / np.maximum(100.0 - h, 1e-9), 0.0, 1.0)
 
 
 def threshold_arrays(

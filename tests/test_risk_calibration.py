@@ -31,6 +31,10 @@ def test_risk_above_healthy_maps_the_ceiling_to_zero_and_keeps_100():
     raw = np.array([[0.0, 30.0, 40.0, 70.0, 100.0]])
     h = np.full(raw.shape, 40.0)
     assert above_healthy(raw, h).tolist() == [[0.0, 0.0, 0.0, 50.0, 100.0]]
+    # A ceiling at the largest risk a first step can score (urgency 0.99583): nothing is above.
+    top = 100 * (1 - 0.4 / 96)
+    assert above_healthy(np.array([top, 99.0]), np.full(2, top)).tolist() == [0.0, 0.0]
+    assert above_healthy(np.array([100.0]), np.array([100.0])).tolist() == [0.0]
     # No ceiling: the raw risk.
     assert above_healthy(raw, np.zeros(raw.shape)).tolist() == raw.tolist()
 
@@ -222,3 +226,57 @@ def test_calibrate_risk_refuses_a_fleet_shorter_than_a_day_of_checks(
     assert main(["calibrate-risk", "--model", str(bundle), "--data", str(short)]) == 1
     assert "no profile has a day of healthy checks" in capsys.readouterr().err
     assert (bundle / SPEC).read_text() == before
+
+
+def test_ceilings_are_fitted_against_the_thresholds_the_fleet_alerts_on(
+    tiny_and_fleet, tmp_path, capsys
+):
+    import shutil
+
+    src, data = tiny_and_fleet
+    bundle = tmp_path / "b"
+    shutil.copytree(src, bundle)
+    assert main(["calibrate-risk", "--model", str(bundle), "--data", str(data)]) == 0
+    packaged = json.loads((bundle / SPEC).read_text())["risk_calibration"]
+    assert packaged["thresholds_file"] is None
+    # A fleet that alerts on user CPU at 2%: every healthy server is "at risk" there.
+    th = tmp_path / "th.yaml"
+    th.write_text("defaults:\n  cpu_user_pct: {warning: 2, critical: 3}\n")
+    assert (
+        main(
+            ["calibrate-risk", "--model", str(bundle), "--data", str(data), "--thresholds", str(th)]
+        )
+        == 0
+    )
+    mine = json.loads((bundle / SPEC).read_text())["risk_calibration"]
+    assert mine["thresholds_file"] == str(th)
+    for prof in ("web_api", "database"):
+        assert mine["healthy_risk"][prof]["cpu_user_pct"] > 90
+        assert (
+            mine["healthy_risk"][prof]["cpu_user_pct"]
+            > packaged["healthy_risk"][prof]["cpu_user_pct"]
+        )
+        assert (
+            mine["healthy_risk"][prof]["mem_used_pct"]
+            == packaged["healthy_risk"][prof]["mem_used_pct"]
+        )
+    capsys.readouterr()
+    # Scored against other levels than it was fitted on, the report says so.
+    out = tmp_path / "e"
+    assert main(["evaluate", "--model", str(bundle), "--data", str(data), "--out", str(out)]) == 0
+    words = json.loads((out / "report.json").read_text())["risk_calibration"]
+    assert f"fitted against {th}, not the packaged thresholds" in words
+    assert (
+        main(
+            [
+                "calibrate-risk",
+                "--model",
+                str(bundle),
+                "--data",
+                str(data),
+                "--thresholds",
+                str(tmp_path / "none.yaml"),
+            ]
+        )
+        == 2
+    )

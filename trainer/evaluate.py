@@ -507,7 +507,7 @@ def evaluate(
         },
         "risk_threshold": risk_threshold,
         "risk_calibration": _risk_calibration_words(
-            getattr(forecaster, "spec", {}).get("risk_calibration")
+            getattr(forecaster, "spec", {}).get("risk_calibration"), thresholds_file
         ),
         "scoreboard": None,
     }
@@ -531,15 +531,23 @@ def evaluate(
     }
 
 
-def _risk_calibration_words(cal: dict | None) -> str:
+def _risk_calibration_words(cal: dict | None, thresholds_file: str | None = None) -> str:
     """Return how the report's risk score was computed (linborg.risk, "risk above healthy")."""
     if not cal or not cal.get("healthy_risk"):
         return "none: the risk score is the raw risk (the bundle has no risk_calibration)"
-    return (
+    words = (
         "risk above healthy: each metric's risk above its profile's healthy ceiling, fitted by "
         f"linborg calibrate-risk on {' + '.join(cal.get('sources') or ['?'])} "
         f"({', '.join(cal['healthy_risk'])})"
     )
+    fitted_with = cal.get("thresholds_file")
+    if fitted_with != thresholds_file:
+        words += (
+            f"; the ceilings were fitted against {fitted_with or 'the packaged thresholds'}, "
+            f"not {thresholds_file or 'the packaged thresholds'} that this report scores "
+            "against: refit them with calibrate-risk --thresholds"
+        )
+    return words
 
 
 def _tft_headline(sb: dict) -> dict | None:

@@ -339,8 +339,8 @@ def cmd_calibrate_risk(args: argparse.Namespace) -> int:
     from linborg.thresholds import load_thresholds
     from linborg.trainer.riskcal import fit, fleet_ceilings
 
+    thresholds = load_thresholds(*([args.thresholds] if args.thresholds else []))
     forecaster = load_bundle(args.model)
-    thresholds = load_thresholds()
     parts = []
     for path in args.data:
         frame, _ = read_metrics(path, allow_missing=True, repair=True)
@@ -354,6 +354,7 @@ def cmd_calibrate_risk(args: argparse.Namespace) -> int:
 
         parts.append(fleet_ceilings(forecaster, frame, labels, thresholds, progress))
     fitted = fit(parts, [str(p) for p in args.data])
+    fitted["thresholds_file"] = args.thresholds
     if not fitted["healthy_risk"]:
         print(
             "calibrate-risk: no profile has a day of healthy checks in "
@@ -492,6 +493,12 @@ def add_parsers(sub) -> None:
         "mark the checks that are not healthy",
     )
     p.add_argument("--model", required=True, help="model bundle directory (rewritten)")
+    p.add_argument(
+        "--thresholds",
+        metavar="FILE",
+        help="the levels the risk is read against: the packaged thresholds overridden by FILE "
+        "(the exporter's thresholds_file; give the same file the exporter serves with)",
+    )
     p.set_defaults(func=cmd_calibrate_risk)
 
     p = sub.add_parser("evaluate", help="backtest a model bundle against baselines")
