@@ -179,14 +179,19 @@ def tiny_and_fleet(tmp_path_factory):
     return bundle, data
 
 
-def test_calibrate_risk_writes_the_ceilings_into_the_bundle_and_evaluate_uses_them(
-    tiny_and_fleet, tmp_path, capsys
-):
+def copy_of(tiny_and_fleet, tmp_path):
+    """Return (a copy of the tiny bundle that a test may rewrite, the fresh fleet's file)."""
     import shutil
 
     src, data = tiny_and_fleet
-    bundle = tmp_path / "b"
-    shutil.copytree(src, bundle)
+    shutil.copytree(src, tmp_path / "b")
+    return tmp_path / "b", data
+
+
+def test_calibrate_risk_writes_the_ceilings_into_the_bundle_and_evaluate_uses_them(
+    tiny_and_fleet, tmp_path, capsys
+):
+    bundle, data = copy_of(tiny_and_fleet, tmp_path)
     assert main(["calibrate-risk", "--model", str(bundle), "--data", str(data)]) == 0
     out = capsys.readouterr().out
     assert f"wrote risk_calibration into {bundle / SPEC}" in out
@@ -211,13 +216,9 @@ def test_calibrate_risk_writes_the_ceilings_into_the_bundle_and_evaluate_uses_th
 def test_calibrate_risk_refuses_a_fleet_shorter_than_a_day_of_checks(
     tiny_and_fleet, tmp_path, capsys
 ):
-    import shutil
-
     from linborg.parquet import read_metrics
 
-    src, data = tiny_and_fleet
-    bundle = tmp_path / "b"
-    shutil.copytree(src, bundle)
+    bundle, data = copy_of(tiny_and_fleet, tmp_path)
     frame, _ = read_metrics(data, allow_missing=True)
     short = tmp_path / "short.parquet"
     cut = frame["timestamp"].min() + pd.Timedelta(hours=30)
@@ -231,11 +232,7 @@ def test_calibrate_risk_refuses_a_fleet_shorter_than_a_day_of_checks(
 def test_ceilings_are_fitted_against_the_thresholds_the_fleet_alerts_on(
     tiny_and_fleet, tmp_path, capsys
 ):
-    import shutil
-
-    src, data = tiny_and_fleet
-    bundle = tmp_path / "b"
-    shutil.copytree(src, bundle)
+    bundle, data = copy_of(tiny_and_fleet, tmp_path)
     assert main(["calibrate-risk", "--model", str(bundle), "--data", str(data)]) == 0
     packaged = json.loads((bundle / SPEC).read_text())["risk_calibration"]
     assert packaged["thresholds_file"] is None
