@@ -81,7 +81,7 @@ def test_demo_starts_forecasts_pages_and_stops_cleanly_on_ctrl_c(tmp_path):
                 and "LinborgPredictedIncident" in r["body"]["attachments"][0]["title"]
                 and "*ppweb002*" in r["body"]["attachments"][0]["text"]
             ],
-            420,
+            300,
             "the predicted-incident warning for ppweb002 at the sink",
         )
         assert "front_close_wait" in posts[0]["body"]["attachments"][0]["text"]
@@ -196,9 +196,8 @@ def test_the_demo_script_starts_below_warning_and_crosses_it_well_after_the_star
     assert crossing["metric"] == "front_close_wait" and crossing["threshold"] == 150
     at = dt.datetime.fromisoformat(crossing["at"])
     start = max(v for t, v in samples if t <= NOW)  # served when the stack starts
-    assert start < 140, start  # below warning by more than a step of the ramp
-    # The crossing leaves the demo's alert (its `for:` and a 5-minute step of data) time to fire.
-    assert precursor < NOW + dt.timedelta(minutes=10) < at < onset, (precursor, at, onset)
+    assert start < 100, start
+    assert precursor < NOW + dt.timedelta(minutes=30) < at < onset, (precursor, at, onset)
     # The crossing is the first step at or past 150 since the precursor began.
     before = [v for t, v in samples if precursor <= t < at]
     assert before and max(before) < 150 <= dict(samples)[at]

@@ -22,9 +22,9 @@ from linborg.contract import metric as contract_metric
 from linborg.thresholds import load_thresholds
 
 #: The demo's script (linborg.app.stack.Script): a connection leak on a web_api server, a five-hour
-#: precursor that began 90 minutes before the stack starts, onset 210 minutes after it.
-#: front_close_wait is then below its warning level (150 on web_api) and crosses it about
-#: 15 minutes after the start: the predicted incident must be a warning routed to Slack before
+#: precursor that began one hour before the stack starts, onset four hours after it.
+#: front_close_wait is then well below its warning level (150 on web_api) and crosses it about
+#: 40 minutes after the start: the predicted incident must be a warning routed to Slack before
 #: that, from the forecast alone.
 SCRIPT = Script()
 #: Seconds the tests wait for the predicted-incident warning at the sink.

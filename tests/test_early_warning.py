@@ -1,7 +1,7 @@
 """Does the shipped model warn of the demo's connection leak before its metric reaches warning?
 
-The demo's leak (``linborg.app.stack.Script``) starts 90 minutes into its precursor,
-front_close_wait below its warning level at the start and crossing it about 15 minutes
+The demo's leak (``linborg.app.stack.Script``) starts 60 minutes into its precursor,
+front_close_wait well below its warning level at the start and crossing it about 40 minutes
 later. Every 10 minutes until the crossing, the shipped model
 forecasts the fleet from the generator's deterministic samples, and the LinborgPredictedIncident
 warning condition of the shipped rules is checked on its output (risk >= ``risk_warning`` and

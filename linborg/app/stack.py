@@ -83,28 +83,22 @@ class Script:
 
     The precursor ramp accelerates (generator/simulate.py), so the leak's front_close_wait
     reaches its warning level (150 on web_api) about 100 minutes into the 300-minute precursor.
-    The demo starts 90 minutes into it, with the metric still below warning (about 130 at the
-    first forecast) and the crossing about 15 minutes ahead: the predicted-incident warning has
-    to come from the forecast following the ramp, and the demo prints how many minutes earlier
-    than a plain threshold alert on the same metric it came (tests/test_early_warning.py checks
-    the shipped model's forecasts for it; tests/test_e2e_alerts.py checks the alert on a live
-    stack). It started 60 minutes in until the risk score counted only risk above healthy
-    (linborg/risk.py): the shipped bundle's risk for this leak is 0 until 20-30 minutes
-    before the crossing, because healthy web_api servers' front_close_wait forecasts score as
-    high as the leak's did then.
+    The demo starts 60 minutes into it, with the metric well below warning (about 70) and the
+    crossing about 40 minutes ahead: the predicted-incident warning has to come from the
+    forecast following the ramp, and the demo prints how many minutes earlier than a plain
+    threshold alert on the same metric it came (tests/test_early_warning.py checks the shipped
+    model's forecasts for it; tests/test_e2e_alerts.py checks the alert on a live stack).
     """
 
     server: str = "ppweb002"
     incident: str = "connection_leak"
     precursor_minutes: int = 300
-    onset_in_minutes: int = 210
+    onset_in_minutes: int = 240
     duration_minutes: int = 120
 
 
-#: The ``for:`` guard of the demo's alert rules (the shipped rules: 10 min and 15 min). One
-#: minute: the leak's risk above healthy clears the rules' 5 only from the second 5-minute step
-#: the stack serves (Script), and the warning should still reach the sink within minutes.
-DEMO_FOR = "1m"
+#: The ``for:`` guard of the demo's alert rules (the shipped rules: 10 min and 15 min).
+DEMO_FOR = "5m"
 
 
 @dataclass
