@@ -20,8 +20,9 @@ A metric whose forecast band routinely brushes its warning level on healthy serv
 iowait, risk_analytics idle CPU) then stops drowning out a ramp on a quiet one. Measured on the
 dev fleet (generator seed 4242; never the held-out one), the shipped network, fitted on two
 fresh 96-server weeks (seeds 6101, 6102): recall at <= 1 false warning per 100 server-days
-0.36 -> 0.61, median lead 62 -> 102 minutes (docs/training.md, "The risk score: risk above
-healthy").
+0.36 -> 0.61, median lead 62 -> 102 minutes. The shipped bundle carries no calibration: its
+alert rules and demo are tuned for the raw risk (docs/training.md, "The risk score: risk above
+healthy", says why).
 
 Why the warning level, at full weight: the critical level lies beyond it, so P(critical) is
 never above P(warning), and a forecast confidently heading past warning is what precedes an
