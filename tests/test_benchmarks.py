@@ -93,3 +93,21 @@ def test_proc_readings_are_plausible():
         assert open_fds() == before + 1
         f.read(1)
     assert open_fds() == before
+
+
+def test_risk_levels_counts_a_run_past_a_level_only_when_it_lasts_and_starts_within_reach():
+    from risk_levels import in_a_row, past, within
+
+    values = np.array([0, 0, 5, 5, 5, 0, 5, np.nan, 0, 0], float)[None, :, None]
+    hit = past(values, np.array([[4.0]]), np.array([[1.0]]))
+    assert (
+        hit[0, :, 0].tolist() == [False, False, True, True, True, False, True, False] + [False] * 2
+    )
+    # "below" metrics (cpu_idle_pct) are past when at or under the level; NaN never is
+    low = past(values, np.array([[0.0]]), np.array([[-1.0]]))
+    assert np.flatnonzero(low[0, :, 0]).tolist() == [0, 1, 5, 8, 9]
+    runs = in_a_row(hit, 3)
+    assert np.flatnonzero(runs[0]).tolist() == [2]  # step 6 alone is too short
+    assert np.flatnonzero(in_a_row(hit, 1)[0]).tolist() == [2, 3, 4, 6]
+    # a check sees the runs starting in the next 2 steps, not at the check itself
+    assert within(runs, np.array([0, 1, 2]), 2)[0].tolist() == [True, True, False]
