@@ -95,12 +95,12 @@ def healthy_risk(calibration: dict | None, profiles: list[str], metrics: list[st
     table = (calibration or {}).get("healthy_risk")
     if not table:
         return None
-    out = np.zeros((len(profiles), len(metrics)))
-    for i, prof in enumerate(profiles):
-        row = table.get(prof) or {}
-        for j, name in enumerate(metrics):
-            out[i, j] = float(row.get(name, 0.0))
-    return out
+    # One row per profile, then one lookup per server (the exporter calls this every cycle).
+    rows = {
+        prof: [float((table.get(prof) or {}).get(name, 0.0)) for name in metrics]
+        for prof in set(profiles)
+    }
+    return np.array([rows[prof] for prof in profiles], float).reshape(len(profiles), len(metrics))
 
 
 def above_healthy(per_metric: np.ndarray, healthy: np.ndarray) -> np.ndarray:
