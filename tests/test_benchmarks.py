@@ -111,3 +111,49 @@ def test_risk_levels_counts_a_run_past_a_level_only_when_it_lasts_and_starts_wit
     assert np.flatnonzero(in_a_row(hit, 1)[0]).tolist() == [2, 3, 4, 6]
     # a check sees the runs starting in the next 2 steps, not at the check itself
     assert within(runs, np.array([0, 1, 2]), 2)[0].tolist() == [True, True, False]
+
+
+def test_risk_levels_scores_perfect_forecasts_and_a_bundle_on_a_labelled_fleet(tmp_path, capsys):
+    import risk_levels
+
+    from linborg.app.cli import main as linborg
+    from linborg.bundle import save_bundle
+    from linborg.generator.fleet import build_fleet
+    from linborg.generator.output import simulate
+    from linborg.trainer.train import train
+
+    start = dt.datetime(2026, 1, 5, tzinfo=dt.UTC)
+    frame, _, _ = simulate(build_fleet({"web_api": 1, "database": 1}), 4, start, 2 * 288)
+    model, summary = train(frame, "tiny", seed=3, progress=False, log=lambda m: None)
+    bundle = save_bundle(model, tmp_path / "tiny", summary)
+    data = tmp_path / "fleet.parquet"
+    spec = "web_api=3,database=3,data_ingest=2"
+    args = ["--fleet", spec, "--days", "3", "--seed", "5", "--incident-rate", "10", "--quiet"]
+    assert linborg(["generate", "history", "--out", str(data), *args]) == 0
+    capsys.readouterr()
+
+    assert risk_levels.main(["--data", str(data), "--model", str(bundle)]) == 0
+    out = capsys.readouterr().out
+    scored = int(out.split(" scored precursor incidents")[0].rsplit(" ", 1)[1])
+    assert scored > 0
+    # The onset is where a precursor's metric reaches critical: a perfect forecast of critical
+    # within 2 h warns of every scored incident at least 30 minutes ahead.
+    assert "| perfect: past critical within 2 h | 1.00 |" in out
+    rows = [line for line in out.splitlines() if "of the way from warning to critical" in line]
+    assert [r.split(" of the way")[0] for r in rows] == ["| 0", "| 0.25", "| 0.5", "| 0.75", "| 1"]
+
+
+def test_risk_levels_refuses_a_fleet_without_labels(tmp_path, capsys):
+    import risk_levels
+
+    from linborg.generator.fleet import build_fleet
+    from linborg.generator.output import simulate
+    from linborg.parquet import write_metrics
+
+    start = dt.datetime(2026, 1, 5, tzinfo=dt.UTC)
+    frame, _, _ = simulate(build_fleet({"web_api": 1}), 4, start, 2 * 288)
+    write_metrics(frame, tmp_path / "plain.parquet")
+    with pytest.raises(SystemExit) as err:
+        risk_levels.main(["--data", str(tmp_path / "plain.parquet")])
+    assert err.value.code == 2
+    assert "has no incident labels" in capsys.readouterr().err
