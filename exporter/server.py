@@ -16,6 +16,19 @@ from pathlib import Path
 log = logging.getLogger("linborg.exporter")
 
 
+def note_risk_calibration(forecaster, path) -> None:
+    """Log a warning when a bundle serves the raw risk (no ``risk_calibration``): the shipped
+    alert rules' risk threshold assumes risk above healthy (linborg/risk.py)."""
+    if not (forecaster.spec.get("risk_calibration") or {}).get("healthy_risk"):
+        log.warning(
+            "model bundle %s has no risk_calibration: linborg_risk_score is the raw risk, which "
+            "healthy servers often score above the alert rules' risk threshold; run "
+            "`linborg calibrate-risk --model %s --data QUIET_HISTORY.parquet`",
+            path,
+            path,
+        )
+
+
 class ModelHolder:
     """Load the bundle, and reload it on SIGHUP or when its files change; a bad one is refused."""
 
@@ -43,6 +56,7 @@ class ModelHolder:
         except Exception as err:  # noqa: BLE001 - a reload must never take the exporter down
             self._refuse(reason, f"{type(err).__name__}: {err}")
             return
+        note_risk_calibration(forecaster, self.path)
         self.exporter.forecaster = forecaster
         self.stamp = self._stamp()
         self.reloads += 1

@@ -7,7 +7,8 @@
 # on the same fleet plus 36 of the shared real set's VMs without its last 7 days (about a fifth
 # of the training windows real), so a real fleet is not forecast as if it were the generator's
 # (each stage ends with the p10-p90 band's calibration on its validation span,
-# linborg/calibration.py) -> a fresh held-out fleet (another seed, another mix, four months
+# linborg/calibration.py) -> the risk score's healthy ceilings on two fresh generated weeks
+# (linborg calibrate-risk) -> a fresh held-out fleet (another seed, another mix, four months
 # later) -> evaluation with the early-warning scoreboard; then the shared real set's last 7 days
 # (models/default/evaluation/real: 36 of its VMs were trained on, on earlier days; 108 never).
 # Each stage is bounded by epochs (16, 6 and 7: what the shipped bundle's stages ran), with a
@@ -38,6 +39,15 @@ export OMP_WAIT_POLICY=PASSIVE
   --incident-share 0.15 --incident-weight 1 --seed 7 --out models/default
 .venv/bin/linborg generate heldout --out out/heldout.parquet --seed 1207 --start 2026-06-01 \
   --days 7 --fleet web_api=22,ml_compute=18,database=18,data_ingest=12,risk_analytics=10,generic=8,conductor_mgmt=7
+# Risk above healthy: each profile's metrics' highest risk on healthy servers of two fresh
+# generated weeks (seeds and dates neither training nor the held-out fleet use), which the risk
+# score then discounts (linborg/risk.py).
+.venv/bin/linborg generate heldout --out out/calibration_a.parquet --seed 6101 --start 2026-09-07 \
+  --days 7 --servers 96
+.venv/bin/linborg generate heldout --out out/calibration_b.parquet --seed 6102 --start 2026-09-21 \
+  --days 7 --servers 96
+.venv/bin/linborg calibrate-risk --model models/default --data out/calibration_a.parquet \
+  --data out/calibration_b.parquet
 .venv/bin/linborg evaluate --model models/default --data out/heldout.parquet \
   --out models/default/evaluation --update-bundle
 # The real-data section: the shared real set's last 7 days (Bitbrains VMs; those days never

@@ -1,12 +1,13 @@
 """Every panel query of the six dashboards returns data from a live stack (issue 7, item 4).
 
-One stack on loopback for the module, as in tests/test_e2e_alerts.py (the same scripted
-connection leak, exporter cycles every 10 s, scrapes and rule evaluations every 2 s, 20 s alert
-guards, the shipped model), plus three things a freshly started stack lacks:
+One stack on loopback for the module, as in tests/test_e2e_alerts.py (exporter cycles every
+10 s, scrapes and rule evaluations every 2 s, 20 s alert guards, the shipped model), with a
+scripted connection leak instead of the demo's disk fill, plus three things a freshly started
+stack lacks:
 
-- **The leak already past warning** (``SCRIPT``: 180 minutes into its precursor instead of the
-  demo's 60), so that the p50 forecast of some server is past a threshold and every panel of
-  times to breach has a value (a leak below warning reaches that only tens of minutes later).
+- **The leak already past warning** (``SCRIPT``: 180 minutes into its precursor), so that the
+  p50 forecast of some server is past a threshold and every panel of times to breach has a
+  value (a leak below warning reaches that only tens of minutes later).
 
 - **Replayed past forecasts** (``Options.replay_hours``). Before Prometheus starts serving,
   the stack runs the exporter's own cycle, with the shipped model, over the backfilled history,
@@ -46,8 +47,9 @@ from linborg.mixin.dashboards import (
 )
 from linborg.mixin.quality_rules import mae_record
 
-#: The demo's leak, 180 minutes into its 300-minute precursor: front_close_wait past warning.
-SCRIPT = Script(onset_in_minutes=120)
+#: A connection leak (the demo's scripted incident until 2026-12-02), 180 minutes into its
+#: 300-minute precursor: front_close_wait past warning.
+SCRIPT = Script(server="ppweb002", incident="connection_leak", onset_in_minutes=120)
 REPLAY_HOURS = 9  # the longest horizon (8h) and an hour of the quality rules' window
 ADDED = "ppml0002"  # monitored for the last 3 hours only
 GAPPED = "ppdb002"  # 2 hours of the last day missing

@@ -19,6 +19,7 @@ from realstack import poll
 from linborg.app.stack import (
     Options,
     Ports,
+    Script,
     Stack,
     demo_script,
     free_stack_ports,
@@ -50,9 +51,7 @@ def test_demo_starts_forecasts_pages_and_stops_cleanly_on_ctrl_c(tmp_path):
         poll(lambda: "Ctrl-C stops everything" in output(), 300, "the demo to start")
         text = output()
         assert f"http://127.0.0.1:{ports.prometheus}" in text and "webhook sink" in text
-        assert re.search(
-            r"Its front_close_wait reaches the warning level 150 at \d\d:\d\d UTC", text
-        )
+        assert re.search(r"Its disk_usage_pct reaches the warning level 88 at \d\d:\d\d UTC", text)
         status = subprocess.run(
             [sys.executable, "-m", "linborg", "status", f"--workdir={workdir}"],
             capture_output=True, text=True, cwd=REPO, timeout=60,
@@ -79,19 +78,19 @@ def test_demo_starts_forecasts_pages_and_stops_cleanly_on_ctrl_c(tmp_path):
                 for r in requests.get(sink, timeout=5).json()
                 if r["path"].startswith("/slack/")
                 and "LinborgPredictedIncident" in r["body"]["attachments"][0]["title"]
-                and "*ppweb002*" in r["body"]["attachments"][0]["text"]
+                and "*ppetl001*" in r["body"]["attachments"][0]["text"]
             ],
-            300,
-            "the predicted-incident warning for ppweb002 at the sink",
+            420,
+            "the predicted-incident warning for ppetl001 at the sink",
         )
-        assert "front_close_wait" in posts[0]["body"]["attachments"][0]["text"]
+        assert "disk_usage_pct" in posts[0]["body"]["attachments"][0]["text"]
         # The demo says how much earlier than a plain threshold alert the warning came: the
-        # leak starts below warning, so the warning comes before the metric reaches it.
+        # disk fill starts below warning, so the warning comes before the metric reaches it.
         line = poll(
             lambda: re.search(
-                r"demo: the predicted-incident alert for ppweb002 reached Slack at \S+ UTC with "
-                r"front_close_wait at [0-9.]+, \d+ minutes before front_close_wait "
-                r"reaches its warning level 150 \(",
+                r"demo: the predicted-incident alert for ppetl001 reached Slack at \S+ UTC with "
+                r"disk_usage_pct at [0-9.]+, \d+ minutes before disk_usage_pct "
+                r"reaches its warning level 88 \(",
                 output(),
             ),
             60,
@@ -183,7 +182,7 @@ NOW = dt.datetime(2026, 3, 4, 10, 2, 30, tzinfo=dt.UTC)
 
 @pytest.mark.parametrize(
     "composition",
-    [Options().composition, {"ml_compute": 3, "database": 2, "web_api": 2}],
+    [Options().composition, {"ml_compute": 3, "database": 2, "web_api": 1, "data_ingest": 1}],
     ids=["demo fleet", "end-to-end fleet"],
 )
 def test_the_demo_script_starts_below_warning_and_crosses_it_well_after_the_start(composition):
@@ -193,18 +192,19 @@ def test_the_demo_script_starts_below_warning_and_crosses_it_well_after_the_star
     crossing, samples = scripted_crossing(
         composition, opts.seed, origin, script, opts.script.server, onset
     )
-    assert crossing["metric"] == "front_close_wait" and crossing["threshold"] == 150
+    assert crossing["metric"] == "disk_usage_pct" and crossing["threshold"] == 88
     at = dt.datetime.fromisoformat(crossing["at"])
     start = max(v for t, v in samples if t <= NOW)  # served when the stack starts
-    assert start < 100, start
-    assert precursor < NOW + dt.timedelta(minutes=30) < at < onset, (precursor, at, onset)
-    # The crossing is the first step at or past 150 since the precursor began.
+    assert start < 75, start  # well below warning
+    # The crossing leaves the demo's alert (its `for:`, the exporter's cycles) an hour or more.
+    assert precursor < NOW + dt.timedelta(minutes=60) < at < onset, (precursor, at, onset)
+    # The crossing is the first step at or past 88 since the precursor began.
     before = [v for t, v in samples if precursor <= t < at]
-    assert before and max(before) < 150 <= dict(samples)[at]
+    assert before and max(before) < 88 <= dict(samples)[at]
 
 
 def _stack_with_crossing(at: str | None) -> Stack:
-    stack = Stack(Options())
+    stack = Stack(Options(script=Script(server="ppweb002", incident="connection_leak")))
     stack.incident = {
         "threshold_crossing": {
             "server": "ppweb002",

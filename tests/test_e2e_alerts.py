@@ -21,11 +21,11 @@ from linborg.app.stack import Options, Script, Stack, fast, free_stack_ports, in
 from linborg.contract import metric as contract_metric
 from linborg.thresholds import load_thresholds
 
-#: The demo's script (linborg.app.stack.Script): a connection leak on a web_api server, a five-hour
-#: precursor that began one hour before the stack starts, onset four hours after it.
-#: front_close_wait is then well below its warning level (150 on web_api) and crosses it about
-#: 40 minutes after the start: the predicted incident must be a warning routed to Slack before
-#: that, from the forecast alone.
+#: The demo's script (linborg.app.stack.Script): a disk filling up on a data_ingest server, a
+#: five-hour precursor that began 120 minutes before the stack starts, onset 180 minutes after
+#: it. disk_usage_pct is then well below its warning level (about 63 against 88 on data_ingest)
+#: and crosses it about 140 minutes after the start: the predicted incident must be a warning
+#: routed to Slack before that, from the forecast alone.
 SCRIPT = Script()
 #: Seconds the tests wait for the predicted-incident warning at the sink.
 WARNING_WAIT = 300
@@ -38,7 +38,7 @@ def stack(tmp_path_factory):
         Options(
             workdir=tmp_path_factory.mktemp("e2e") / "stack",
             ports=ports,
-            composition={"ml_compute": 3, "database": 2, "web_api": 2},
+            composition={"ml_compute": 3, "database": 2, "web_api": 1, "data_ingest": 1},
             script=SCRIPT,
         )
     )
@@ -114,10 +114,10 @@ def test_predicted_incident_reaches_its_channel_before_onset_and_healthy_servers
     print(f"predicted-incident warning at the sink {lead:.1f} minutes before the labelled onset")
     assert arrived < onset
     # The right receiver: a warning goes to the profile's Slack channel.
-    assert post["path"] == "/slack/linborg-web-api"
-    assert post["body"]["channel"] == "#linborg-web-api"
+    assert post["path"] == "/slack/linborg-data-ingest"
+    assert post["body"]["channel"] == "#linborg-data-ingest"
     text = post["body"]["attachments"][0]["text"]
-    assert f"*{SCRIPT.server}* (web_api, warning)" in text and "front_close_wait" in text
+    assert f"*{SCRIPT.server}* (data_ingest, warning)" in text and "disk_usage_pct" in text
     assert incident_notice(stack.sink.received(), SCRIPT.server) is not None
 
     # Alertmanager holds the alert with exactly the labels the rules promise.
@@ -133,8 +133,8 @@ def test_predicted_incident_reaches_its_channel_before_onset_and_healthy_servers
     assert {k: labels[k] for k in ("severity", "server", "profile", "metric")} == {
         "severity": "warning",
         "server": SCRIPT.server,
-        "profile": "web_api",
-        "metric": "front_close_wait",
+        "profile": "data_ingest",
+        "metric": "disk_usage_pct",
     }
     for key in ("summary", "description", "runbook_url", "lead_time"):
         assert annotations.get(key), key
@@ -156,7 +156,7 @@ def test_predicted_incident_reaches_its_channel_before_onset_and_healthy_servers
 def test_the_warning_reports_the_metrics_value_and_side_of_warning_truthfully(stack, warning_post):
     """The warning fires while the metric is still below its warning level, and says so.
 
-    The demo's leak starts below warning (linborg.app.stack.Script): the warning comes from the
+    The demo's disk fill starts below warning (linborg.app.stack.Script): the warning comes from the
     forecast, before a plain threshold alert on the metric could fire, and the alert gives the
     metric's current value as Prometheus has it.
     """

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 import shutil
 import socket
@@ -299,3 +300,20 @@ def test_clients_that_reset_their_connection_leave_no_traceback(capsys):
         )
         time.sleep(0.5)  # let the last handler threads end
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_a_bundle_without_risk_calibration_is_served_with_a_warning_that_says_so(tmp_path, caplog):
+    bundle = _bundle_copy(tmp_path)
+    exporter = Holder()
+    holder = ModelHolder(exporter, str(bundle))
+    with caplog.at_level(logging.WARNING, logger="linborg.exporter"):
+        holder.reload("SIGHUP")  # the shipped bundle has one: nothing to say
+    assert holder.reloads == 1 and "risk_calibration" not in caplog.text
+    spec = json.loads((bundle / SPEC).read_text())
+    del spec["risk_calibration"]
+    (bundle / SPEC).write_text(json.dumps(spec))
+    with caplog.at_level(logging.WARNING, logger="linborg.exporter"):
+        holder.reload("SIGHUP")
+    assert holder.reloads == 2  # served all the same
+    assert "has no risk_calibration: linborg_risk_score is the raw risk" in caplog.text
+    assert "linborg calibrate-risk --model" in caplog.text

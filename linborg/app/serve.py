@@ -17,7 +17,12 @@ import threading
 import time
 
 import linborg
-from linborg.exporter.server import ExporterHTTPServer, ModelHolder, make_handler
+from linborg.exporter.server import (
+    ExporterHTTPServer,
+    ModelHolder,
+    make_handler,
+    note_risk_calibration,
+)
 
 log = logging.getLogger("linborg.exporter")
 
@@ -71,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
         raise ContractError(f"--web.listen-address '{args.web_listen_address}': use HOST:PORT")
     torch.set_num_threads(config.threads)
     forecaster = load_bundle(config.model_bundle)
+    note_risk_calibration(forecaster, config.model_bundle)
     thresholds = load_config_thresholds(config)
     client = make_client(config)
     exporter = Exporter(config, client, forecaster, thresholds)
