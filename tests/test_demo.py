@@ -51,7 +51,7 @@ def test_demo_starts_forecasts_pages_and_stops_cleanly_on_ctrl_c(tmp_path):
         poll(lambda: "Ctrl-C stops everything" in output(), 300, "the demo to start")
         text = output()
         assert f"http://127.0.0.1:{ports.prometheus}" in text and "webhook sink" in text
-        assert re.search(r"Its disk_usage_pct reaches the warning level 88 at \d\d:\d\d UTC", text)
+        assert re.search(r"Its disk_usage_pct reaches the warning level 85 at \d\d:\d\d UTC", text)
         status = subprocess.run(
             [sys.executable, "-m", "linborg", "status", f"--workdir={workdir}"],
             capture_output=True, text=True, cwd=REPO, timeout=60,
@@ -78,19 +78,19 @@ def test_demo_starts_forecasts_pages_and_stops_cleanly_on_ctrl_c(tmp_path):
                 for r in requests.get(sink, timeout=5).json()
                 if r["path"].startswith("/slack/")
                 and "LinborgPredictedIncident" in r["body"]["attachments"][0]["title"]
-                and "*ppetl001*" in r["body"]["attachments"][0]["text"]
+                and "*ppdb001*" in r["body"]["attachments"][0]["text"]
             ],
             420,
-            "the predicted-incident warning for ppetl001 at the sink",
+            "the predicted-incident warning for ppdb001 at the sink",
         )
         assert "disk_usage_pct" in posts[0]["body"]["attachments"][0]["text"]
         # The demo says how much earlier than a plain threshold alert the warning came: the
         # disk fill starts below warning, so the warning comes before the metric reaches it.
         line = poll(
             lambda: re.search(
-                r"demo: the predicted-incident alert for ppetl001 reached Slack at \S+ UTC with "
+                r"demo: the predicted-incident alert for ppdb001 reached Slack at \S+ UTC with "
                 r"disk_usage_pct at [0-9.]+, \d+ minutes before disk_usage_pct "
-                r"reaches its warning level 88 \(",
+                r"reaches its warning level 85 \(",
                 output(),
             ),
             60,
@@ -182,7 +182,7 @@ NOW = dt.datetime(2026, 3, 4, 10, 2, 30, tzinfo=dt.UTC)
 
 @pytest.mark.parametrize(
     "composition",
-    [Options().composition, {"ml_compute": 3, "database": 2, "web_api": 1, "data_ingest": 1}],
+    [Options().composition, {"ml_compute": 3, "database": 2, "web_api": 2}],
     ids=["demo fleet", "end-to-end fleet"],
 )
 def test_the_demo_script_starts_below_warning_and_crosses_it_well_after_the_start(composition):
@@ -192,15 +192,15 @@ def test_the_demo_script_starts_below_warning_and_crosses_it_well_after_the_star
     crossing, samples = scripted_crossing(
         composition, opts.seed, origin, script, opts.script.server, onset
     )
-    assert crossing["metric"] == "disk_usage_pct" and crossing["threshold"] == 88
+    assert crossing["metric"] == "disk_usage_pct" and crossing["threshold"] == 85
     at = dt.datetime.fromisoformat(crossing["at"])
     start = max(v for t, v in samples if t <= NOW)  # served when the stack starts
     assert start < 75, start  # well below warning
     # The crossing leaves the demo's alert (its `for:`, the exporter's cycles) an hour or more.
     assert precursor < NOW + dt.timedelta(minutes=60) < at < onset, (precursor, at, onset)
-    # The crossing is the first step at or past 88 since the precursor began.
+    # The crossing is the first step at or past 85 since the precursor began.
     before = [v for t, v in samples if precursor <= t < at]
-    assert before and max(before) < 88 <= dict(samples)[at]
+    assert before and max(before) < 85 <= dict(samples)[at]
 
 
 def _stack_with_crossing(at: str | None) -> Stack:

@@ -21,10 +21,10 @@ from linborg.app.stack import Options, Script, Stack, fast, free_stack_ports, in
 from linborg.contract import metric as contract_metric
 from linborg.thresholds import load_thresholds
 
-#: The demo's script (linborg.app.stack.Script): a disk filling up on a data_ingest server, a
+#: The demo's script (linborg.app.stack.Script): a disk filling up on a database server, a
 #: five-hour precursor that began 120 minutes before the stack starts, onset 180 minutes after
-#: it. disk_usage_pct is then well below its warning level (about 63 against 88 on data_ingest)
-#: and crosses it about 140 minutes after the start: the predicted incident must be a warning
+#: it. disk_usage_pct is then well below its warning level (about 47% against 85% in this fleet)
+#: and crosses it about 150 minutes after the start: the predicted incident must be a warning
 #: routed to Slack before that, from the forecast alone.
 SCRIPT = Script()
 #: Seconds the tests wait for the predicted-incident warning at the sink.
@@ -38,7 +38,7 @@ def stack(tmp_path_factory):
         Options(
             workdir=tmp_path_factory.mktemp("e2e") / "stack",
             ports=ports,
-            composition={"ml_compute": 3, "database": 2, "web_api": 1, "data_ingest": 1},
+            composition={"ml_compute": 3, "database": 2, "web_api": 2},
             script=SCRIPT,
         )
     )
@@ -114,10 +114,10 @@ def test_predicted_incident_reaches_its_channel_before_onset_and_healthy_servers
     print(f"predicted-incident warning at the sink {lead:.1f} minutes before the labelled onset")
     assert arrived < onset
     # The right receiver: a warning goes to the profile's Slack channel.
-    assert post["path"] == "/slack/linborg-data-ingest"
-    assert post["body"]["channel"] == "#linborg-data-ingest"
+    assert post["path"] == "/slack/linborg-database"
+    assert post["body"]["channel"] == "#linborg-database"
     text = post["body"]["attachments"][0]["text"]
-    assert f"*{SCRIPT.server}* (data_ingest, warning)" in text and "disk_usage_pct" in text
+    assert f"*{SCRIPT.server}* (database, warning)" in text and "disk_usage_pct" in text
     assert incident_notice(stack.sink.received(), SCRIPT.server) is not None
 
     # Alertmanager holds the alert with exactly the labels the rules promise.
@@ -133,7 +133,7 @@ def test_predicted_incident_reaches_its_channel_before_onset_and_healthy_servers
     assert {k: labels[k] for k in ("severity", "server", "profile", "metric")} == {
         "severity": "warning",
         "server": SCRIPT.server,
-        "profile": "data_ingest",
+        "profile": "database",
         "metric": "disk_usage_pct",
     }
     for key in ("summary", "description", "runbook_url", "lead_time"):

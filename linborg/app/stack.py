@@ -81,13 +81,14 @@ class Script:
     the history already shows it developing; the labelled onset is ``onset_in_minutes`` after
     the start. Every other server is kept healthy for the next day so it pages no one.
 
-    The scripted incident is a disk filling up on a data_ingest server, the incident type the
+    The scripted incident is a disk filling up on a database server, the incident type the
     shipped model warns of most reliably (every disk fill of the held-out fleet, about 100
     minutes before onset: models/default/evaluation). The precursor ramp accelerates
     (generator/simulate.py): disk_usage_pct, about 63% when the demo starts 120 minutes into
-    the 300-minute precursor, reaches its warning level (88 on data_ingest) about 140 minutes
-    later. The risk score of the shipped bundle, counted above what healthy data_ingest servers
-    score (linborg/risk.py), is about 30 at the first forecast, with disk_usage_pct driving, so
+    the 300-minute precursor, reaches its warning level (85) about 130 minutes later. The risk
+    score of the shipped bundle, counted above what healthy database servers score
+    (linborg/risk.py), is about 30 at the first forecast whatever the hour, with
+    disk_usage_pct driving, so
     the predicted-incident warning comes from the forecast following the ramp, and the demo
     prints how many minutes earlier than a plain threshold alert on the same metric it came
     (tests/test_early_warning.py checks the shipped model's forecasts for it;
@@ -97,7 +98,7 @@ class Script:
     crosses warning, and at some hours not before it (docs/training.md).
     """
 
-    server: str = "ppetl001"
+    server: str = "ppdb001"
     incident: str = "disk_fill"
     precursor_minutes: int = 300
     onset_in_minutes: int = 180

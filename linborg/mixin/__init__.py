@@ -106,8 +106,8 @@ CONFIG: dict[str, Any] = {
     "risk_critical": 5,
     # The same as critical, so critical implies warning (p50 past critical implies the
     # pessimistic quantile past warning), which the warning rule then withdraws while the
-    # critical one fires. The demo's disk fill (linborg.app.stack.Script) scores 29-41 at its
-    # first forecast, 128-138 minutes before disk_usage_pct crosses warning, whatever the hour
+    # critical one fires. The demo's disk fill (linborg.app.stack.Script) scores 30-36 at its
+    # first forecast, 128 minutes before disk_usage_pct crosses warning, whatever the hour
     # the demo starts; the connection leak it replaced cleared 5 only about 20 minutes before
     # its crossing, and at 07:00 UTC not before it.
     # The dashboards colour risk yellow from here.
