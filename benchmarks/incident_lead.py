@@ -4,7 +4,7 @@ For each incident type, a small fleet is simulated with the incident scripted on
 (precursor of P minutes); every 10 minutes of the precursor the default model forecasts from
 the last 24 hours, and the two LinborgPredictedIncident conditions are checked on its output
 (linborg/risk.py; the risk thresholds are CONFIG's `risk_warning` and `risk_critical` in
-linborg/mixin/__init__.py, 40 both): warning = risk >= risk_warning and the driving metric's
+linborg/mixin/__init__.py): warning = risk >= risk_warning and the driving metric's
 pessimistic forecast crosses its warning threshold within 8 h; critical = risk >= risk_critical
 and its p50 crosses the critical threshold within 2 h. Prints the first time each
 holds, in minutes before the labelled onset (the `for:` guard comes on top).
