@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 
 import numpy as np
+import pytest
 
 from linborg.app.stack import Options, demo_script, scripted_crossing
 from linborg.bundle import load_bundle
@@ -28,11 +29,13 @@ from linborg.thresholds import load_thresholds
 NOW = dt.datetime(2026, 3, 4, 10, 2, 30, tzinfo=dt.UTC)
 
 
-def warning_checks() -> tuple[dict, list[tuple[dt.datetime, float, bool, str]]]:
+def warning_checks(
+    now: dt.datetime = NOW, composition: dict | None = None, first_only: bool = False
+) -> tuple[dict, list[tuple[dt.datetime, float, bool, str]]]:
     """Return the crossing and (check time, the metric, warning condition holds, driver) of
-    every check until it."""
-    opts = Options()
-    _, origin, _, onset, script = demo_script(opts, NOW)
+    every check until it (only the stack's first forecast with ``first_only``)."""
+    opts = Options() if composition is None else Options(composition=composition)
+    _, origin, _, onset, script = demo_script(opts, now)
     server = opts.script.server
     crossing, _ = scripted_crossing(opts.composition, opts.seed, origin, script, server, onset)
     crosses = dt.datetime.fromisoformat(crossing["at"])
@@ -41,7 +44,8 @@ def warning_checks() -> tuple[dict, list[tuple[dt.datetime, float, bool, str]]]:
     for at, request in script:
         sim.schedule(at, request)
     rows, times = [], []
-    while sim.time_of(sim.k) < crosses:
+    until = now + dt.timedelta(minutes=5) if first_only else crosses
+    while sim.time_of(sim.k) < until:
         t, vals, _ = sim.step()
         rows.append(np.stack([vals[m] for m in METRIC_NAMES], 1))
         times.append(t)
@@ -52,7 +56,7 @@ def warning_checks() -> tuple[dict, list[tuple[dt.datetime, float, bool, str]]]:
     i = [s.name for s in fleet].index(server)
     j = METRIC_NAMES.index(crossing["metric"])
     out = []
-    first = next(k for k, t in enumerate(times) if t >= NOW)  # the first step served live
+    first = next(k for k, t in enumerate(times) if t >= now)  # the first step served live
     for k, t in enumerate(times):
         if k < first or (k - first) % 2:  # every 10 minutes from the start
             continue
@@ -64,6 +68,8 @@ def warning_checks() -> tuple[dict, list[tuple[dt.datetime, float, bool, str]]]:
         ttb = r.time_to_breach[i, r.driver[i]]  # (level, quantile): warning, pessimistic
         holds = r.score[i] >= CONFIG["risk_warning"] and np.isfinite(ttb[0, 1])
         out.append((t, float(data[i, k, j]), bool(holds), METRIC_NAMES[r.driver[i]]))
+        if first_only:
+            break
     return crossing, out
 
 
@@ -79,3 +85,21 @@ def test_the_shipped_model_warns_of_the_demo_disk_fill_from_its_first_forecast()
     assert all(holds for _, _, holds, _ in checks), [
         (t.strftime("%H:%M"), h) for t, _, h, _ in checks
     ]
+
+
+@pytest.mark.parametrize(
+    "composition",
+    [None, {"ml_compute": 3, "database": 2, "web_api": 2}],
+    ids=["demo fleet", "end-to-end fleet"],
+)
+def test_the_demo_warning_holds_at_the_first_forecast_whatever_the_hour_it_starts(composition):
+    """The demo and the end-to-end test run in real time, so they start at any hour: the
+    network's daily pattern (and a disk's daily log rotation) must not delay the warning."""
+    late = []
+    for hour in range(24):
+        now = NOW.replace(hour=hour)
+        crossing, checks = warning_checks(now, composition, first_only=True)
+        _, value, holds, driver = checks[0]
+        if not (holds and driver == "disk_usage_pct" and value < crossing["threshold"]):
+            late.append((hour, round(value, 1), holds, driver))
+    assert not late, late
