@@ -372,12 +372,9 @@ class Exporter:
         recent = ~np.isnan(windows[:, -VANISHED_STEPS:, :]).all(axis=1)
         present = fc.present & recent
         risk = {}
-        healthy = healthy_risk(
-            getattr(self.forecaster, "spec", {}).get("risk_calibration"),
-            profiles,
-            list(METRIC_NAMES),
-        )
+        calibration = getattr(self.forecaster, "spec", {}).get("risk_calibration")
         for name, seconds in (("30m", 1800), ("8h", 8 * 3600)):
+            healthy = healthy_risk(calibration, profiles, list(METRIC_NAMES), name)
             r = assess(
                 fc.values,
                 profiles,

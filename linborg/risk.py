@@ -20,9 +20,9 @@ A metric whose forecast band routinely brushes its warning level on healthy serv
 iowait, risk_analytics idle CPU) then stops drowning out a ramp on a quiet one. Measured on the
 dev fleet (generator seed 4242; never the held-out one), the shipped network, fitted on two
 fresh 96-server weeks (seeds 6101, 6102): recall at <= 1 false warning per 100 server-days
-0.36 -> 0.61, median lead 62 -> 102 minutes. The shipped bundle carries no calibration: its
-alert rules and demo are tuned for the raw risk (docs/training.md, "The risk score: risk above
-healthy", says why).
+0.36 -> 0.61, median lead 62 -> 102 minutes. The shipped bundle carries it, and the alert
+rules' risk thresholds (5) assume it. Each window has its own ceilings (the 8-hour risk the
+alert rules read, and the 30-minute one), fitted the same way.
 
 Why the warning level, at full weight: the critical level lies beyond it, so P(critical) is
 never above P(warning), and a forecast confidently heading past warning is what precedes an
@@ -89,10 +89,20 @@ class RiskResult:
     time_to_breach: np.ndarray
 
 
-def healthy_risk(calibration: dict | None, profiles: list[str], metrics: list[str]):
-    """Return the (servers, metrics) healthy risk ceilings of a bundle's ``risk_calibration``,
-    0 where a profile or metric was not fitted; None without a calibration."""
-    table = (calibration or {}).get("healthy_risk")
+#: The ``risk_calibration`` key of each window's ceilings (trainer/riskcal.py fits both).
+HEALTHY_KEYS = {"8h": "healthy_risk", "30m": "healthy_risk_30m"}
+
+
+def healthy_risk(
+    calibration: dict | None, profiles: list[str], metrics: list[str], window: str = "8h"
+):
+    """Return the (servers, metrics) healthy risk ceilings of a bundle's ``risk_calibration``
+    for the risk of ``window`` ("8h" or "30m"), 0 where a profile or metric was not fitted;
+    None without a calibration. A calibration fitted before the 30-minute ceilings existed
+    gives its 8-hour ones for both windows (they are at least as high: the 30-minute risk then
+    reads low)."""
+    cal = calibration or {}
+    table = cal.get(HEALTHY_KEYS[window]) or cal.get("healthy_risk")
     if not table:
         return None
     # One row per profile, then one lookup per server (the exporter calls this every cycle).

@@ -323,3 +323,20 @@ def test_a_saved_window_is_refused_when_stale_corrupt_or_from_another_config(wor
     assert not broken.restore(at(30) + 600)
     snap = broken.run_once(at(30) + 600)  # falls back to the 24-hour fill
     assert len(prom.calls) == 14 * (288 // FILL_CHUNK_STEPS) and len(snap.servers) == len(FLEET)
+
+
+def test_each_risk_window_is_discounted_by_its_own_healthy_ceilings(world):
+    raw = make(world)[0].run_once(at(30))
+    assert raw.risk["30m"][0].max() > 0  # something to discount
+    exp, _, model = make(world)
+    profiles = sorted({s.profile for s in FLEET})
+    # Ceilings at the top for the 8-hour risk, none for the 30-minute one.
+    model.spec = {
+        "risk_calibration": {
+            "healthy_risk": {p: dict.fromkeys(METRIC_NAMES, 100.0) for p in profiles},
+            "healthy_risk_30m": {p: dict.fromkeys(METRIC_NAMES, 0.0) for p in profiles},
+        }
+    }
+    snap = exp.run_once(at(30))
+    assert snap.risk["8h"][0].max() == 0.0
+    assert snap.risk["30m"][0].tolist() == raw.risk["30m"][0].tolist()

@@ -48,6 +48,12 @@ def test_the_ceilings_are_looked_up_per_profile_and_metric_and_zero_where_not_fi
     assert h[0].sum() == 72.5 and h[1].sum() == 0.0  # web_api: not fitted
     assert healthy_risk(None, ["database"], list(METRIC_NAMES)) is None
     assert healthy_risk({"healthy_risk": {}}, ["database"], list(METRIC_NAMES)) is None
+    # The 30-minute risk has its own ceilings; a calibration without them gives the 8-hour ones.
+    io = METRIC_NAMES.index("cpu_iowait_pct")
+    assert healthy_risk(cal, ["database"], list(METRIC_NAMES), "30m")[0, io] == 60.0
+    both = {**cal, "healthy_risk_30m": {"database": {"cpu_iowait_pct": 7.0}}}
+    assert healthy_risk(both, ["database"], list(METRIC_NAMES), "30m")[0, io] == 7.0
+    assert healthy_risk(both, ["database"], list(METRIC_NAMES), "8h")[0, io] == 60.0
 
 
 def _flat(value, spread=1.0):
@@ -100,17 +106,25 @@ def test_checks_near_an_incident_are_not_healthy():
     assert checks[~ok[2]].min() == t0
 
 
-def test_fit_keeps_the_largest_ceiling_of_each_file_and_skips_thin_profiles():
+def test_fit_keeps_the_largest_ceiling_of_each_file_and_window_and_skips_thin_profiles():
     a = (
-        {"web_api": np.full(M, 10.0), "database": np.full(M, 5.0)},
+        {
+            "8h": {"web_api": np.full(M, 10.0), "database": np.full(M, 5.0)},
+            "30m": {"web_api": np.full(M, 3.0), "database": np.full(M, 1.0)},
+        },
         {"web_api": 200, "database": 50},
     )
-    b = ({"web_api": np.arange(M, dtype=float) * 2}, {"web_api": 100})
+    b = (
+        {"8h": {"web_api": np.arange(M, dtype=float) * 2}, "30m": {"web_api": np.full(M, 1.0)}},
+        {"web_api": 100},
+    )
     out = riskcal.fit([a, b], ["a.parquet", "b.parquet"])
     web = out["healthy_risk"]["web_api"]
     assert web[METRIC_NAMES[0]] == 10.0 and web[METRIC_NAMES[-1]] == 2.0 * (M - 1)
+    assert set(out["healthy_risk_30m"]["web_api"].values()) == {3.0}
     assert out["healthy_checks"] == {"database": 50, "web_api": 300}
     assert "database" not in out["healthy_risk"] and out["not_fitted"] == ["database"]
+    assert "database" not in out["healthy_risk_30m"]
     assert out["sources"] == ["a.parquet", "b.parquet"] and out["check_every_minutes"] == 15
 
 
@@ -157,7 +171,7 @@ def test_fleet_ceilings_read_only_healthy_checks():
         return assess(f, ["database"], list(METRIC_NAMES), TH).per_metric[0, io]
 
     assert risk_at(29.0) > risk_at(25.0) > risk_at(20.0)
-    assert top["database"][io] == pytest.approx(risk_at(25.0))  # not the incident's 29
+    assert top["8h"]["database"][io] == pytest.approx(risk_at(25.0))  # not the incident's 29
     checks = np.arange(ENCODER_STEPS - 1, steps, 3)
     # The incident's checks (8 h before onset to 1 h after its end) are not counted.
     o = ENCODER_STEPS + 66
@@ -277,3 +291,28 @@ def test_ceilings_are_fitted_against_the_thresholds_the_fleet_alerts_on(
         )
         == 2
     )
+
+
+class Climb(Echo):
+    """A fake forecaster whose p50 climbs 20 points over 8 hours from the last value."""
+
+    def predict(self, windows, profiles, end):
+        fc = super().predict(windows, profiles, end)
+        fc.values = fc.values + np.linspace(0, 20, 96)[None, None, :, None]
+        return fc
+
+
+def test_the_30_minute_ceilings_come_from_the_30_minute_risk():
+    steps = 2 * 288
+    t = pd.date_range("2026-03-02", periods=steps, freq="5min", tz="UTC")
+    df = pd.DataFrame({m: 1.0 for m in METRIC_NAMES}, index=range(steps))
+    df["cpu_idle_pct"], df["cpu_iowait_pct"] = 60.0, 20.0
+    df["timestamp"], df["server"], df["profile"] = t, "ppdb001", "database"
+    top, _ = riskcal.fleet_ceilings(Climb(), df, [], TH)
+    io = METRIC_NAMES.index("cpu_iowait_pct")
+    f = Climb().predict(np.array(df[list(METRIC_NAMES)], float)[None], ["database"], 0).values
+    for window, steps_ in (("8h", 96), ("30m", 6)):
+        want = assess(f, ["database"], list(METRIC_NAMES), TH, steps_).per_metric[0, io]
+        assert top[window]["database"][io] == pytest.approx(want)
+    # iowait climbs past database's warning (30) within 8 h but not within 30 minutes
+    assert top["8h"]["database"][io] > 50 > top["30m"]["database"][io]

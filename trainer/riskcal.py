@@ -9,6 +9,10 @@ outside every labelled incident's span from 8 hours before onset (or its precurs
 when earlier) to 1 hour after its end. The risk score then counts only risk above that
 ceiling (``linborg.risk.above_healthy``). Labels select the checks; they are never model
 inputs. A file without labels is taken as healthy throughout.
+
+The ceilings are fitted for both windows the exporter serves: the 8-hour risk (the alert
+rules') in ``healthy_risk`` and the 30-minute risk in ``healthy_risk_30m``, each from the risk
+of that window at the same checks.
 """
 
 from __future__ import annotations
@@ -29,6 +33,9 @@ BEFORE_ONSET_SECONDS = 8 * 3600  # unhealthy from 8 h before onset ...
 AFTER_END_SECONDS = 3600  # ... to 1 h after the end
 #: A profile with fewer healthy checks than this (one server-day) is not fitted.
 MIN_CHECKS = 288 // CHECK_EVERY_STEPS
+#: The risk windows fitted, as the exporter serves them (``window`` label), and their keys in
+#: the bundle's ``risk_calibration``.
+WINDOWS = {"8h": (HORIZON_STEPS, "healthy_risk"), "30m": (1800 // STEP_SECONDS, "healthy_risk_30m")}
 
 
 def _seconds(text: str) -> int:
@@ -58,43 +65,54 @@ def fleet_ceilings(
     labels: list[dict] | None,
     thresholds: Thresholds,
     progress: Callable[[int, int], None] | None = None,
-) -> tuple[dict[str, np.ndarray], dict[str, int]]:
-    """Return, per profile, the largest healthy risk of each metric and the checks it read."""
+) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, int]]:
+    """Return, per window (``WINDOWS``) and profile, the largest healthy risk of each metric,
+    and per profile the checks it read."""
     names, profiles, values, first = dense_frame(frame)
     checks = np.arange(ENCODER_STEPS - 1, values.shape[1], CHECK_EVERY_STEPS)
     ok = healthy_checks(names, (first + checks) * STEP_SECONDS, labels)
-    top = np.zeros((len(names), len(METRIC_NAMES)))
+    top = {w: np.zeros((len(names), len(METRIC_NAMES))) for w in WINDOWS}
     counts = ok.sum(axis=1)
     for c, o in enumerate(checks):
         fc = forecaster.predict(values[:, o - ENCODER_STEPS + 1 : o + 1], profiles, first + o)
-        r = assess(fc.values, profiles, list(METRIC_NAMES), thresholds, HORIZON_STEPS, fc.present)
-        top = np.where(ok[:, c : c + 1], np.maximum(top, r.per_metric), top)
+        for w, (steps, _) in WINDOWS.items():
+            r = assess(fc.values, profiles, list(METRIC_NAMES), thresholds, steps, fc.present)
+            top[w] = np.where(ok[:, c : c + 1], np.maximum(top[w], r.per_metric), top[w])
         if progress is not None:
             progress(c + 1, len(checks))
-    ceilings: dict[str, np.ndarray] = {}
+    ceilings: dict[str, dict[str, np.ndarray]] = {w: {} for w in WINDOWS}
     n: dict[str, int] = {}
     for i, prof in enumerate(profiles):
-        ceilings[prof] = np.maximum(ceilings.get(prof, 0.0), top[i])
+        for w in WINDOWS:
+            ceilings[w][prof] = np.maximum(ceilings[w].get(prof, 0.0), top[w][i])
         n[prof] = n.get(prof, 0) + int(counts[i])
     return ceilings, n
 
 
-def fit(parts: list[tuple[dict[str, np.ndarray], dict[str, int]]], sources: list[str]) -> dict:
+def fit(
+    parts: list[tuple[dict[str, dict[str, np.ndarray]], dict[str, int]]], sources: list[str]
+) -> dict:
     """Return the bundle's ``risk_calibration`` from each file's ``fleet_ceilings``."""
-    ceilings: dict[str, np.ndarray] = {}
+    ceilings: dict[str, dict[str, np.ndarray]] = {w: {} for w in WINDOWS}
     checks: dict[str, int] = {}
     for top, n in parts:
-        for prof, row in top.items():
-            ceilings[prof] = np.maximum(ceilings.get(prof, 0.0), row)
+        for w in WINDOWS:
+            for prof, row in top[w].items():
+                ceilings[w][prof] = np.maximum(ceilings[w].get(prof, 0.0), row)
+        for prof in n:
             checks[prof] = checks.get(prof, 0) + n[prof]
-    fitted = sorted(p for p in ceilings if checks[p] >= MIN_CHECKS)
-    return {
-        "healthy_risk": {
-            p: {m: round(float(v), 3) for m, v in zip(METRIC_NAMES, ceilings[p], strict=True)}
+    fitted = sorted(p for p in checks if checks[p] >= MIN_CHECKS)
+    tables = {
+        key: {
+            p: {m: round(float(v), 3) for m, v in zip(METRIC_NAMES, ceilings[w][p], strict=True)}
             for p in fitted
-        },
+        }
+        for w, (_, key) in WINDOWS.items()
+    }
+    return {
+        **tables,
         "healthy_checks": {p: checks[p] for p in sorted(checks)},
-        "not_fitted": sorted(p for p in ceilings if p not in fitted),
+        "not_fitted": sorted(p for p in checks if p not in fitted),
         "check_every_minutes": CHECK_EVERY_STEPS * STEP_SECONDS // 60,
         "sources": sources,
         "fitted": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
