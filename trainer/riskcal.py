@@ -25,7 +25,7 @@ import pandas as pd
 
 from linborg.contract import METRIC_NAMES, STEP_SECONDS
 from linborg.features import ENCODER_STEPS, dense_frame, time_index
-from linborg.risk import HORIZON_STEPS, assess
+from linborg.risk import HEALTHY_KEYS, HORIZON_STEPS, assess
 from linborg.thresholds import Thresholds
 
 CHECK_EVERY_STEPS = 3  # 15 minutes: the scoreboard's checks
@@ -33,9 +33,9 @@ BEFORE_ONSET_SECONDS = 8 * 3600  # unhealthy from 8 h before onset ...
 AFTER_END_SECONDS = 3600  # ... to 1 h after the end
 #: A profile with fewer healthy checks than this (one server-day) is not fitted.
 MIN_CHECKS = 288 // CHECK_EVERY_STEPS
-#: The risk windows fitted, as the exporter serves them (``window`` label), and their keys in
-#: the bundle's ``risk_calibration``.
-WINDOWS = {"8h": (HORIZON_STEPS, "healthy_risk"), "30m": (1800 // STEP_SECONDS, "healthy_risk_30m")}
+#: The risk windows fitted, as the exporter serves them (``window`` label), in steps; each is
+#: stored under ``linborg.risk.HEALTHY_KEYS[window]`` in the bundle's ``risk_calibration``.
+WINDOWS = {"8h": HORIZON_STEPS, "30m": 1800 // STEP_SECONDS}
 
 
 def _seconds(text: str) -> int:
@@ -75,7 +75,7 @@ def fleet_ceilings(
     counts = ok.sum(axis=1)
     for c, o in enumerate(checks):
         fc = forecaster.predict(values[:, o - ENCODER_STEPS + 1 : o + 1], profiles, first + o)
-        for w, (steps, _) in WINDOWS.items():
+        for w, steps in WINDOWS.items():
             r = assess(fc.values, profiles, list(METRIC_NAMES), thresholds, steps, fc.present)
             top[w] = np.where(ok[:, c : c + 1], np.maximum(top[w], r.per_metric), top[w])
         if progress is not None:
@@ -103,11 +103,11 @@ def fit(
             checks[prof] = checks.get(prof, 0) + n[prof]
     fitted = sorted(p for p in checks if checks[p] >= MIN_CHECKS)
     tables = {
-        key: {
+        HEALTHY_KEYS[w]: {
             p: {m: round(float(v), 3) for m, v in zip(METRIC_NAMES, ceilings[w][p], strict=True)}
             for p in fitted
         }
-        for w, (_, key) in WINDOWS.items()
+        for w in WINDOWS
     }
     return {
         **tables,
