@@ -10,7 +10,7 @@ For a labelled fleet (a generated Parquet file), at the scoreboard's checks (eve
 
 Each is swept and scored with the early-warning scoreboard (trainer/scoreboard.py); the table
 gives the best recall at 1 false warning per 100 server-days. Forecasting every check takes
-about 6 minutes per 96 servers x 6 days on 2 cores.
+4-6 minutes per 96 servers x 6 days on 2 cores.
 
 Run: .venv/bin/python benchmarks/risk_levels.py --data out/dev.parquet [--model models/default]
 """
@@ -35,10 +35,9 @@ RISK_THRESHOLDS = (*range(1, 10), *range(10, 100, 5))
 
 
 def past(values: np.ndarray, level: np.ndarray, direction: np.ndarray) -> np.ndarray:
-    """Return (servers, steps, metrics): the value is past ``level`` (NaN never is)."""
-    lv, d = level[:, None, :], direction[:, None, :]
-    hit = np.where(d > 0, values >= lv, values <= lv)
-    return hit & ~np.isnan(values)
+    """Return (servers, steps, metrics): the value is past its server's ``level`` (servers,
+    metrics), as the scoreboard decides it (NaN never is)."""
+    return sbd.past(values, level[:, None, :], direction[:, None, :])
 
 
 def in_a_row(hit: np.ndarray, steps: int) -> np.ndarray:
