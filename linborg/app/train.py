@@ -381,6 +381,18 @@ def cmd_calibrate_risk(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_blend(args: argparse.Namespace) -> int:
+    from linborg.trainer.blend import blend
+
+    out = blend(args.model, args.other, args.weight, args.out)
+    print(
+        f"wrote {out}: weights {1 - args.weight:g} x {args.model} + {args.weight:g} x "
+        f"{args.other}; fit its band and risk ceilings next (linborg calibrate --model {out} "
+        f"--data ..., linborg calibrate-risk --model {out} --data ...)"
+    )
+    return 0
+
+
 def add_parsers(sub) -> None:
     """Add `train`, `calibrate` and `evaluate` to the `linborg` parser."""
 
@@ -500,6 +512,21 @@ def add_parsers(sub) -> None:
         "(the exporter's thresholds_file; give the same file the exporter serves with)",
     )
     p.set_defaults(func=cmd_calibrate_risk)
+
+    p = sub.add_parser(
+        "blend",
+        help="interpolate the weights of two bundles of one network (a bundle and its "
+        "continuation) into a new bundle",
+    )
+    p.add_argument("--model", required=True, help="the first bundle (weight 0 gives it)")
+    p.add_argument(
+        "--other", required=True, help="the second bundle, the same network (weight 1 gives it)"
+    )
+    p.add_argument(
+        "--weight", type=float, default=0.5, help="the second bundle's share, 0-1 (default 0.5)"
+    )
+    p.add_argument("--out", required=True, help="bundle directory to write")
+    p.set_defaults(func=cmd_blend)
 
     p = sub.add_parser("evaluate", help="backtest a model bundle against baselines")
     source_args(p)
