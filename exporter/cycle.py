@@ -309,11 +309,13 @@ class Exporter:
             self.stats.consecutive_failures += 1
             self.stats.last_duration = time.perf_counter() - began
             return None
-        if failed:
-            self.stats.partial_cycles += 1
         snap = self.forecast(now, end_step)
         self.persist()
         self.snapshot = snap
+        # Counted once the snapshot that names the failed metrics is published: a scrape in
+        # between saw the partial count beside the previous snapshot's (empty) failures.
+        if failed:
+            self.stats.partial_cycles += 1
         self.stats.consecutive_failures = 0
         self.stats.last_success = now
         self.stats.last_duration = time.perf_counter() - began

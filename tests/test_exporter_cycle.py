@@ -259,6 +259,30 @@ def test_a_partial_first_fill_forecasts_nothing_and_says_why_until_it_completes(
     assert not np.isnan(exp.window.servers[snap.servers[0]].values[:, j]).any()
 
 
+def test_a_scrape_during_a_partial_cycle_never_sees_its_count_without_its_failed_metrics(world):
+    # A scrape reads the stats and the snapshot separately; while the cycle's forecast runs,
+    # the partial count must still match the snapshot then published (the fault test raced here).
+    class FlakyPrometheus(FakePrometheus):
+        def query_range(self, query, start, end, step):
+            if query == "linborg_swap_used_pct":
+                raise PrometheusError("http://fake answered HTTP 500: killed")
+            return super().query_range(query, start, end, step)
+
+    exp = Exporter(config_from_dict({}), FlakyPrometheus(world), FakeModel(), load_thresholds())
+    seen = []
+    forecast = exp.forecast
+
+    def watched(now, end_step):
+        seen.append((exp.stats.partial_cycles, exp.snapshot))
+        return forecast(now, end_step)
+
+    exp.forecast = watched
+    snap = exp.run_once(at(30))
+    assert seen == [(0, None)]  # mid-cycle: no partial counted, no snapshot yet
+    assert exp.stats.partial_cycles == 1 and exp.snapshot is snap
+    assert snap.failed_metrics == ("swap_used_pct",)
+
+
 def test_servers_beyond_max_servers_are_not_held_and_are_counted(world):
     exp, _, _ = make(world, max_servers=4)
     snap = exp.run_once(at(30))
