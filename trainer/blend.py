@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from linborg.bundle import SPEC, WEIGHTS, BundleError, load_bundle
+from linborg.bundle import SPEC, WEIGHTS, BundleError, bundle_path, load_bundle
 
 #: Fitted on one network's outputs, so meaningless for a blend until refitted.
 REFITTED = ("interval_calibration", "risk_calibration")
@@ -43,7 +43,7 @@ def blend(first: str | Path, second: str | Path, weight: float, out: str | Path)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     save_model(a.model, str(out / WEIGHTS), metadata={"format": b.spec["format"]})
-    spec = json.loads((Path(second) / SPEC).read_text())
+    spec = json.loads((bundle_path(second) / SPEC).read_text())
     for key in REFITTED:
         spec.pop(key, None)
     spec["evaluation"] = {}

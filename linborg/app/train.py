@@ -394,7 +394,7 @@ def cmd_blend(args: argparse.Namespace) -> int:
 
 
 def add_parsers(sub) -> None:
-    """Add `train`, `calibrate` and `evaluate` to the `linborg` parser."""
+    """Add the training commands (train, calibrate, calibrate-risk, blend, evaluate)."""
 
     def source_args(p):
         p.add_argument(
