@@ -328,8 +328,58 @@ class SeasonalTFT(TemporalFusionTransformer):
             )
             super().save_hyperparameters(*args, ignore=ignore, frame=frame, logger=logger)
 
+    def __init__(self, *args, level_inputs: bool = False, **kwargs):
+        """``level_inputs``: the network also sees each window's level and spread in the metrics'
+        units (``level_features``); bundles record it in their hyperparameters."""
+        super().__init__(*args, **kwargs)
+        self._levels = None
+        if level_inputs:
+            self.add_level_inputs()
+
+    def add_level_inputs(self) -> None:
+        """Give the network each window's level and spread (``level_features``).
+
+        Normalising each window by itself hides where the metric stands: a memory ramp from 50%
+        to 60% and one from 85% to 95% look alike. The features enter through a linear map added
+        to the static embedding (the output of the static variable selection), which is zero
+        at first: a trained network given them forecasts exactly as before until it trains on.
+        """
+        if hasattr(self, "level_projection"):
+            return
+        self.level_projection = nn.Linear(len(LEVEL_FEATURES), self.hparams.hidden_size)
+        nn.init.zeros_(self.level_projection.weight)
+        nn.init.zeros_(self.level_projection.bias)
+        self.hparams["level_inputs"] = True
+        self.static_variable_selection.register_forward_hook(self._add_levels)
+
+    def _add_levels(self, module, args, output):
+        embedding, weights = output
+        return embedding + self.level_projection(self._levels), weights
+
     def forward(self, x: dict) -> dict:
+        if hasattr(self, "level_projection"):
+            # Read by the static variable selection's hook during this call.
+            self._levels = level_features(x["target_scale"]).to(self.level_projection.weight)
         return super().forward(with_seasonal(x, self.hparams.x_reals))
+
+
+#: The level inputs: each metric's window centre, then its scale (``level_features``).
+LEVEL_FEATURES = [f"level_{m}" for m in METRIC_NAMES] + [f"spread_{m}" for m in METRIC_NAMES]
+#: Percentages enter as tenths of their range; other units through asinh (0.0001 to 10^4 MB/s).
+_PERCENT = torch.tensor([METRICS_BY_NAME[m].unit == "percent" for m in METRIC_NAMES])
+
+
+def level_features(target_scale) -> torch.Tensor:
+    """Return (batch, 28) level inputs from the normaliser's (centre, scale) per metric.
+
+    ``target_scale``: the list of (batch, 2) tensors that training batches and
+    ``Forecaster.inputs`` both carry, so the two paths cannot disagree.
+    """
+    center = torch.stack([ts[:, 0] for ts in target_scale], 1).float()
+    scale = torch.stack([ts[:, 1] for ts in target_scale], 1).float()
+    level = torch.where(_PERCENT, center / 10.0, torch.asinh(center))
+    spread = torch.where(_PERCENT, scale / 10.0, torch.asinh(scale))
+    return torch.cat([level, spread], 1)
 
 
 def with_seasonal(x: dict, x_reals) -> dict:
@@ -347,10 +397,13 @@ def with_seasonal(x: dict, x_reals) -> dict:
     return {**x, "decoder_cont": dec}
 
 
-def build_model(dataset: TimeSeriesDataSet, preset: dict) -> TemporalFusionTransformer:
+def build_model(
+    dataset: TimeSeriesDataSet, preset: dict, level_inputs: bool = False
+) -> TemporalFusionTransformer:
     """Return a fresh TFT for ``dataset`` with the preset's hyperparameters."""
     model = SeasonalTFT.from_dataset(
         dataset,
+        level_inputs=level_inputs,
         # The seasonal inputs are decoder-only: the encoder has the real values themselves.
         allowed_encoder_known_variable_names=list(MODEL_TIME_FEATURES),
         loss=make_loss(),

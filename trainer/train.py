@@ -419,6 +419,7 @@ def train(
     init=None,
     learning_rate: float | None = None,
     max_epochs: int | None = None,
+    level_inputs: bool = False,
 ):
     """Train a TFT on ``frame`` (contract schema); return (model, training summary).
 
@@ -433,6 +434,9 @@ def train(
     ``learning_rate``: replaces the preset's. ``max_epochs``: replaces the preset's epoch cap;
     with it a run stops after the same epochs on any machine fast enough to finish them within
     the budget (``max_minutes``), where a budget alone trains more epochs on a faster machine.
+    ``level_inputs``: the network also sees each window's level and spread
+    (``linborg.model.SeasonalTFT.add_level_inputs``); a bundle given with ``init`` gets them
+    added, starting from no effect.
     """
     import lightning.pytorch as pl
     from lightning.pytorch.callbacks import EarlyStopping
@@ -522,9 +526,11 @@ def train(
         ),
     )
     if base is None:
-        model = build_model(train_ds, params)
+        model = build_model(train_ds, params, level_inputs)
     else:
         model = base.model
+        if level_inputs:
+            model.add_level_inputs()
         model.hparams.learning_rate = params["learning_rate"]
         model.train()
     # A bundle's network carries the weight it was trained with; this run's weight replaces it.
@@ -615,6 +621,7 @@ def train(
         "incident_window_share": incident_share if sampler is not None else float(hit.mean()),
         "incident_metric_weight": incident_weight if weighted else None,
         "skip_aftermath": bool(skip_aftermath and weighted),
+        "level_inputs": bool(model.hparams.get("level_inputs", False)),
         "validation_windows": int(len(val_ds)),
         "epochs": report.history,
         "best_epoch": report.best_epoch + 1,

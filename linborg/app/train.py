@@ -195,6 +195,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             if v is not None
         },
         skip_aftermath=args.skip_aftermath,
+        level_inputs=args.level_inputs,
         timezone=args.timezone,
         init=args.init,
         learning_rate=args.learning_rate,
@@ -470,6 +471,12 @@ def add_parsers(sub) -> None:
         help="when the data's metadata labels incidents, leave the incident's metric out of "
         "the loss for 8 h after each incident's end in windows whose origin comes before the "
         "fix (its timing is not in their context)",
+    )
+    p.add_argument(
+        "--level-inputs",
+        action="store_true",
+        help="the network also sees each window's level and spread in the metrics' units "
+        "(added to a bundle given with --init, starting from no effect)",
     )
     p.add_argument(
         "--threads",
