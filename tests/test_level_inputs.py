@@ -95,7 +95,6 @@ def test_training_with_level_inputs_records_them_and_the_bundle_reloads_alike(
     window, profiles, end = windows(frame)
     reloaded = load_bundle(out)
     x = reloaded.inputs(np.nan_to_num(window), np.ones((2, 14), bool), profiles, end)
-    np.testing.assert_array_equal(reloaded.raw(x), load_bundle(out).raw(x))
     model.eval()
     with torch.inference_mode():
         direct = torch.stack(list(model(x)["prediction"]), 1).numpy()
