@@ -377,8 +377,9 @@ def level_features(target_scale) -> torch.Tensor:
     """
     center = torch.stack([ts[:, 0] for ts in target_scale], 1).float()
     scale = torch.stack([ts[:, 1] for ts in target_scale], 1).float()
-    level = torch.where(_PERCENT, center / 10.0, torch.asinh(center))
-    spread = torch.where(_PERCENT, scale / 10.0, torch.asinh(scale))
+    percent = _PERCENT.to(center.device)  # the batch may sit on a GPU
+    level = torch.where(percent, center / 10.0, torch.asinh(center))
+    spread = torch.where(percent, scale / 10.0, torch.asinh(scale))
     return torch.cat([level, spread], 1)
 
 
