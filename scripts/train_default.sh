@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Reproduce the shipped default model and its evaluation report (about two hours on 2 cores):
 # 30 days of the 90-server fleet with three times the incidents (seed 8) -> stage 1: the
-# `default` preset from scratch (30% incident windows, the incident's metric weighted 5x) ->
+# `default` preset from scratch with the level inputs (each window's level and spread given to
+# the network, `--level-inputs`; every stage has them) with 30% incident windows, the
+# incident's metric weighted 5x ->
 # stage 2: 15 minutes more from stage 1 (15% incident windows, no extra weight), which keeps most
 # of the ramp-following and brings the accuracy on normal days back -> stage 3: 15 minutes more
 # on the same fleet plus 36 of the shared real set's VMs without its last 7 days (about a fifth
@@ -29,14 +31,15 @@ mkdir -p out
 export OMP_WAIT_POLICY=PASSIVE
 .venv/bin/linborg generate history --out out/train_x3.parquet --days 30 --seed 8 --incident-rate 3
 .venv/bin/linborg train --data out/train_x3.parquet --preset default --max-epochs 16 \
-  --max-minutes 90 --seed 7 --out out/default_stage1
+  --max-minutes 90 --seed 7 --level-inputs --out out/default_stage1
 .venv/bin/linborg train --data out/train_x3.parquet --init out/default_stage1 --preset finetune \
   --learning-rate 0.001 --max-epochs 6 --max-minutes 30 --incident-share 0.15 --incident-weight 1 \
-  --seed 7 --out out/default_stage2
+  --seed 7 --level-inputs --out out/default_stage2
 .venv/bin/python scripts/real_subset.py "$REAL" out/real_sub36.parquet
 .venv/bin/linborg train --data out/train_x3.parquet --data out/real_sub36.parquet \
   --init out/default_stage2 --preset finetune --learning-rate 0.001 --max-epochs 7 --max-minutes 15 \
-  --incident-share 0.15 --incident-weight 1 --seed 7 --out models/default
+  --incident-share 0.15 --incident-weight 1 --seed 7 --level-inputs \
+  --out models/default
 .venv/bin/linborg generate heldout --out out/heldout.parquet --seed 1207 --start 2026-06-01 \
   --days 7 --fleet web_api=22,ml_compute=18,database=18,data_ingest=12,risk_analytics=10,generic=8,conductor_mgmt=7
 # Risk above healthy: each profile's metrics' highest risk on healthy servers of two fresh
