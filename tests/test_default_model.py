@@ -94,6 +94,10 @@ def test_the_shipped_bundle_records_the_training_that_the_script_runs():
     assert training["incident_window_share"] == float(option(stage3, "--incident-share"))
     assert training["incident_metric_weight"] == float(option(stage3, "--incident-weight"))
     assert parent2["seconds"] < 60 * (float(option(stage2, "--max-minutes")) + 5)
+    # the level inputs: stage 1 builds the network with them, every stage names them
+    assert all("--level-inputs" in stage for stage in (stage1, stage2, stage3))
+    assert training["level_inputs"] is True
+    assert load_bundle(DEFAULT_MODEL).spec["hparams"]["level_inputs"] is True
 
 
 def test_real_subset_keeps_the_drawn_vms_without_the_held_out_week(tmp_path):

@@ -82,18 +82,18 @@ class Script:
     the start. Every other server is kept healthy for the next day so it pages no one.
 
     The scripted incident is a disk filling up on a database server, the incident type the
-    shipped model warns of most reliably (every disk fill of the held-out fleet, about 100
+    shipped model warns of most reliably (every disk fill of the held-out fleet, a median 270
     minutes before onset: models/default/evaluation). The precursor ramp accelerates
     (generator/simulate.py): disk_usage_pct, about 63% when the demo starts 120 minutes into
     the 300-minute precursor, reaches its warning level (85) about 130 minutes later. The risk
     score of the shipped bundle, counted above what healthy database servers score
-    (linborg/risk.py), is about 30 at the first forecast whatever the hour, with
+    (linborg/risk.py), is 21-46 at the first forecast whatever the hour, with
     disk_usage_pct driving, so the predicted-incident warning comes from the forecast following
     the ramp, and the demo prints how many minutes earlier than a plain threshold alert on the
     same metric it came (tests/test_early_warning.py checks the shipped model's forecasts for
     it, at every start hour; tests/test_e2e_alerts.py checks the alert on a live stack). The
     demo's incident was a connection leak on a web_api server until the bundle's risk counted
-    only risk above healthy: that leak's risk above healthy clears the rules' 5 only about 20
+    only risk above healthy: that leak's risk above healthy cleared the rules' 5 only about 20
     minutes before its metric crosses warning, and at some hours not before it
     (docs/training.md).
     """

@@ -91,27 +91,29 @@ CONFIG: dict[str, Any] = {
     # (linborg/risk.py), counted above the bundle's healthy ceiling for the profile and metric
     # when the bundle has one (`risk_calibration`, fitted by `linborg calibrate-risk`; the
     # shipped bundle has): 0 is as high as healthy servers of the profile ever scored, so any
-    # positive risk is unusual for the profile. Both severities read the same 5. Chosen on the
+    # positive risk is unusual for the profile. Both severities read the same 10. Chosen on the
     # dev fleet (generator seed 4242, 96 servers x 6 days, 33 scored precursor incidents; never
-    # the held-out one) with the shipped bundle, either severity held two 15-minute checks
-    # (out of 2, 5, 10, 15, 20, 25, 30 and 40): at 2, 0.83 false warnings per 100 server-days
-    # and recall 0.55; at 5, 0.42 and 0.52; at 10, 0.42 and 0.45; at 40, 0.21 and 0.39. The
-    # raw risk at the previous 40 gave 33.7 and 0.48. 5 keeps a margin below the 1-per-100
-    # budget for one incident less than 2. On the held-out fleet (scored after the choice) the
-    # same alerts warned of 0.54 at 2.45 false warnings per 100 server-days (raw at 40: 0.54 at
-    # 17.2): over the budget there. Without a calibration the raw risk is read: a p50
-    # critical breach within 2h then scores >= 45 by construction, so 5 never vetoes it; with
-    # one, the risk term vetoes a breach forecast that healthy servers of the profile also get.
+    # the held-out one) as the lowest of 2, 5, 10, 15, 20, 25, 30, 35 and 40 whose alerts,
+    # either severity held two 15-minute checks, stay well within 1 false warning per 100
+    # server-days. With the bundle shipped since 2026-12-03 (level inputs;
+    # benchmarks/alert_rule_sweep.py --data out/dev.parquet): at 2, 2.29 false warnings
+    # per 100 server-days and recall 0.55; at 5, 1.46 and 0.48; at 10, 0.42 and 0.48; at 15,
+    # 0.42 and 0.45; at 40, 0.42 and 0.36. The bundle shipped before it had chosen 5 (0.42 and
+    # 0.52 there). On the held-out fleet (scored after the choice): 0.00 and 0.50 held two
+    # checks, 0.88 and 0.57 at the first check. Without a calibration the raw risk is read: a
+    # p50 critical breach within 2h then scores >= 45 by construction, so 10 never vetoes it;
+    # with one, the risk term vetoes a breach forecast that healthy servers of the profile
+    # also get.
     # The dashboards colour risk red from here.
-    "risk_critical": 5,
+    "risk_critical": 10,
     # The same as critical, so critical implies warning (p50 past critical implies the
     # pessimistic quantile past warning), which the warning rule then withdraws while the
-    # critical one fires. The demo's disk fill (linborg.app.stack.Script) scores 30-36 at its
-    # first forecast, 128 minutes before disk_usage_pct crosses warning, whatever the hour
-    # the demo starts; the connection leak it replaced cleared 5 only about 20 minutes before
-    # its crossing, and at 07:00 UTC not before it.
+    # critical one fires. The demo's disk fill (linborg.app.stack.Script) holds the warning
+    # condition at its first forecast, before disk_usage_pct crosses warning, whatever the
+    # hour the demo starts (tests/test_early_warning.py); the connection leak it replaced
+    # cleared 5 only about 20 minutes before its crossing, and at 07:00 UTC not before it.
     # The dashboards colour risk yellow from here.
-    "risk_warning": 5,
+    "risk_warning": 10,
     # Drivers that never raise an incident: uptime_days crosses its thresholds by age alone
     # (kernel patching overdue); that is a ticket, not a predicted incident.
     "incident_ignored_drivers": (_M["uptime_days"].name,),
