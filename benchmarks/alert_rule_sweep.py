@@ -13,6 +13,7 @@ How the shipped threshold was chosen (on the dev fleet, never the held-out one):
 from __future__ import annotations
 
 import argparse
+import sys
 
 import numpy as np
 
@@ -29,16 +30,8 @@ SWEEP = (2, 5, 10, 15, 20, 25, 30, 35, 40)
 CHECK_STEPS = 3  # every 15 minutes, as `linborg evaluate --incident-every 15`
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", default="models/default")
-    p.add_argument("--data", required=True, help="a Parquet file with incident labels")
-    args = p.parse_args()
-    forecaster = load_bundle(args.model)
-    frame, _ = read_metrics(args.data, allow_missing=True)
-    labels = read_metadata(args.data).get("incidents")
-    if not labels:
-        raise SystemExit(f"{args.data}: no incident labels to score against")
+def sweep(forecaster, frame, labels, thresholds=SWEEP) -> dict[float, dict[str, dict]]:
+    """Return, per risk threshold, the scoreboard row of each alert-rule detector by name."""
     names, profiles, values, first = dense_frame(frame)
     checks = np.arange(ENCODER_STEPS - 1, values.shape[1], CHECK_STEPS)
     risk, _, driver_ttb, driver = tft_at_checks(
@@ -46,20 +39,37 @@ def main() -> None:
     )
     shipped, may_drive = shipped_alert_rule()
     times = (first + checks) * STEP_SECONDS
-    print("risk >=  severity                held  recall  false/100 server-days  median lead")
-    for threshold in SWEEP:
+    out = {}
+    for threshold in thresholds:
         rule = {lvl: (float(threshold), qi, lead) for lvl, (_, qi, lead) in shipped.items()}
         detectors = sbd.alert_rule_detectors(risk, driver_ttb, may_drive[driver], rule)
         sb = sbd.scoreboard(detectors, times, names, labels, CHECK_STEPS * STEP_SECONDS)
-        for d in detectors:
-            row = sb["detectors"][d.name]
+        out[threshold] = {d.name: sb["detectors"][d.name] for d in detectors}
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default="models/default")
+    p.add_argument("--data", required=True, help="a Parquet file with incident labels")
+    args = p.parse_args(argv)
+    frame, _ = read_metrics(args.data, allow_missing=True)
+    labels = read_metadata(args.data).get("incidents")
+    if not labels:
+        print(f"{args.data}: no incident labels to score against", file=sys.stderr)
+        return 2
+    rows = sweep(load_bundle(args.model), frame, labels)
+    print("risk >=  detector                                       recall  false/100 sd  lead")
+    for threshold, by_name in rows.items():
+        for name, row in by_name.items():
             lead = row.get("lead_median_minutes")
             print(
-                f"{threshold:7g}  {d.params['severity']:<22}  {d.params['held']:4d}  "
-                f"{row['recall']:6.2f}  {row['false_per_100_server_days']:21.2f}  "
+                f"{threshold:7g}  {name:<45}  {row['recall']:6.2f}  "
+                f"{row['false_per_100_server_days']:12.2f}  "
                 f"{'-' if lead is None else f'{lead:.0f} min'}"
             )
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -157,3 +157,47 @@ def test_risk_levels_refuses_a_fleet_without_labels(tmp_path, capsys):
         risk_levels.main(["--data", str(tmp_path / "plain.parquet")])
     assert err.value.code == 2
     assert "has no incident labels" in capsys.readouterr().err
+
+
+def test_alert_rule_sweep_at_the_shipped_threshold_is_what_evaluate_scores(tmp_path, capsys):
+    import alert_rule_sweep
+
+    from linborg.app.cli import main as linborg
+    from linborg.app.train import shipped_alert_rule
+    from linborg.bundle import load_bundle, save_bundle
+    from linborg.generator.fleet import build_fleet
+    from linborg.generator.output import simulate
+    from linborg.mixin import CONFIG
+    from linborg.parquet import read_metadata, read_metrics
+    from linborg.trainer.evaluate import evaluate
+    from linborg.trainer.train import train
+
+    start = dt.datetime(2026, 1, 5, tzinfo=dt.UTC)
+    frame, _, _ = simulate(build_fleet({"web_api": 1, "database": 1}), 4, start, 2 * 288)
+    model, summary = train(frame, "tiny", seed=3, progress=False, log=lambda m: None)
+    bundle = save_bundle(model, tmp_path / "tiny", summary)
+    data = tmp_path / "fleet.parquet"
+    args = ["--fleet", "web_api=3,database=3", "--days", "3", "--seed", "5"]
+    assert linborg(["generate", "history", "--out", str(data), *args, "--incident-rate", "10"]) == 0
+    capsys.readouterr()
+    fleet, _ = read_metrics(data, allow_missing=True)
+    labels = read_metadata(data)["incidents"]
+    forecaster = load_bundle(bundle)
+    rows = alert_rule_sweep.sweep(forecaster, fleet, labels, (0, CONFIG["risk_warning"], 1000))
+    # each threshold scores as `linborg evaluate` scores the shipped rules with that threshold
+    rule, may_drive = shipped_alert_rule()
+    for threshold in (0, CONFIG["risk_warning"]):
+        at = {lvl: (float(threshold), qi, lead) for lvl, (_, qi, lead) in rule.items()}
+        scored = evaluate(forecaster, fleet, labels, alert_rule=(at, may_drive))
+        board = scored["summary"]["scoreboard"]["detectors"]
+        for name, row in rows[threshold].items():
+            assert row["family"] == "alert_rule"
+            for key in ("recall", "false_warnings", "false_per_100_server_days", "incidents"):
+                assert row[key] == board[name][key], (threshold, name, key)
+    # at 0 the rules fire (on time to breach alone); a risk no score reaches warns of nothing
+    assert any(row["recall"] > 0 or row["false_warnings"] > 0 for row in rows[0].values())
+    assert all(row["recall"] == 0 and row["false_warnings"] == 0 for row in rows[1000].values())
+
+    assert alert_rule_sweep.main(["--model", str(bundle), "--data", str(data)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 1 + 4 * len(alert_rule_sweep.SWEEP)  # 4 detectors per threshold
