@@ -113,9 +113,9 @@ def test_risk_levels_counts_a_run_past_a_level_only_when_it_lasts_and_starts_wit
     assert within(runs, np.array([0, 1, 2]), 2)[0].tolist() == [True, True, False]
 
 
-def test_risk_levels_scores_perfect_forecasts_and_a_bundle_on_a_labelled_fleet(tmp_path, capsys):
-    import risk_levels
-
+def tiny_bundle_and_labelled_fleet(tmp_path, capsys, fleet: str) -> tuple[Path, Path]:
+    """Return a tiny bundle trained on two servers and a generated 3-day FLEET with many
+    labelled incidents (the paths of both)."""
     from linborg.app.cli import main as linborg
     from linborg.bundle import save_bundle
     from linborg.generator.fleet import build_fleet
@@ -127,11 +127,17 @@ def test_risk_levels_scores_perfect_forecasts_and_a_bundle_on_a_labelled_fleet(t
     model, summary = train(frame, "tiny", seed=3, progress=False, log=lambda m: None)
     bundle = save_bundle(model, tmp_path / "tiny", summary)
     data = tmp_path / "fleet.parquet"
-    spec = "web_api=3,database=3,data_ingest=2"
-    args = ["--fleet", spec, "--days", "3", "--seed", "5", "--incident-rate", "10", "--quiet"]
+    args = ["--fleet", fleet, "--days", "3", "--seed", "5", "--incident-rate", "10", "--quiet"]
     assert linborg(["generate", "history", "--out", str(data), *args]) == 0
     capsys.readouterr()
+    return bundle, data
 
+
+def test_risk_levels_scores_perfect_forecasts_and_a_bundle_on_a_labelled_fleet(tmp_path, capsys):
+    import risk_levels
+
+    fleet = "web_api=3,database=3,data_ingest=2"
+    bundle, data = tiny_bundle_and_labelled_fleet(tmp_path, capsys, fleet)
     assert risk_levels.main(["--data", str(data), "--model", str(bundle)]) == 0
     out = capsys.readouterr().out
     scored = int(out.split(" scored precursor incidents")[0].rsplit(" ", 1)[1])
@@ -162,24 +168,13 @@ def test_risk_levels_refuses_a_fleet_without_labels(tmp_path, capsys):
 def test_alert_rule_sweep_at_the_shipped_threshold_is_what_evaluate_scores(tmp_path, capsys):
     import alert_rule_sweep
 
-    from linborg.app.cli import main as linborg
     from linborg.app.train import shipped_alert_rule
-    from linborg.bundle import load_bundle, save_bundle
-    from linborg.generator.fleet import build_fleet
-    from linborg.generator.output import simulate
+    from linborg.bundle import load_bundle
     from linborg.mixin import CONFIG
     from linborg.parquet import read_metadata, read_metrics
     from linborg.trainer.evaluate import evaluate
-    from linborg.trainer.train import train
 
-    start = dt.datetime(2026, 1, 5, tzinfo=dt.UTC)
-    frame, _, _ = simulate(build_fleet({"web_api": 1, "database": 1}), 4, start, 2 * 288)
-    model, summary = train(frame, "tiny", seed=3, progress=False, log=lambda m: None)
-    bundle = save_bundle(model, tmp_path / "tiny", summary)
-    data = tmp_path / "fleet.parquet"
-    args = ["--fleet", "web_api=3,database=3", "--days", "3", "--seed", "5"]
-    assert linborg(["generate", "history", "--out", str(data), *args, "--incident-rate", "10"]) == 0
-    capsys.readouterr()
+    bundle, data = tiny_bundle_and_labelled_fleet(tmp_path, capsys, "web_api=3,database=3")
     fleet, _ = read_metrics(data, allow_missing=True)
     labels = read_metadata(data)["incidents"]
     forecaster = load_bundle(bundle)
