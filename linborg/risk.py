@@ -18,11 +18,11 @@ risk is rescaled so that this healthy ceiling maps to 0 and 100 stays 100:
     100 * clip((risk - healthy) / (100 - healthy), 0, 1).
 A metric whose forecast band routinely brushes its warning level on healthy servers (database
 iowait, risk_analytics idle CPU) then stops drowning out a ramp on a quiet one. Measured on the
-dev fleet (generator seed 4242; never the held-out one), the shipped network, fitted on two
-fresh 96-server weeks (seeds 6101, 6102): recall at <= 1 false warning per 100 server-days
-0.36 -> 0.61, median lead 62 -> 102 minutes. The shipped bundle carries it, and the alert
-rules' risk thresholds (5) assume it. Each window has its own ceilings (the 8-hour risk the
-alert rules read, and the 30-minute one), fitted the same way.
+dev fleet (generator seed 4242; never the held-out one), the network shipped 2026-12-02,
+fitted on two fresh 96-server weeks (seeds 6101, 6102): recall at <= 1 false warning per 100
+server-days 0.36 -> 0.61, median lead 62 -> 102 minutes. The shipped bundle carries it, and
+the alert rules' risk threshold (10, in linborg/mixin) assumes it. Each window has its own
+ceilings (the 8-hour risk the alert rules read, and the 30-minute one), fitted the same way.
 
 Why the warning level, at full weight: the critical level lies beyond it, so P(critical) is
 never above P(warning), and a forecast confidently heading past warning is what precedes an
