@@ -103,6 +103,7 @@ PRESETS = {
 #: Fine-tuning (``linborg train --init BUNDLE``) keeps the bundle's network; these are only
 #: the optimiser's settings and the budget (10 minutes on 2 cores). The learning rate was
 #: chosen among 0.0003, 0.001, 0.003 and 0.01 on a validation span of the shared real set
+#: for the bundle shipped before 2026-12-03, and kept for today's among 0.003, 0.01 and 0.02
 #: (docs/training.md, "Fine-tuning a bundle on your fleet").
 PRESETS["finetune"] = dict(
     PRESETS["default"],
