@@ -20,7 +20,8 @@ def frame_factory():
 
 
 def pytest_configure(config):
-    """Under pytest-xdist, give each worker its own CPUs and its own stripe of loopback ports.
+    """Keep torch's idle threads from spinning and, under pytest-xdist, give each worker its
+    own CPUs and its own stripe of loopback ports.
 
     ``free_ports`` never hands a port out twice in one process, but two workers could each
     find the same port free before either binds it. Marking the other workers' stripes as
@@ -29,6 +30,10 @@ def pytest_configure(config):
     """
     import os
 
+    # As the `linborg` command does (linborg/app/cli.py): OpenMP threads that wait sleep instead
+    # of spinning, so a worker's torch does not take CPU time the other worker needs. Set before
+    # anything imports torch; kept when the caller chose a policy.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     worker = os.environ.get("PYTEST_XDIST_WORKER", "")
     count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     if not worker.startswith("gw") or count < 2:
