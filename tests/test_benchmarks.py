@@ -196,3 +196,73 @@ def test_alert_rule_sweep_at_the_shipped_threshold_is_what_evaluate_scores(tmp_p
     assert alert_rule_sweep.main(["--model", str(bundle), "--data", str(data)]) == 0
     out = capsys.readouterr().out.splitlines()
     assert len(out) == 1 + 4 * len(alert_rule_sweep.SWEEP)  # 4 detectors per threshold
+
+
+def test_ramp_follow_is_one_for_the_actual_future_zero_for_last_value_and_below_zero_back():
+    from types import SimpleNamespace
+
+    from ramp_follow import Ramp, follow_ratios, ramps_of, table
+
+    from linborg.contract import METRIC_NAMES
+
+    mem, idle = METRIC_NAMES.index("mem_used_pct"), METRIC_NAMES.index("cpu_idle_pct")
+    steps, first = 360, 1_000_000
+    values = np.full((2, steps, len(METRIC_NAMES)), 40.0)
+    values[0, :, mem] = 50.0 + np.clip(np.arange(steps) - 300.0, 0, None)  # climbs from step 300
+    values[1, :, idle] = 90.0 - np.clip(np.arange(steps) - 300.0, 0, None)  # "below": falls
+    ramps = [Ramp("memory_leak", 0, mem, 330), Ramp("runaway_cpu", 1, idle, 330)]
+
+    def forecaster(p50):
+        def predict(window, profiles, origin):
+            out = np.zeros((1, len(METRIC_NAMES), 96, 3))
+            out[..., 1] = p50(window, origin - first)[:, None]
+            out[..., 0], out[..., 2] = out[..., 1] - 1, out[..., 1] + 1
+            return SimpleNamespace(values=out)
+
+        return SimpleNamespace(predict=predict)
+
+    server = {50.0: 0, 90.0: 1}  # the window's first value says which server it is
+    actual = forecaster(lambda w, o: values[server[w[0, 0].max()], o + 12])
+    last = forecaster(lambda w, o: w[0, -1])
+    back = forecaster(lambda w, o: w[0, 0])  # the level before the ramp
+
+    # checks 2 h to 30 min before onset: steps 306, 309, ..., 324 (7 per incident)
+    assert follow_ratios(actual, values, ["web_api"] * 2, first, ramps) == {
+        "memory_leak": [1.0] * 7,
+        "runaway_cpu": [1.0] * 7,
+    }
+    assert follow_ratios(last, values, ["web_api"] * 2, first, ramps)["runaway_cpu"] == [0.0] * 7
+    pulled = follow_ratios(back, values, ["web_api"] * 2, first, ramps)
+    # at step 306 the value is 6 past its level and moves 12 more in the hour: -6 / 12
+    assert pulled["memory_leak"][0] == pulled["runaway_cpu"][0] == -0.5
+    assert "| all | 14 | 1.00 | " in "\n".join(table(pulled))
+
+    # a check where the metric does not move on towards the incident is not scored
+    # (checks from step 288: its hour ahead ends at step 300, where the climb begins)
+    early = [Ramp("memory_leak", 0, mem, 288 + 24)]
+    assert len(follow_ratios(last, values, ["web_api"] * 2, first, early)["memory_leak"]) == 6
+
+    labels = [
+        {
+            "type": "memory_leak",
+            "server": "b",
+            "metric": "mem_used_pct",
+            "has_precursor": True,
+            "onset": dt.datetime.fromtimestamp((first + 330) * STEP_SECONDS, dt.UTC).isoformat(),
+        },
+        {
+            "type": "disk_fill",
+            "server": "b",
+            "metric": "disk_usage_pct",
+            "has_precursor": False,
+            "onset": "2026-01-01T00:00:00Z",
+        },
+        {
+            "type": "gc_storm",
+            "server": "elsewhere",
+            "metric": "java_gc_pct",
+            "has_precursor": True,
+            "onset": "2026-01-01T00:00:00Z",
+        },
+    ]
+    assert ramps_of(labels, ["a", "b"], first) == [Ramp("memory_leak", 1, mem, 330)]
