@@ -50,7 +50,7 @@ def ramps_of(incidents: list[dict], names: list[str], first: int) -> list[Ramp]:
         if not inc.get("has_precursor") or inc["server"] not in names:
             continue
         onset = int(pd.Timestamp(inc["onset"]).timestamp()) // STEP_SECONDS - first
-        metric = list(METRIC_NAMES).index(inc["metric"])
+        metric = METRIC_NAMES.index(inc["metric"])
         out.append(Ramp(inc["type"], names.index(inc["server"]), metric, onset))
     return out
 
