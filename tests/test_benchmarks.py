@@ -215,24 +215,24 @@ def test_ramp_follow_is_one_for_the_actual_future_zero_for_last_value_and_below_
     def forecaster(p50):
         def predict(window, profiles, origin):
             out = np.zeros((1, len(METRIC_NAMES), 96, 3))
-            out[..., 1] = p50(window, origin - first)[:, None]
+            out[..., 1] = p50(window, profiles[0], origin - first)[:, None]
             out[..., 0], out[..., 2] = out[..., 1] - 1, out[..., 1] + 1
             return SimpleNamespace(values=out)
 
         return SimpleNamespace(predict=predict)
 
-    server = {50.0: 0, 90.0: 1}  # the window's first value says which server it is
-    actual = forecaster(lambda w, o: values[server[w[0, 0].max()], o + 12])
-    last = forecaster(lambda w, o: w[0, -1])
-    back = forecaster(lambda w, o: w[0, 0])  # the level before the ramp
+    profiles = ["web_api", "database"]  # one per server: the fake reads the future by it
+    actual = forecaster(lambda w, prof, o: values[profiles.index(prof), o + 12])
+    last = forecaster(lambda w, prof, o: w[0, -1])
+    back = forecaster(lambda w, prof, o: w[0, 0])  # the level before the ramp
 
     # checks 2 h to 30 min before onset: steps 306, 309, ..., 324 (7 per incident)
-    assert follow_ratios(actual, values, ["web_api"] * 2, first, ramps) == {
+    assert follow_ratios(actual, values, profiles, first, ramps) == {
         "memory_leak": [1.0] * 7,
         "runaway_cpu": [1.0] * 7,
     }
-    assert follow_ratios(last, values, ["web_api"] * 2, first, ramps)["runaway_cpu"] == [0.0] * 7
-    pulled = follow_ratios(back, values, ["web_api"] * 2, first, ramps)
+    assert follow_ratios(last, values, profiles, first, ramps)["runaway_cpu"] == [0.0] * 7
+    pulled = follow_ratios(back, values, profiles, first, ramps)
     # at step 306 the value is 6 past its level and moves 12 more in the hour: -6 / 12
     assert pulled["memory_leak"][0] == pulled["runaway_cpu"][0] == -0.5
     assert "| all | 14 | 1.00 | " in "\n".join(table(pulled))
@@ -240,7 +240,7 @@ def test_ramp_follow_is_one_for_the_actual_future_zero_for_last_value_and_below_
     # a check where the metric does not move on towards the incident is not scored
     # (checks from step 288: its hour ahead ends at step 300, where the climb begins)
     early = [Ramp("memory_leak", 0, mem, 288 + 24)]
-    assert len(follow_ratios(last, values, ["web_api"] * 2, first, early)["memory_leak"]) == 6
+    assert len(follow_ratios(last, values, profiles, first, early)["memory_leak"]) == 6
 
     labels = [
         {
