@@ -329,13 +329,18 @@ class SeasonalTFT(TemporalFusionTransformer):
             )
             super().save_hyperparameters(*args, ignore=ignore, frame=frame, logger=logger)
 
-    def __init__(self, *args, level_inputs: bool = False, **kwargs):
+    def __init__(self, *args, level_inputs: bool = False, trend_inputs: bool = False, **kwargs):
         """``level_inputs``: the network also sees each window's level and spread in the metrics'
-        units (``level_features``); bundles record it in their hyperparameters."""
+        units (``level_features``); ``trend_inputs``: each future step also sees where the
+        recent least-squares lines reach by then (``trend_features``). Bundles record both in
+        their hyperparameters."""
         super().__init__(*args, **kwargs)
         self._levels = None
+        self._trends = None
         if level_inputs:
             self.add_level_inputs()
+        if trend_inputs:
+            self.add_trend_inputs()
 
     def add_level_inputs(self) -> None:
         """Give the network each window's level and spread (``level_features``).
@@ -357,10 +362,37 @@ class SeasonalTFT(TemporalFusionTransformer):
         embedding, weights = output
         return embedding + self.level_projection(self._levels), weights
 
+    def add_trend_inputs(self) -> None:
+        """Give each future step where the window's recent straight lines reach by then.
+
+        ``predict_linear`` knows this and the network did not have it in a form it could use:
+        a leak climbing for two hours was forecast to fall back (benchmarks/ramp_follow.py).
+        The features (``trend_features``) enter through a linear map added to each decoder
+        step's embedding (the output of the decoder variable selection), zero at first, so a
+        trained network given them forecasts exactly as before until it trains on.
+        """
+        if hasattr(self, "trend_projection"):
+            return
+        self.trend_projection = nn.Linear(len(TREND_FEATURES), self.hparams.hidden_size)
+        nn.init.zeros_(self.trend_projection.weight)
+        nn.init.zeros_(self.trend_projection.bias)
+        self.hparams["trend_inputs"] = True
+        self.decoder_variable_selection.register_forward_hook(self._add_trends)
+
+    def _add_trends(self, module, args, output):
+        embedding, weights = output
+        steps = embedding.size(1)
+        return embedding + self.trend_projection(self._trends[:, :steps]), weights
+
     def forward(self, x: dict) -> dict:
         if hasattr(self, "level_projection"):
             # Read by the static variable selection's hook during this call.
             self._levels = level_features(x["target_scale"]).to(self.level_projection.weight)
+        if hasattr(self, "trend_projection"):
+            # Read by the decoder variable selection's hook during this call.
+            self._trends = trend_features(x, self.hparams.x_reals, x["decoder_cont"].size(1)).to(
+                self.trend_projection.weight
+            )
         return super().forward(with_seasonal(x, self.hparams.x_reals))
 
 
@@ -384,6 +416,34 @@ def level_features(target_scale) -> torch.Tensor:
     return torch.cat([level, spread], 1)
 
 
+#: The trend inputs: for each metric, the least-squares line over the window's last TREND_SPANS
+#: steps (1 h and 6 h), extended to each future step (``trend_features``).
+TREND_SPANS = (12, 72)
+TREND_FEATURES = [f"trend{n}_{m}" for n in TREND_SPANS for m in METRIC_NAMES]
+#: A trend input is the line's rise from now, in the window's own units (its normalised
+#: encoder values), clipped to this: a noisy hour extended 8 hours can run far off.
+TREND_CLIP = 10.0
+
+
+def trend_features(x: dict, x_reals, steps: int) -> torch.Tensor:
+    """Return (batch, steps, 28) trend inputs from the normalised encoder targets in ``x``.
+
+    For future step h (1-based) and span n: the least-squares slope of the last n encoder
+    values of the metric, per step, times h, clipped to +-TREND_CLIP. Training batches and
+    ``Forecaster.inputs`` both carry ``encoder_cont``, so the two paths cannot disagree.
+    """
+    names = list(x_reals)
+    src = [names.index(m) for m in METRIC_NAMES]
+    enc = x["encoder_cont"][..., src].float()  # (batch, encoder steps, 14)
+    ahead = torch.arange(1, steps + 1, dtype=enc.dtype, device=enc.device)[None, :, None]
+    parts = []
+    for n in TREND_SPANS:
+        t = torch.arange(n, dtype=enc.dtype, device=enc.device) - (n - 1) / 2
+        slope = (enc[:, -n:] * t[None, :, None]).sum(1) / (t * t).sum()  # (batch, 14)
+        parts.append((slope[:, None, :] * ahead).clamp(-TREND_CLIP, TREND_CLIP))
+    return torch.cat(parts, 2)
+
+
 def with_seasonal(x: dict, x_reals) -> dict:
     """Return ``x`` with the decoder's seasonal columns set from the encoder's targets."""
     names = list(x_reals)
@@ -400,12 +460,16 @@ def with_seasonal(x: dict, x_reals) -> dict:
 
 
 def build_model(
-    dataset: TimeSeriesDataSet, preset: dict, level_inputs: bool = False
+    dataset: TimeSeriesDataSet,
+    preset: dict,
+    level_inputs: bool = False,
+    trend_inputs: bool = False,
 ) -> TemporalFusionTransformer:
     """Return a fresh TFT for ``dataset`` with the preset's hyperparameters."""
     model = SeasonalTFT.from_dataset(
         dataset,
         level_inputs=level_inputs,
+        trend_inputs=trend_inputs,
         # The seasonal inputs are decoder-only: the encoder has the real values themselves.
         allowed_encoder_known_variable_names=list(MODEL_TIME_FEATURES),
         loss=make_loss(),

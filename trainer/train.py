@@ -420,6 +420,7 @@ def train(
     learning_rate: float | None = None,
     max_epochs: int | None = None,
     level_inputs: bool = False,
+    trend_inputs: bool = False,
 ):
     """Train a TFT on ``frame`` (contract schema); return (model, training summary).
 
@@ -436,7 +437,8 @@ def train(
     the budget (``max_minutes``), where a budget alone trains more epochs on a faster machine.
     ``level_inputs``: the network also sees each window's level and spread
     (``linborg.model.SeasonalTFT.add_level_inputs``); a bundle given with ``init`` gets them
-    added, starting from no effect.
+    added, starting from no effect. ``trend_inputs``: likewise each future step sees where the
+    window's recent straight lines reach by then (``SeasonalTFT.add_trend_inputs``).
     """
     import lightning.pytorch as pl
     from lightning.pytorch.callbacks import EarlyStopping
@@ -526,11 +528,13 @@ def train(
         ),
     )
     if base is None:
-        model = build_model(train_ds, params, level_inputs)
+        model = build_model(train_ds, params, level_inputs, trend_inputs)
     else:
         model = base.model
         if level_inputs:
             model.add_level_inputs()
+        if trend_inputs:
+            model.add_trend_inputs()
         model.hparams.learning_rate = params["learning_rate"]
         model.train()
     # A bundle's network carries the weight it was trained with; this run's weight replaces it.
@@ -622,6 +626,7 @@ def train(
         "incident_metric_weight": incident_weight if weighted else None,
         "skip_aftermath": bool(skip_aftermath and weighted),
         "level_inputs": bool(model.hparams.get("level_inputs", False)),
+        "trend_inputs": bool(model.hparams.get("trend_inputs", False)),
         "validation_windows": int(len(val_ds)),
         "epochs": report.history,
         "best_epoch": report.best_epoch + 1,

@@ -196,6 +196,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         },
         skip_aftermath=args.skip_aftermath,
         level_inputs=args.level_inputs,
+        trend_inputs=args.trend_inputs,
         timezone=args.timezone,
         init=args.init,
         learning_rate=args.learning_rate,
@@ -477,6 +478,13 @@ def add_parsers(sub) -> None:
         action="store_true",
         help="the network also sees each window's level and spread in the metrics' units "
         "(added to a bundle given with --init, starting from no effect)",
+    )
+    p.add_argument(
+        "--trend-inputs",
+        action="store_true",
+        help="each future step also sees where the window's least-squares lines over the last "
+        "1 h and 6 h reach by then (added to a bundle given with --init, starting from no "
+        "effect)",
     )
     p.add_argument(
         "--threads",
