@@ -266,3 +266,63 @@ def test_ramp_follow_is_one_for_the_actual_future_zero_for_last_value_and_below_
         },
     ]
     assert ramps_of(labels, ["a", "b"], first) == [Ramp("memory_leak", 1, mem, 330)]
+
+
+def test_context_separability_labels_from_8_hours_before_onset_to_the_end_on_its_metric():
+    from context_separability import oriented, targets
+
+    from linborg.contract import METRIC_NAMES
+
+    first = 1_000_000  # in steps
+    checks = np.arange(300, 420, 3)
+    z = {
+        "names": ["a", "b"],
+        "profiles": ["web_api", "web_api"],
+        "checks": checks,
+        "times": (first + checks) * STEP_SECONDS,
+        "labels": [
+            {
+                "server": "b",
+                "metric": "mem_used_pct",
+                "onset": str(np.datetime64((first + 400) * STEP_SECONDS, "s")),
+                "end": str(np.datetime64((first + 405) * STEP_SECONDS, "s")),
+            }
+        ],
+    }
+    y = targets(z)
+    mem = METRIC_NAMES.index("mem_used_pct")
+    assert not y[:, 0].any()  # server a has no incident
+    assert not np.delete(y[:, 1], mem, axis=1).any()  # only the incident's metric
+    # 8 hours (96 steps) before onset at step 400: from step 304 to the end at 405
+    assert checks[y[:, 1, mem]].tolist() == list(range(306, 406, 3))
+
+    # oriented: 0 at warning, 1 at critical, above and below metrics alike
+    from linborg.risk import threshold_arrays
+    from linborg.thresholds import load_thresholds
+
+    warn, crit, _ = threshold_arrays(load_thresholds(), ["web_api"], list(METRIC_NAMES))
+    x = np.stack([warn[0], crit[0]])[None]  # (1 server, 2 steps, metrics)
+    u = oriented({"profiles": ["web_api"]}, x)
+    assert np.allclose(u[0, 0], 0.0) and np.allclose(u[0, 1], 1.0)
+
+
+def test_context_separability_scores_each_input_on_a_labelled_fleet(tmp_path, capsys):
+    import context_separability
+
+    bundle, data = tiny_bundle_and_labelled_fleet(tmp_path, capsys, "web_api=3,database=3")
+    args = ["--train", str(data), "--data", str(data), "--model", str(bundle), "--seeds", "0"]
+    assert context_separability.main(args) == 0
+    out = capsys.readouterr().out
+    rows = [
+        line.split(" | ")[0]
+        for line in out.splitlines()
+        if line.startswith("| ") and "---" not in line
+    ]
+    assert rows[1:] == ["| context", "| forecast", "| forecast + context"]
+    # trained and scored on the same fleet, the classifier finds incidents there
+    recalls = [
+        float(line.split(" | ")[2].split()[0])
+        for line in out.splitlines()
+        if line.startswith("| context")
+    ]
+    assert recalls[0] > 0

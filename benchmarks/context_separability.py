@@ -1,0 +1,236 @@
+"""How much early warning does the 24-hour context hold? A reference detector, not a product.
+
+The TFT's risk score reads its forecasts. This asks how far any reading of the context could
+go: a gradient-boosted classifier (scikit-learn) on simple per-metric features of the last 24
+hours (the value's distance to its warning level, its rises over 5 minutes to 23 hours, its
+window's mean, spread and highest value, yesterday at this time), trained directly on the
+incident labels of ``--train`` files to say "an incident driven by this metric begins within 8
+hours or is under way", then read as a server's largest log-odds over its metrics and scored on
+``--data`` with the early-warning scoreboard's rules (trainer/scoreboard.py, checks every 15
+minutes), as ``linborg evaluate`` scores the TFT. Labels are this detector's training targets,
+which the product never has on a user's fleet: it is a reference for what the context allows
+(as ``perfect_forecast`` is one for what the future allows), never a detector to ship.
+
+With ``--model``: the same classifier on the bundle's forecasts instead (p10/p50/p90 at 5 min,
+30 min, 1, 2, 4 and 8 h against the warning and critical levels, and the risk formula's reading
+at five levels between them), and on both together: does the forecast keep what the context
+holds? That forecasts every check of every file (about 5 minutes per 96 servers x 7 days on 2
+cores).
+
+Run: .venv/bin/python benchmarks/context_separability.py --train out/train_x3.parquet
+     --train out/calibration_a.parquet --data out/dev.parquet [--model models/default]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import pandas as pd
+
+from linborg.contract import METRIC_NAMES, PROFILE_NAMES, STEP_SECONDS
+from linborg.features import ENCODER_STEPS, dense_frame
+from linborg.parquet import read_metrics
+from linborg.risk import exceedance, threshold_arrays, urgency
+from linborg.thresholds import load_thresholds
+from linborg.trainer import scoreboard as sbd
+
+CHECK_STEPS = 3  # 15 minutes, the scoreboard's checks
+AHEAD_SECONDS = 8 * 3600  # the label: an onset within 8 hours, or the incident under way
+LAGS = (1, 3, 6, 12, 24, 48, 96, 276)  # rises over 5 min ... 23 h
+HORIZON_AT = np.array([1, 6, 12, 24, 48, 96]) - 1  # forecast steps read: 5 min ... 8 h
+LEVELS = (0.0, 0.25, 0.5, 0.75, 1.0)  # from warning (0) to critical (1)
+SEEDS = (0, 1, 2)
+
+
+def load(path: str) -> dict:
+    """Return a labelled file's dense values and checks."""
+    frame, meta = read_metrics(path, allow_missing=True)
+    names, profiles, values, first = dense_frame(frame)
+    checks = np.arange(ENCODER_STEPS - 1, values.shape[1], CHECK_STEPS)
+    return {
+        "path": path,
+        "names": names,
+        "profiles": profiles,
+        "values": values,
+        "checks": checks,
+        "first": first,
+        "times": (first + checks) * STEP_SECONDS,
+        "labels": meta.get("incidents") or [],
+        "present": np.isfinite(values).any(axis=1),  # (servers, metrics)
+    }
+
+
+def oriented(z: dict, x: np.ndarray, axis_servers: int = 0) -> np.ndarray:
+    """Return ``x`` in units of each metric's warning-to-critical distance, past warning > 0
+    (so a "below" metric such as cpu_idle_pct reads the same way). ``x``'s axes from
+    ``axis_servers`` on are (servers, ..., metrics)."""
+    warn, crit, d = threshold_arrays(load_thresholds(), z["profiles"], list(METRIC_NAMES))
+    shape = [1] * x.ndim
+    shape[axis_servers] = len(z["profiles"])
+    shape[-1] = len(METRIC_NAMES)
+    w, c, dd = (a.reshape(shape) for a in (warn, crit, d))
+    return dd * (x - w) / np.abs(c - w)
+
+
+def context_features(z: dict) -> np.ndarray:
+    """Return (checks, servers, metrics, features) from each check's last 24 hours."""
+    u = oriented(z, z["values"])  # servers, steps, metrics
+    out = []
+    with np.errstate(invalid="ignore"):
+        for o in z["checks"]:
+            w = u[:, o - ENCODER_STEPS + 1 : o + 1]
+            now = w[:, -1]
+            f = [
+                now,
+                w[:, -12:].mean(1),
+                np.nanstd(w, 1),
+                np.nanmax(w, 1),
+                now - np.nanmax(w[:, :-48], 1),
+                np.nanmean(w[:, :-48], 1),
+                *(now - w[:, -1 - lag] for lag in LAGS),
+                w[:, 0],  # yesterday at this time
+                w[:, 12] - w[:, 0],  # and what it did in the hour after
+            ]
+            out.append(np.stack(f, -1))
+    return np.stack(out).astype(np.float32)
+
+
+def forecast_features(z: dict, forecaster) -> np.ndarray:
+    """Return (checks, servers, metrics, features) from the bundle's forecast at each check."""
+    warn, crit, d = threshold_arrays(load_thresholds(), z["profiles"], list(METRIC_NAMES))
+    weight = urgency(HORIZON_AT[-1] + 1)
+    out = []
+    start = time.time()
+    for c, o in enumerate(z["checks"]):
+        window = z["values"][:, o - ENCODER_STEPS + 1 : o + 1]
+        fc = forecaster.predict(window, z["profiles"], z["first"] + o)
+        f = np.sort(fc.values, axis=-1)  # servers, metrics, steps, 3
+        q = np.moveaxis(f[:, :, HORIZON_AT, :], 1, -1)  # servers, H, 3, metrics
+        q = np.sort(oriented(z, q), axis=2)  # the last quantile is the one nearest trouble
+        parts = [np.moveaxis(q, -1, 1).reshape(len(z["profiles"]), len(METRIC_NAMES), -1)]
+        for a in LEVELS:
+            level = (warn + a * (crit - warn))[:, :, None]
+            parts.append(100 * (exceedance(f, level, d[:, :, None]) * weight).max(-1)[..., None])
+        out.append(np.concatenate(parts, -1))
+        if c % 200 == 0:
+            print(
+                f"context_separability: {z['path']} check {c + 1}/{len(z['checks'])}, "
+                f"{time.time() - start:.0f}s",
+                flush=True,
+            )
+    return np.stack(out).astype(np.float32)
+
+
+def targets(z: dict) -> np.ndarray:
+    """Return (checks, servers, metrics): an incident this metric drives begins within 8 h
+    of the check or is under way."""
+    y = np.zeros((len(z["checks"]), len(z["names"]), len(METRIC_NAMES)), bool)
+    index = {n: i for i, n in enumerate(z["names"])}
+    for inc in z["labels"]:
+        if inc.get("metric") not in METRIC_NAMES or str(inc.get("server")) not in index:
+            continue
+        onset = pd.Timestamp(inc["onset"]).timestamp()
+        end = pd.Timestamp(inc.get("end") or inc["onset"]).timestamp()
+        near = (z["times"] >= onset - AHEAD_SECONDS) & (z["times"] <= end)
+        y[near, index[str(inc["server"])], METRIC_NAMES.index(inc["metric"])] = True
+    return y
+
+
+def with_ids(z: dict, x: np.ndarray) -> np.ndarray:
+    """Append the profile and metric (categorical) to every row of ``x``."""
+    prof = np.array([PROFILE_NAMES.index(p) for p in z["profiles"]], np.float32)
+    ids = np.stack(
+        np.meshgrid(prof, np.arange(len(METRIC_NAMES), dtype=np.float32), indexing="ij"), -1
+    )
+    return np.concatenate([x, np.broadcast_to(ids[None], (*x.shape[:3], 2))], -1)
+
+
+def rows(z: dict, x: np.ndarray) -> np.ndarray:
+    """Return the rows of the metrics each server has (checks x servers x present metrics)."""
+    return x[np.broadcast_to(z["present"][None], x.shape[:3])]
+
+
+def fit_and_score(train: list[dict], xs: list[np.ndarray], test: dict, xt: np.ndarray, seed: int):
+    """Fit the classifier on the training files' rows; return the test file's server scores
+    (checks, servers): the largest log-odds over the metrics each server has."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    x = np.concatenate([rows(z, with_ids(z, a)) for z, a in zip(train, xs, strict=True)])
+    y = np.concatenate([rows(z, targets(z)) for z in train])
+    k = x.shape[1]
+    clf = HistGradientBoostingClassifier(
+        max_iter=200,
+        learning_rate=0.05,
+        min_samples_leaf=100,
+        l2_regularization=1.0,
+        categorical_features=[k - 2, k - 1],
+        random_state=seed,
+    )
+    clf.fit(x, y)
+    present = np.broadcast_to(test["present"][None], xt.shape[:3])
+    logit = np.full(xt.shape[:3], -np.inf)
+    logit[present] = clf.decision_function(rows(test, with_ids(test, xt)))
+    return logit.max(-1)
+
+
+def best_at_budget(test: dict, score: np.ndarray) -> dict:
+    """Return the scoreboard's best member of thresholds over the top 3% of ``score``."""
+    finite = score[np.isfinite(score)]
+    cuts = sorted(set(np.round(np.percentile(finite, np.linspace(97, 100, 400)), 4)))
+    detectors = [
+        sbd.Detector(f"score >= {t:g}", "tft_risk", {"threshold": t}, (score >= t).T) for t in cuts
+    ]
+    sb = sbd.scoreboard(detectors, test["times"], test["names"], test["labels"], 900)
+    return sb["best"]["tft_risk"] | {"limit": sb["limit_share_precursor_45m"]}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--train", action="append", required=True, help="labelled Parquet (repeat)")
+    ap.add_argument("--data", required=True, help="the labelled fleet to score (Parquet)")
+    ap.add_argument("--model", help="a bundle: also read its forecasts")
+    ap.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
+    args = ap.parse_args(argv)
+    train = [load(p) for p in args.train]
+    test = load(args.data)
+    for z in (*train, test):
+        if not z["labels"]:
+            ap.error(f"{z['path']} has no incident labels")
+    inputs = {"context": [context_features(z) for z in (*train, test)]}
+    if args.model:
+        from linborg.bundle import load_bundle
+
+        forecaster = load_bundle(args.model)
+        fc = [forecast_features(z, forecaster) for z in (*train, test)]
+        inputs["forecast"] = fc
+        inputs["forecast + context"] = [
+            np.concatenate([a, b], -1) for a, b in zip(fc, inputs["context"], strict=True)
+        ]
+    print(f"trained on {', '.join(args.train)}; scored on {args.data}")
+    print()
+    print(
+        "| classifier on | seed | recall >= 30 min at <= 1 false / 100 server-days | "
+        "false / 100 server-days | median lead (min) | per type (warned/scored) | limit |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for name, xs in inputs.items():
+        for seed in args.seeds:
+            score = fit_and_score(train, xs[:-1], test, xs[-1], seed)
+            b = best_at_budget(test, score)
+            types = ", ".join(
+                f"{t} {r['warned']}/{r['incidents']}" for t, r in b["recall_by_type"].items()
+            )
+            print(
+                f"| {name} | {seed} | {b['recall_at_budget']:.2f} "
+                f"({b['warned']}/{b['incidents']}) | "
+                f"{b['false_per_100_server_days']:.2f} | {b['lead_median_minutes']} | {types} | "
+                f"{b['limit']:.2f} |",
+                flush=True,
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
