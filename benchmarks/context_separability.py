@@ -13,9 +13,10 @@ which the product never has on a user's fleet: it is a reference for what the co
 
 With ``--model``: the same classifier on the bundle's forecasts instead (p10/p50/p90 at 5 min,
 30 min, 1, 2, 4 and 8 h against the warning and critical levels, and the risk formula's reading
-at five levels between them), and on both together: does the forecast keep what the context
-holds? That forecasts every check of every file (about 5 minutes per 96 servers x 7 days on 2
-cores).
+at five levels between them), on both together, and on the network's decoder state (the hidden
+vector its quantiles are read from, at 5 min, 30 min, 1, 2 and 4 h): does the network keep what
+the context holds? That forecasts every check of every file (about 6 minutes per 96 servers x
+7 days on 2 cores).
 
 Run: .venv/bin/python benchmarks/context_separability.py --train out/train_x3.parquet
      --train out/calibration_a.parquet --data out/dev.parquet [--model models/default]
@@ -97,30 +98,46 @@ def context_features(z: dict) -> np.ndarray:
     return np.stack(out).astype(np.float32)
 
 
-def forecast_features(z: dict, forecaster) -> np.ndarray:
-    """Return (checks, servers, metrics, features) from the bundle's forecast at each check."""
+def network_features(z: dict, forecaster) -> tuple[np.ndarray, np.ndarray]:
+    """Return (checks, servers, metrics, features) twice from the bundle at each check: its
+    forecast, and its decoder state before the output layer (the hidden vector every metric's
+    quantiles are read from, at the forecast steps of ``HORIZON_AT`` but the last, the same
+    for each metric of a server)."""
     warn, crit, d = threshold_arrays(load_thresholds(), z["profiles"], list(METRIC_NAMES))
     weight = urgency(HORIZON_AT[-1] + 1)
-    out = []
+    grabbed: list[np.ndarray] = []
+    hook = forecaster.model.pre_output_gate_norm.register_forward_hook(
+        lambda module, args, out: grabbed.append(out[:, HORIZON_AT[:-1]].detach().numpy())
+    )
+    forecast, state = [], []
     start = time.time()
-    for c, o in enumerate(z["checks"]):
-        window = z["values"][:, o - ENCODER_STEPS + 1 : o + 1]
-        fc = forecaster.predict(window, z["profiles"], z["first"] + o)
-        f = np.sort(fc.values, axis=-1)  # servers, metrics, steps, 3
-        q = np.moveaxis(f[:, :, HORIZON_AT, :], 1, -1)  # servers, H, 3, metrics
-        q = np.sort(oriented(z, q), axis=2)  # the last quantile is the one nearest trouble
-        parts = [np.moveaxis(q, -1, 1).reshape(len(z["profiles"]), len(METRIC_NAMES), -1)]
-        for a in LEVELS:
-            level = (warn + a * (crit - warn))[:, :, None]
-            parts.append(100 * (exceedance(f, level, d[:, :, None]) * weight).max(-1)[..., None])
-        out.append(np.concatenate(parts, -1))
-        if c % 200 == 0:
-            print(
-                f"context_separability: {z['path']} check {c + 1}/{len(z['checks'])}, "
-                f"{time.time() - start:.0f}s",
-                flush=True,
+    try:
+        for c, o in enumerate(z["checks"]):
+            grabbed.clear()
+            window = z["values"][:, o - ENCODER_STEPS + 1 : o + 1]
+            fc = forecaster.predict(window, z["profiles"], z["first"] + o)
+            hidden = np.concatenate(grabbed).reshape(len(z["profiles"]), 1, -1)
+            state.append(
+                np.broadcast_to(hidden, (hidden.shape[0], len(METRIC_NAMES), hidden.shape[2]))
             )
-    return np.stack(out).astype(np.float32)
+            f = np.sort(fc.values, axis=-1)  # servers, metrics, steps, 3
+            q = np.moveaxis(f[:, :, HORIZON_AT, :], 1, -1)  # servers, H, 3, metrics
+            q = np.sort(oriented(z, q), axis=2)  # the last quantile is the one nearest trouble
+            parts = [np.moveaxis(q, -1, 1).reshape(len(z["profiles"]), len(METRIC_NAMES), -1)]
+            for a in LEVELS:
+                level = (warn + a * (crit - warn))[:, :, None]
+                risk = exceedance(f, level, d[:, :, None]) * weight
+                parts.append(100 * risk.max(-1)[..., None])
+            forecast.append(np.concatenate(parts, -1))
+            if c % 200 == 0:
+                print(
+                    f"context_separability: {z['path']} check {c + 1}/{len(z['checks'])}, "
+                    f"{time.time() - start:.0f}s",
+                    flush=True,
+                )
+    finally:
+        hook.remove()
+    return np.stack(forecast).astype(np.float32), np.stack(state).astype(np.float32)
 
 
 def targets(z: dict) -> np.ndarray:
@@ -203,11 +220,12 @@ def main(argv=None) -> int:
         from linborg.bundle import load_bundle
 
         forecaster = load_bundle(args.model)
-        fc = [forecast_features(z, forecaster) for z in (*train, test)]
-        inputs["forecast"] = fc
+        fc, state = zip(*(network_features(z, forecaster) for z in (*train, test)), strict=True)
+        inputs["forecast"] = list(fc)
         inputs["forecast + context"] = [
             np.concatenate([a, b], -1) for a, b in zip(fc, inputs["context"], strict=True)
         ]
+        inputs["decoder state"] = list(state)
     print(f"trained on {', '.join(args.train)}; scored on {args.data}")
     print()
     print(

@@ -318,7 +318,7 @@ def test_context_separability_scores_each_input_on_a_labelled_fleet(tmp_path, ca
         for line in out.splitlines()
         if line.startswith("| ") and "---" not in line
     ]
-    assert rows[1:] == ["| context", "| forecast", "| forecast + context"]
+    assert rows[1:] == ["| context", "| forecast", "| forecast + context", "| decoder state"]
     # trained and scored on the same fleet, the classifier finds incidents there
     recalls = [
         float(line.split(" | ")[2].split()[0])
