@@ -18,6 +18,10 @@ vector its quantiles are read from, at 5 min, 30 min, 1, 2 and 4 h): does the ne
 the context holds? That forecasts every check of every file (about 6 minutes per 96 servers x
 7 days on 2 cores).
 
+With ``--window-normalised``: the same classifier on the context as the network sees it, each
+window centred on its last hour and divided by its spread (so the distance to the warning level
+is gone), and with that centre and spread beside it (the network's level inputs).
+
 Run: .venv/bin/python benchmarks/context_separability.py --train out/train_x3.parquet
      --train out/calibration_a.parquet --data out/dev.parquet [--model models/default]
 """
@@ -94,6 +98,37 @@ def context_features(z: dict) -> np.ndarray:
                 w[:, 0],  # yesterday at this time
                 w[:, 12] - w[:, 0],  # and what it did in the hour after
             ]
+            out.append(np.stack(f, -1))
+    return np.stack(out).astype(np.float32)
+
+
+def window_features(z: dict, with_level: bool) -> np.ndarray:
+    """Return (checks, servers, metrics, features) from the last 24 hours as the network sees
+    them: each window centred on its last hour and divided by its floored spread
+    (``linborg.model.floored_scale``), so the distance to the warning level is gone; with
+    ``with_level``, that centre and spread too (what ``--level-inputs`` gives the network)."""
+    from linborg.model import MIN_SCALE, RELATIVE_FLOOR, floored_scale
+
+    floors = np.array([MIN_SCALE[m] for m in METRIC_NAMES])
+    out = []
+    with np.errstate(invalid="ignore"):
+        for o in z["checks"]:
+            w = z["values"][:, o - ENCODER_STEPS + 1 : o + 1]
+            center = np.nanmean(w[:, -12:], 1)
+            scale = floored_scale(np.nanstd(w, 1, ddof=1), center, floors, RELATIVE_FLOOR)
+            u = (w - center[:, None]) / scale[:, None]
+            now = u[:, -1]
+            f = [
+                now,
+                np.nanmax(u, 1),
+                now - np.nanmax(u[:, :-48], 1),
+                np.nanmean(u[:, :-48], 1),
+                *(now - u[:, -1 - lag] for lag in LAGS),
+                u[:, 0],
+                u[:, 12] - u[:, 0],
+            ]
+            if with_level:
+                f += [center, scale]
             out.append(np.stack(f, -1))
     return np.stack(out).astype(np.float32)
 
@@ -208,6 +243,11 @@ def main(argv=None) -> int:
     ap.add_argument("--train", action="append", required=True, help="labelled Parquet (repeat)")
     ap.add_argument("--data", required=True, help="the labelled fleet to score (Parquet)")
     ap.add_argument("--model", help="a bundle: also read its forecasts")
+    ap.add_argument(
+        "--window-normalised",
+        action="store_true",
+        help="also the context as the network sees it (normalised per window)",
+    )
     ap.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
     args = ap.parse_args(argv)
     train = [load(p) for p in args.train]
@@ -216,6 +256,12 @@ def main(argv=None) -> int:
         if not z["labels"]:
             ap.error(f"{z['path']} has no incident labels")
     inputs = {"context": [context_features(z) for z in (*train, test)]}
+    if args.window_normalised:
+        for name, level in (
+            ("context normalised per window", False),
+            ("normalised + level and spread", True),
+        ):
+            inputs[name] = [window_features(z, level) for z in (*train, test)]
     if args.model:
         from linborg.bundle import load_bundle
 

@@ -326,3 +326,22 @@ def test_context_separability_scores_each_input_on_a_labelled_fleet(tmp_path, ca
         if line.startswith("| context")
     ]
     assert recalls[0] > 0
+
+
+def test_context_separability_window_features_forget_the_level_unless_given_it():
+    from context_separability import window_features
+
+    from linborg.contract import METRIC_NAMES
+
+    rng = np.random.default_rng(3)
+    # a spread well above the floors (2% of the level), so that only the shape is read
+    values = 40 + rng.normal(0, 2, (1, 400, len(METRIC_NAMES))).cumsum(axis=1)
+    z = {"values": values, "checks": np.array([300, 399])}
+    shifted = {"values": values * 3 + 5, "checks": z["checks"]}
+    # the same shape at another level and spread reads the same as the network sees it ...
+    assert np.allclose(window_features(z, False), window_features(shifted, False), atol=1e-4)
+    # ... and differs only by the centre and spread given beside it
+    a, b = window_features(z, True), window_features(shifted, True)
+    assert np.allclose(a[..., :-2], b[..., :-2], atol=1e-4)
+    assert np.allclose(b[..., -2], 3 * a[..., -2] + 5, rtol=1e-5)
+    assert np.allclose(b[..., -1], 3 * a[..., -1], rtol=1e-5)
