@@ -64,14 +64,21 @@ def load(path: str) -> dict:
         "times": (first + checks) * STEP_SECONDS,
         "labels": meta.get("incidents") or [],
         "present": np.isfinite(values).any(axis=1),  # (servers, metrics)
+        # (warning, critical, direction), each (servers, metrics): read once per file
+        "levels": threshold_arrays(load_thresholds(), profiles, list(METRIC_NAMES)),
     }
+
+
+def levels_of(z: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return the (warning, critical, direction) arrays of ``z``'s servers and metrics."""
+    return z.get("levels") or threshold_arrays(load_thresholds(), z["profiles"], list(METRIC_NAMES))
 
 
 def oriented(z: dict, x: np.ndarray, axis_servers: int = 0) -> np.ndarray:
     """Return ``x`` in units of each metric's warning-to-critical distance, past warning > 0
     (so a "below" metric such as cpu_idle_pct reads the same way). ``x``'s axes from
     ``axis_servers`` on are (servers, ..., metrics)."""
-    warn, crit, d = threshold_arrays(load_thresholds(), z["profiles"], list(METRIC_NAMES))
+    warn, crit, d = levels_of(z)
     shape = [1] * x.ndim
     shape[axis_servers] = len(z["profiles"])
     shape[-1] = len(METRIC_NAMES)
@@ -138,7 +145,7 @@ def network_features(z: dict, forecaster) -> tuple[np.ndarray, np.ndarray]:
     forecast, and its decoder state before the output layer (the hidden vector every metric's
     quantiles are read from, at the forecast steps of ``HORIZON_AT`` but the last, the same
     for each metric of a server)."""
-    warn, crit, d = threshold_arrays(load_thresholds(), z["profiles"], list(METRIC_NAMES))
+    warn, crit, d = levels_of(z)
     weight = urgency(HORIZON_AT[-1] + 1)
     grabbed: list[np.ndarray] = []
     hook = forecaster.model.pre_output_gate_norm.register_forward_hook(
