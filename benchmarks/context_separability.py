@@ -241,7 +241,8 @@ def best_at_budget(test: dict, score: np.ndarray) -> dict:
     detectors = [
         sbd.Detector(f"score >= {t:g}", "tft_risk", {"threshold": t}, (score >= t).T) for t in cuts
     ]
-    sb = sbd.scoreboard(detectors, test["times"], test["names"], test["labels"], 900)
+    every = CHECK_STEPS * STEP_SECONDS
+    sb = sbd.scoreboard(detectors, test["times"], test["names"], test["labels"], every)
     return sb["best"]["tft_risk"] | {"limit": sb["limit_share_precursor_45m"]}
 
 
