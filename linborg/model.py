@@ -329,18 +329,30 @@ class SeasonalTFT(TemporalFusionTransformer):
             )
             super().save_hyperparameters(*args, ignore=ignore, frame=frame, logger=logger)
 
-    def __init__(self, *args, level_inputs: bool = False, trend_inputs: bool = False, **kwargs):
+    def __init__(
+        self,
+        *args,
+        level_inputs: bool = False,
+        trend_inputs: bool = False,
+        threshold_inputs: dict | None = None,
+        **kwargs,
+    ):
         """``level_inputs``: the network also sees each window's level and spread in the metrics'
         units (``level_features``); ``trend_inputs``: each future step also sees where the
-        recent least-squares lines reach by then (``trend_features``). Bundles record both in
-        their hyperparameters."""
+        recent least-squares lines reach by then (``trend_features``); ``threshold_inputs``:
+        a thresholds table ({profile: {metric: {warning, critical}}}) from which each past step
+        also sees each metric's distance to its warning level (``threshold_features``). Bundles
+        record all three in their hyperparameters (the table itself for the third)."""
         super().__init__(*args, **kwargs)
         self._levels = None
         self._trends = None
+        self._distances = None
         if level_inputs:
             self.add_level_inputs()
         if trend_inputs:
             self.add_trend_inputs()
+        if threshold_inputs:
+            self.add_threshold_inputs(threshold_inputs)
 
     def add_level_inputs(self) -> None:
         """Give the network each window's level and spread (``level_features``).
@@ -384,7 +396,42 @@ class SeasonalTFT(TemporalFusionTransformer):
         steps = embedding.size(1)
         return embedding + self.trend_projection(self._trends[:, :steps]), weights
 
+    def add_threshold_inputs(self, table: dict) -> None:
+        """Give each past step each metric's distance to its warning level (``threshold_features``).
+
+        A window normalised by itself no longer says how far its metric stands from trouble: a
+        memory leak from 55% to 85% and a healthy day's swing look alike
+        (benchmarks/context_separability.py, ``--window-normalised``). ``table`` is the
+        thresholds the network is trained with ({profile: {metric: {warning, critical}}}, the
+        packaged ones); the bundle keeps it, so a user's threshold overrides change alerts, not
+        the network's inputs. The distances enter through a linear map added to each encoder
+        step's embedding (the output of the encoder variable selection), zero at first, so a
+        trained network given them forecasts exactly as before until it trains on.
+        """
+        if hasattr(self, "threshold_projection"):
+            return
+        table = {p: {m: dict(v) for m, v in ms.items()} for p, ms in table.items()}
+        self.register_buffer(
+            "threshold_levels",
+            threshold_levels(table, dict(self.hparams.embedding_labels["profile"])),
+            persistent=False,
+        )
+        self.threshold_projection = nn.Linear(len(METRIC_NAMES), self.hparams.hidden_size)
+        nn.init.zeros_(self.threshold_projection.weight)
+        nn.init.zeros_(self.threshold_projection.bias)
+        self.hparams["threshold_inputs"] = table
+        self.encoder_variable_selection.register_forward_hook(self._add_distances)
+
+    def _add_distances(self, module, args, output):
+        embedding, weights = output
+        return embedding + self.threshold_projection(self._distances), weights
+
     def forward(self, x: dict) -> dict:
+        if hasattr(self, "threshold_projection"):
+            # Read by the encoder variable selection's hook during this call.
+            self._distances = threshold_features(
+                x, self.hparams.x_reals, self.hparams.x_categoricals, self.threshold_levels
+            ).to(self.threshold_projection.weight)
         if hasattr(self, "level_projection"):
             # Read by the static variable selection's hook during this call.
             self._levels = level_features(x["target_scale"]).to(self.level_projection.weight)
@@ -444,6 +491,49 @@ def trend_features(x: dict, x_reals, steps: int) -> torch.Tensor:
     return torch.cat(parts, 2)
 
 
+#: A distance input is clipped to this: far below warning, "how far" stops mattering.
+THRESHOLD_CLIP = (-8.0, 4.0)
+#: Profiles the table does not name (the model's code for an unknown profile) use these.
+FALLBACK_PROFILE = "generic"
+
+
+def threshold_levels(table: dict, codes: dict) -> torch.Tensor:
+    """Return (profile codes, 2, 14) warning and critical levels from a thresholds table.
+
+    ``table``: {profile: {metric: {"warning": w, "critical": c}}}; ``codes``: the model's
+    {profile: code}. A code whose profile the table lacks gets FALLBACK_PROFILE's levels.
+    """
+    out = torch.zeros(max(codes.values()) + 1, 2, len(METRIC_NAMES))
+    for profile, code in codes.items():
+        levels = table.get(profile) or table[FALLBACK_PROFILE]
+        for j, m in enumerate(METRIC_NAMES):
+            out[code, 0, j] = float(levels[m]["warning"])
+            out[code, 1, j] = float(levels[m]["critical"])
+    return out
+
+
+def threshold_features(x: dict, x_reals, x_categoricals, levels: torch.Tensor) -> torch.Tensor:
+    """Return (batch, encoder steps, 14) distances of each past value to its warning level.
+
+    A distance is (value - warning) / (critical - warning): 0 at warning, 1 at critical,
+    negative below warning (for cpu_idle_pct, whose levels fall, the same formula makes "past
+    warning" positive too), clipped to THRESHOLD_CLIP and 0 where the server lacks the metric.
+    The values are rebuilt from the normalised encoder targets and ``target_scale``, which
+    training batches and ``Forecaster.inputs`` both carry, so the two paths cannot disagree.
+    """
+    names = list(x_reals)
+    src = [names.index(m) for m in METRIC_NAMES]
+    present = [names.index(c) for c in PRESENT_COLUMNS]
+    enc = x["encoder_cont"].float()
+    center = torch.stack([ts[:, 0] for ts in x["target_scale"]], 1).float()
+    scale = torch.stack([ts[:, 1] for ts in x["target_scale"]], 1).float()
+    value = enc[..., src] * scale[:, None] + center[:, None]
+    code = x["encoder_cat"][:, 0, list(x_categoricals).index(PROFILE)]
+    warning, critical = levels[code, 0], levels[code, 1]  # (batch, 14)
+    distance = (value - warning[:, None]) / (critical - warning)[:, None]
+    return distance.clamp(*THRESHOLD_CLIP) * (enc[:, :1, present] > 0)
+
+
 def with_seasonal(x: dict, x_reals) -> dict:
     """Return ``x`` with the decoder's seasonal columns set from the encoder's targets."""
     names = list(x_reals)
@@ -464,12 +554,14 @@ def build_model(
     preset: dict,
     level_inputs: bool = False,
     trend_inputs: bool = False,
+    threshold_inputs: dict | None = None,
 ) -> TemporalFusionTransformer:
     """Return a fresh TFT for ``dataset`` with the preset's hyperparameters."""
     model = SeasonalTFT.from_dataset(
         dataset,
         level_inputs=level_inputs,
         trend_inputs=trend_inputs,
+        threshold_inputs=threshold_inputs,
         # The seasonal inputs are decoder-only: the encoder has the real values themselves.
         allowed_encoder_known_variable_names=list(MODEL_TIME_FEATURES),
         loss=make_loss(),

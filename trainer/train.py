@@ -42,6 +42,7 @@ from linborg.model import (
     build_model,
     make_dataset,
 )
+from linborg.thresholds import load_thresholds
 from linborg.validate import tidy, validate
 
 #: Metrics a plain node_exporter host does not have; training shows the model such hosts.
@@ -421,6 +422,7 @@ def train(
     max_epochs: int | None = None,
     level_inputs: bool = False,
     trend_inputs: bool = False,
+    threshold_inputs: bool = False,
 ):
     """Train a TFT on ``frame`` (contract schema); return (model, training summary).
 
@@ -439,6 +441,8 @@ def train(
     (``linborg.model.SeasonalTFT.add_level_inputs``); a bundle given with ``init`` gets them
     added, starting from no effect. ``trend_inputs``: likewise each future step sees where the
     window's recent straight lines reach by then (``SeasonalTFT.add_trend_inputs``).
+    ``threshold_inputs``: likewise each past step's distance to the packaged warning level of
+    its metric and profile (``SeasonalTFT.add_threshold_inputs``).
     """
     import lightning.pytorch as pl
     from lightning.pytorch.callbacks import EarlyStopping
@@ -527,14 +531,19 @@ def train(
             val_hit, incident_share if sampler is not None else None, val_size, seed
         ),
     )
+    # The packaged thresholds, never a user's overrides: the bundle keeps the table it was
+    # trained with, so changing an alert's threshold does not change the network's inputs.
+    table = load_thresholds().as_dict() if threshold_inputs else None
     if base is None:
-        model = build_model(train_ds, params, level_inputs, trend_inputs)
+        model = build_model(train_ds, params, level_inputs, trend_inputs, table)
     else:
         model = base.model
         if level_inputs:
             model.add_level_inputs()
         if trend_inputs:
             model.add_trend_inputs()
+        if table is not None:
+            model.add_threshold_inputs(table)
         model.hparams.learning_rate = params["learning_rate"]
         model.train()
     # A bundle's network carries the weight it was trained with; this run's weight replaces it.
@@ -627,6 +636,7 @@ def train(
         "skip_aftermath": bool(skip_aftermath and weighted),
         "level_inputs": bool(model.hparams.get("level_inputs", False)),
         "trend_inputs": bool(model.hparams.get("trend_inputs", False)),
+        "threshold_inputs": bool(model.hparams.get("threshold_inputs")),
         "validation_windows": int(len(val_ds)),
         "epochs": report.history,
         "best_epoch": report.best_epoch + 1,

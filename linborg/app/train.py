@@ -197,6 +197,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         skip_aftermath=args.skip_aftermath,
         level_inputs=args.level_inputs,
         trend_inputs=args.trend_inputs,
+        threshold_inputs=args.threshold_inputs,
         timezone=args.timezone,
         init=args.init,
         learning_rate=args.learning_rate,
@@ -485,6 +486,13 @@ def add_parsers(sub) -> None:
         help="each future step also sees where the window's least-squares lines over the last "
         "1 h and 6 h reach by then (added to a bundle given with --init, starting from no "
         "effect)",
+    )
+    p.add_argument(
+        "--threshold-inputs",
+        action="store_true",
+        help="each past step also sees each metric's distance to its warning level, in "
+        "warning-to-critical units of the packaged thresholds (added to a bundle given with "
+        "--init, starting from no effect)",
     )
     p.add_argument(
         "--threads",
