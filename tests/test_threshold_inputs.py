@@ -137,9 +137,7 @@ def test_added_threshold_inputs_start_from_no_effect_then_tell_levels_apart(plai
     assert np.abs(high - low).max() > 0.01
 
 
-def test_training_with_threshold_inputs_keeps_the_table_and_reloads_alike(
-    plain, history, tmp_path
-):
+def test_training_with_threshold_inputs_keeps_the_table_and_reloads_alike(plain, history, tmp_path):
     model, summary = train(
         history, "tiny", seed=5, progress=False, log=lambda m: None, threshold_inputs=True
     )
