@@ -303,6 +303,22 @@ def reals_order() -> list[str]:
     return [*PRESENT_COLUMNS, *MODEL_TIME_FEATURES, *SEASONAL_COLUMNS, *METRIC_NAMES]
 
 
+#: By default the incident head's loss counts this many times beside the quantile loss
+#: (summed over the 14 metrics: about 80 on the default preset's validation windows).
+INCIDENT_HEAD_WEIGHT = 10.0
+
+
+def incident_head_loss(logits: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Return the mean binary cross-entropy of (batch, steps, 14) log-odds against the marks.
+
+    ``weight``: (batch, steps) incident codes (1 + the driven metric's index where an incident
+    is under way, 0 or an aftermath code elsewhere), as the training batches carry them.
+    """
+    codes = torch.arange(1, len(METRIC_NAMES) + 1, device=weight.device, dtype=weight.dtype)
+    labels = (weight[..., None] == codes).to(logits.dtype)
+    return nn.functional.binary_cross_entropy_with_logits(logits, labels[:, : logits.size(1)])
+
+
 class SeasonalTFT(TemporalFusionTransformer):
     """The TFT with the seasonal input filled in: each future step sees the value 24 h before.
 
@@ -335,6 +351,7 @@ class SeasonalTFT(TemporalFusionTransformer):
         level_inputs: bool = False,
         trend_inputs: bool = False,
         threshold_inputs: dict | None = None,
+        incident_head: float = 0.0,
         **kwargs,
     ):
         """``level_inputs``: the network also sees each window's level and spread in the metrics'
@@ -342,7 +359,9 @@ class SeasonalTFT(TemporalFusionTransformer):
         recent least-squares lines reach by then (``trend_features``); ``threshold_inputs``:
         a thresholds table ({profile: {metric: {warning, critical}}}) from which each past step
         also sees each metric's distance to its warning level (``threshold_features``). Bundles
-        record all three in their hyperparameters (the table itself for the third)."""
+        record all three in their hyperparameters (the table itself for the third).
+        ``incident_head``: the weight of a second training objective (``add_incident_head``),
+        0 for none."""
         super().__init__(*args, **kwargs)
         self._levels = None
         self._trends = None
@@ -353,6 +372,9 @@ class SeasonalTFT(TemporalFusionTransformer):
             self.add_trend_inputs()
         if threshold_inputs:
             self.add_threshold_inputs(threshold_inputs)
+        self._state = None
+        if incident_head:
+            self.add_incident_head(incident_head)
 
     def add_level_inputs(self) -> None:
         """Give the network each window's level and spread (``level_features``).
@@ -425,6 +447,39 @@ class SeasonalTFT(TemporalFusionTransformer):
     def _add_distances(self, module, args, output):
         embedding, weights = output
         return embedding + self.threshold_projection(self._distances), weights
+
+    def add_incident_head(self, weight: float = INCIDENT_HEAD_WEIGHT) -> None:
+        """Train the network's state to hold whether an incident is under way at each future step.
+
+        A linear head reads the decoder state (the input of the output layer, from which every
+        metric's quantiles are read) and gives, per future step and metric, the log-odds that an
+        incident driven by that metric is under way then (from its precursor to its end). Its
+        binary cross-entropy against the labels' marks (the loss weights' incident codes,
+        ``incident_metric_codes``) is added to the training loss, ``weight`` times;
+        labels are its targets, never inputs. Validation loss stays the forecasts' alone, so it
+        compares with networks trained without the head. The forecasts and the risk score do
+        not read the head: it only shapes the state they are read from.
+        """
+        if hasattr(self, "incident_head"):
+            return
+        self.incident_head = nn.Linear(self.hparams.hidden_size, len(METRIC_NAMES))
+        #: The head's loss at each training batch (read by the trainer's progress lines).
+        self.incident_losses: list[float] = []
+        self.hparams["incident_head"] = float(weight)
+        first = self.output_layer[0] if isinstance(self.output_layer, nn.ModuleList) else None
+        (first or self.output_layer).register_forward_pre_hook(self._keep_state)
+
+    def _keep_state(self, module, args):
+        self._state = args[0]
+
+    def training_step(self, batch, batch_idx):
+        log = super().training_step(batch, batch_idx)
+        weight = batch[1][1]
+        if hasattr(self, "incident_head") and weight is not None and self._state is not None:
+            aux = incident_head_loss(self.incident_head(self._state), weight)
+            log["loss"] = log["loss"] + self.hparams["incident_head"] * aux
+            self.incident_losses.append(float(aux))
+        return log
 
     def forward(self, x: dict) -> dict:
         if hasattr(self, "threshold_projection"):
@@ -555,10 +610,12 @@ def build_model(
     level_inputs: bool = False,
     trend_inputs: bool = False,
     threshold_inputs: dict | None = None,
+    incident_head: float = 0.0,
 ) -> TemporalFusionTransformer:
     """Return a fresh TFT for ``dataset`` with the preset's hyperparameters."""
     model = SeasonalTFT.from_dataset(
         dataset,
+        incident_head=incident_head,
         level_inputs=level_inputs,
         trend_inputs=trend_inputs,
         threshold_inputs=threshold_inputs,

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from linborg.bundle import SPEC, load_bundle, save_bundle
-from linborg.contract import METRIC_NAMES
+from linborg.contract import METRIC_NAMES, ContractError
 from linborg.features import (
     ENCODER_STEPS,
     HORIZON_STEPS,
@@ -24,6 +24,7 @@ from linborg.generator.output import simulate
 from linborg.model import (
     THRESHOLD_CLIP,
     Forecaster,
+    incident_head_loss,
     make_dataset,
     threshold_features,
     threshold_levels,
@@ -157,3 +158,48 @@ def test_training_with_threshold_inputs_keeps_the_table_and_reloads_alike(plain,
         direct = torch.stack(list(model(x)["prediction"]), 1).numpy()
     np.testing.assert_allclose(reloaded.raw(x), direct, rtol=1e-4, atol=1e-4)  # fused selection
     assert not hasattr(load_bundle(plain).model, "threshold_projection")
+
+
+def test_incident_head_loss_by_hand():
+    logits = torch.zeros(1, 2, len(METRIC_NAMES))
+    logits[0, 0, MEM] = 3.0
+    weight = torch.tensor([[MEM + 1.0, -(MEM + 1.0 + 1000)]])  # under way, then an aftermath
+    got = incident_head_loss(logits, weight).item()
+    # 27 cells at log-odds 0 with label 0, one at 3 with label 1
+    expected = (27 * np.log(2.0) + np.log1p(np.exp(-3.0))) / 28
+    assert got == pytest.approx(expected, rel=1e-5)
+
+
+def test_training_with_the_incident_head_logs_its_loss_keeps_it_and_needs_labels(history, tmp_path):
+    server = str(history["server"].iloc[0])
+    day = history["timestamp"].min() + dt.timedelta(hours=26)
+    incidents = [
+        {
+            "server": server,
+            "metric": "mem_used_pct",
+            "precursor_start": day.isoformat(),
+            "onset": (day + dt.timedelta(hours=2)).isoformat(),
+            "end": (day + dt.timedelta(hours=4)).isoformat(),
+        }
+    ]
+    lines = []
+    model, summary = train(
+        history,
+        "tiny",
+        seed=5,
+        progress=False,
+        log=lines.append,
+        incidents=incidents,
+        incident_share=0.5,
+        incident_head=20.0,
+    )
+    assert summary["incident_head"] == 20.0
+    assert summary["epochs"][0]["incident_loss"] > 0
+    assert any("incident_loss" in line for line in lines)
+    out = save_bundle(model, tmp_path / "head", {**summary, "source": "test"})
+    reloaded = load_bundle(out).model
+    torch.testing.assert_close(model.incident_head.weight, reloaded.incident_head.weight)
+    with pytest.raises(ContractError, match="needs the data's incident labels"):
+        train(history, "tiny", log=lambda m: None, incident_head=1.0)
+    with pytest.raises(ContractError, match="incident head weight -1.0 is below 0"):
+        train(history, "tiny", log=lambda m: None, incidents=incidents, incident_head=-1.0)

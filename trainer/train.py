@@ -395,8 +395,15 @@ def _progress_callback(log: Callable[[str], None], budget_minutes: float):
             elapsed = (time.monotonic() - self.began) / 60
             per_epoch = elapsed / (epoch + 1)
             left = min(per_epoch * (trainer.max_epochs - epoch - 1), budget_minutes - elapsed)
+            head = getattr(module, "incident_losses", None)
+            if head:
+                # The incident head's training loss over this epoch's batches.
+                self.history[-1]["incident_loss"] = float(np.mean(head))
+                head.clear()
+            last = self.history[-1]
+            aux = f" incident_loss {last['incident_loss']:.4f}" if "incident_loss" in last else ""
             log(
-                f"train: epoch {epoch + 1}/{trainer.max_epochs} val_loss {val:.4f} "
+                f"train: epoch {epoch + 1}/{trainer.max_epochs} val_loss {val:.4f}{aux} "
                 f"(best {self.best:.4f} at epoch {self.best_epoch + 1}), "
                 f"{elapsed:.1f} min elapsed, at most {max(left, 0):.1f} min left"
             )
@@ -423,6 +430,7 @@ def train(
     level_inputs: bool = False,
     trend_inputs: bool = False,
     threshold_inputs: bool = False,
+    incident_head: float = 0.0,
 ):
     """Train a TFT on ``frame`` (contract schema); return (model, training summary).
 
@@ -442,7 +450,9 @@ def train(
     added, starting from no effect. ``trend_inputs``: likewise each future step sees where the
     window's recent straight lines reach by then (``SeasonalTFT.add_trend_inputs``).
     ``threshold_inputs``: likewise each past step's distance to the packaged warning level of
-    its metric and profile (``SeasonalTFT.add_threshold_inputs``).
+    its metric and profile (``SeasonalTFT.add_threshold_inputs``). ``incident_head``: the weight
+    of a second objective, the incidents under way at each future step read from the
+    network's state (``SeasonalTFT.add_incident_head``; 0 for none); it needs incident labels.
     """
     import lightning.pytorch as pl
     from lightning.pytorch.callbacks import EarlyStopping
@@ -479,6 +489,10 @@ def train(
             + ", ".join(f"{v} {REPAIR_WORDS[k]}" for k, v in repaired.items() if v)
         )
     check_trainable(frame)
+    if incident_head < 0:
+        raise ContractError(f"incident head weight {incident_head} is below 0")
+    if incident_head and not incidents:
+        raise ContractError("the incident head needs the data's incident labels; these have none")
     base = None
     if init is not None:
         base = _load_init(init)
@@ -535,7 +549,7 @@ def train(
     # trained with, so changing an alert's threshold does not change the network's inputs.
     table = load_thresholds().as_dict() if threshold_inputs else None
     if base is None:
-        model = build_model(train_ds, params, level_inputs, trend_inputs, table)
+        model = build_model(train_ds, params, level_inputs, trend_inputs, table, incident_head)
     else:
         model = base.model
         if level_inputs:
@@ -544,6 +558,8 @@ def train(
             model.add_trend_inputs()
         if table is not None:
             model.add_threshold_inputs(table)
+        if incident_head:
+            model.add_incident_head(incident_head)
         model.hparams.learning_rate = params["learning_rate"]
         model.train()
     # A bundle's network carries the weight it was trained with; this run's weight replaces it.
@@ -637,6 +653,7 @@ def train(
         "level_inputs": bool(model.hparams.get("level_inputs", False)),
         "trend_inputs": bool(model.hparams.get("trend_inputs", False)),
         "threshold_inputs": bool(model.hparams.get("threshold_inputs")),
+        "incident_head": float(model.hparams.get("incident_head", 0.0)),
         "validation_windows": int(len(val_ds)),
         "epochs": report.history,
         "best_epoch": report.best_epoch + 1,

@@ -198,6 +198,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         level_inputs=args.level_inputs,
         trend_inputs=args.trend_inputs,
         threshold_inputs=args.threshold_inputs,
+        incident_head=args.incident_head,
         timezone=args.timezone,
         init=args.init,
         learning_rate=args.learning_rate,
@@ -493,6 +494,15 @@ def add_parsers(sub) -> None:
         help="each past step also sees each metric's distance to its warning level, in "
         "warning-to-critical units of the packaged thresholds (added to a bundle given with "
         "--init, starting from no effect)",
+    )
+    p.add_argument(
+        "--incident-head",
+        type=float,
+        default=0.0,
+        metavar="WEIGHT",
+        help="a second training objective, counted WEIGHT times beside the forecasts' loss: the "
+        "network's state also tells, per future step and metric, whether an incident is under "
+        "way (needs the data's incident labels; the forecasts do not read it; default 0: none)",
     )
     p.add_argument(
         "--threads",
