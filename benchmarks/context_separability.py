@@ -15,8 +15,10 @@ With ``--model``: the same classifier on the bundle's forecasts instead (p10/p50
 30 min, 1, 2, 4 and 8 h against the warning and critical levels, and the risk formula's reading
 at five levels between them), on both together, and on the network's decoder state (the hidden
 vector its quantiles are read from, at 5 min, 30 min, 1, 2 and 4 h): does the network keep what
-the context holds? That forecasts every check of every file (about 6 minutes per 96 servers x
-7 days on 2 cores).
+the context holds? A bundle trained with ``--incident-head`` also has its head read as it is
+(a server's largest log-odds over its metrics and the next 8 hours), with no classifier.
+That forecasts every check of every file (about 6 minutes per 96 servers x 7 days on 2
+cores).
 
 With ``--window-normalised``: the same classifier on the context as the network sees it, each
 window centred on its last hour and divided by its spread (so the distance to the warning level
@@ -140,22 +142,30 @@ def window_features(z: dict, with_level: bool) -> np.ndarray:
     return np.stack(out).astype(np.float32)
 
 
-def network_features(z: dict, forecaster) -> tuple[np.ndarray, np.ndarray]:
+def network_features(z: dict, forecaster) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Return (checks, servers, metrics, features) twice from the bundle at each check: its
     forecast, and its decoder state before the output layer (the hidden vector every metric's
     quantiles are read from, at the forecast steps of ``HORIZON_AT`` but the last, the same
-    for each metric of a server)."""
+    for each metric of a server); third, for a bundle trained with ``--incident-head``, the
+    head's largest log-odds over the 8 hours (checks, servers, metrics), else None."""
     warn, crit, d = levels_of(z)
     weight = urgency(HORIZON_AT[-1] + 1)
+    model = forecaster.model
     grabbed: list[np.ndarray] = []
-    hook = forecaster.model.pre_output_gate_norm.register_forward_hook(
-        lambda module, args, out: grabbed.append(out[:, HORIZON_AT[:-1]].detach().numpy())
-    )
-    forecast, state = [], []
+    heads: list[np.ndarray] = []
+
+    def keep(module, args, out):
+        grabbed.append(out[:, HORIZON_AT[:-1]].detach().numpy())
+        if hasattr(model, "incident_head"):
+            heads.append(model.incident_head(out).amax(1).detach().numpy())
+
+    hook = model.pre_output_gate_norm.register_forward_hook(keep)
+    forecast, state, head = [], [], []
     start = time.time()
     try:
         for c, o in enumerate(z["checks"]):
             grabbed.clear()
+            heads.clear()
             window = z["values"][:, o - ENCODER_STEPS + 1 : o + 1]
             fc = forecaster.predict(window, z["profiles"], z["first"] + o)
             hidden = np.concatenate(grabbed).reshape(len(z["profiles"]), 1, -1)
@@ -171,6 +181,8 @@ def network_features(z: dict, forecaster) -> tuple[np.ndarray, np.ndarray]:
                 risk = exceedance(f, level, d[:, :, None]) * weight
                 parts.append(100 * risk.max(-1)[..., None])
             forecast.append(np.concatenate(parts, -1))
+            if heads:
+                head.append(np.concatenate(heads))
             if c % 200 == 0:
                 print(
                     f"context_separability: {z['path']} check {c + 1}/{len(z['checks'])}, "
@@ -179,7 +191,11 @@ def network_features(z: dict, forecaster) -> tuple[np.ndarray, np.ndarray]:
                 )
     finally:
         hook.remove()
-    return np.stack(forecast).astype(np.float32), np.stack(state).astype(np.float32)
+    return (
+        np.stack(forecast).astype(np.float32),
+        np.stack(state).astype(np.float32),
+        np.stack(head).astype(np.float32) if head else None,
+    )
 
 
 def targets(z: dict) -> np.ndarray:
@@ -274,7 +290,9 @@ def main(argv=None) -> int:
         from linborg.bundle import load_bundle
 
         forecaster = load_bundle(args.model)
-        fc, state = zip(*(network_features(z, forecaster) for z in (*train, test)), strict=True)
+        fc, state, head = zip(
+            *(network_features(z, forecaster) for z in (*train, test)), strict=True
+        )
         inputs["forecast"] = list(fc)
         inputs["forecast + context"] = [
             np.concatenate([a, b], -1) for a, b in zip(fc, inputs["context"], strict=True)
@@ -287,6 +305,19 @@ def main(argv=None) -> int:
         "false / 100 server-days | median lead (min) | per type (warned/scored) | limit |"
     )
     print("|---|---|---|---|---|---|---|")
+    if args.model and head[-1] is not None:
+        # The head is read as it is: no classifier, nothing fitted on --train.
+        logit = np.where(test["present"][None], head[-1], -np.inf).max(-1)
+        b = best_at_budget(test, logit)
+        types = ", ".join(
+            f"{t} {r['warned']}/{r['incidents']}" for t, r in b["recall_by_type"].items()
+        )
+        print(
+            f"| the network's incident head, read as it is | - | {b['recall_at_budget']:.2f} "
+            f"({b['warned']}/{b['incidents']}) | {b['false_per_100_server_days']:.2f} | "
+            f"{b['lead_median_minutes']} | {types} | {b['limit']:.2f} |",
+            flush=True,
+        )
     for name, xs in inputs.items():
         for seed in args.seeds:
             score = fit_and_score(train, xs[:-1], test, xs[-1], seed)

@@ -478,7 +478,7 @@ class SeasonalTFT(TemporalFusionTransformer):
         if hasattr(self, "incident_head") and weight is not None and self._state is not None:
             aux = incident_head_loss(self.incident_head(self._state), weight)
             log["loss"] = log["loss"] + self.hparams["incident_head"] * aux
-            self.incident_losses.append(float(aux))
+            self.incident_losses.append(float(aux.detach()))
         return log
 
     def forward(self, x: dict) -> dict:

@@ -326,6 +326,18 @@ def test_context_separability_scores_each_input_on_a_labelled_fleet(tmp_path, ca
         if line.startswith("| context")
     ]
     assert recalls[0] > 0
+    # A bundle with an incident head also has the head read as it is (no classifier).
+    from linborg.bundle import load_bundle, read_spec, save_bundle
+
+    forecaster = load_bundle(bundle)
+    forecaster.model.add_incident_head(1.0)
+    spec = read_spec(bundle)
+    training = {**spec["training"], "interval_calibration": spec.get("interval_calibration")}
+    head = save_bundle(forecaster.model, tmp_path / "head", training)
+    args = ["--train", str(data), "--data", str(data), "--model", str(head), "--seeds", "0"]
+    assert context_separability.main(args) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if "incident head" in x)
+    assert 0.0 <= float(line.split(" | ")[2].split()[0]) <= 1.0
 
 
 def test_context_separability_window_features_forget_the_level_unless_given_it():
