@@ -262,6 +262,17 @@ def best_at_budget(test: dict, score: np.ndarray) -> dict:
     return sb["best"]["tft_risk"] | {"limit": sb["limit_share_precursor_45m"]}
 
 
+def print_row(name: str, seed, b: dict) -> None:
+    """Print one table row from a ``best_at_budget`` result."""
+    types = ", ".join(f"{t} {r['warned']}/{r['incidents']}" for t, r in b["recall_by_type"].items())
+    print(
+        f"| {name} | {seed} | {b['recall_at_budget']:.2f} ({b['warned']}/{b['incidents']}) | "
+        f"{b['false_per_100_server_days']:.2f} | {b['lead_median_minutes']} | {types} | "
+        f"{b['limit']:.2f} |",
+        flush=True,
+    )
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--train", action="append", required=True, help="labelled Parquet (repeat)")
@@ -308,30 +319,11 @@ def main(argv=None) -> int:
     if args.model and head[-1] is not None:
         # The head is read as it is: no classifier, nothing fitted on --train.
         logit = np.where(test["present"][None], head[-1], -np.inf).max(-1)
-        b = best_at_budget(test, logit)
-        types = ", ".join(
-            f"{t} {r['warned']}/{r['incidents']}" for t, r in b["recall_by_type"].items()
-        )
-        print(
-            f"| the network's incident head, read as it is | - | {b['recall_at_budget']:.2f} "
-            f"({b['warned']}/{b['incidents']}) | {b['false_per_100_server_days']:.2f} | "
-            f"{b['lead_median_minutes']} | {types} | {b['limit']:.2f} |",
-            flush=True,
-        )
+        print_row("the network's incident head, read as it is", "-", best_at_budget(test, logit))
     for name, xs in inputs.items():
         for seed in args.seeds:
             score = fit_and_score(train, xs[:-1], test, xs[-1], seed)
-            b = best_at_budget(test, score)
-            types = ", ".join(
-                f"{t} {r['warned']}/{r['incidents']}" for t, r in b["recall_by_type"].items()
-            )
-            print(
-                f"| {name} | {seed} | {b['recall_at_budget']:.2f} "
-                f"({b['warned']}/{b['incidents']}) | "
-                f"{b['false_per_100_server_days']:.2f} | {b['lead_median_minutes']} | {types} | "
-                f"{b['limit']:.2f} |",
-                flush=True,
-            )
+            print_row(name, seed, best_at_budget(test, score))
     return 0
 
 
