@@ -303,11 +303,6 @@ def reals_order() -> list[str]:
     return [*PRESENT_COLUMNS, *MODEL_TIME_FEATURES, *SEASONAL_COLUMNS, *METRIC_NAMES]
 
 
-#: By default the incident head's loss counts this many times beside the quantile loss
-#: (summed over the 14 metrics: about 80 on the default preset's validation windows).
-INCIDENT_HEAD_WEIGHT = 10.0
-
-
 def incident_head_loss(logits: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """Return the mean binary cross-entropy of (batch, steps, 14) log-odds against the marks.
 
@@ -448,17 +443,18 @@ class SeasonalTFT(TemporalFusionTransformer):
         embedding, weights = output
         return embedding + self.threshold_projection(self._distances), weights
 
-    def add_incident_head(self, weight: float = INCIDENT_HEAD_WEIGHT) -> None:
+    def add_incident_head(self, weight: float) -> None:
         """Train the network's state to hold whether an incident is under way at each future step.
 
         A linear head reads the decoder state (the input of the output layer, from which every
         metric's quantiles are read) and gives, per future step and metric, the log-odds that an
         incident driven by that metric is under way then (from its precursor to its end). Its
         binary cross-entropy against the labels' marks (the loss weights' incident codes,
-        ``incident_metric_codes``) is added to the training loss, ``weight`` times;
-        labels are its targets, never inputs. Validation loss stays the forecasts' alone, so it
-        compares with networks trained without the head. The forecasts and the risk score do
-        not read the head: it only shapes the state they are read from.
+        ``incident_metric_codes``) is added to the training loss, ``weight`` times (the
+        quantile loss, summed over the 14 metrics, is about 80 on the default preset's
+        validation windows); labels are its targets, never inputs. Validation loss stays the
+        forecasts' alone, so it compares with networks trained without the head. The forecasts
+        and the risk score do not read the head: it only shapes the state they are read from.
         """
         if hasattr(self, "incident_head"):
             return
