@@ -336,8 +336,53 @@ def test_context_separability_scores_each_input_on_a_labelled_fleet(tmp_path, ca
     head = save_bundle(forecaster.model, tmp_path / "head", training)
     args = ["--train", str(data), "--data", str(data), "--model", str(head), "--seeds", "0"]
     assert context_separability.main(args) == 0
-    line = next(x for x in capsys.readouterr().out.splitlines() if "incident head" in x)
+    out = capsys.readouterr().out
+    heads = [x.split(" | ")[0] for x in out.splitlines() if "incident head" in x]
+    assert heads == [
+        "| the network's incident head, read as it is",
+        "| the incident head above its healthy ceilings (from --train)",
+        "| incident head",
+    ]
+    line = next(x for x in out.splitlines() if "incident head" in x)
     assert 0.0 <= float(line.split(" | ")[2].split()[0]) <= 1.0
+
+
+def test_context_separability_head_above_healthy_subtracts_each_profile_and_metric_ceiling():
+    from context_separability import head_above_healthy
+
+    from linborg.contract import METRIC_NAMES
+
+    first = 1_000_000  # in steps
+    checks = np.arange(0, 300, 3)
+    mem, cpu = METRIC_NAMES.index("mem_used_pct"), METRIC_NAMES.index("cpu_user_pct")
+    present = np.zeros((2, len(METRIC_NAMES)), bool)
+    present[:, [mem, cpu]] = True
+    onset = np.datetime64((first + 250) * STEP_SECONDS, "s")
+    train = {
+        "names": ["a", "b"],
+        "profiles": ["web_api", "database"],
+        "times": (first + checks) * STEP_SECONDS,
+        "present": present,
+        # b's incident makes its checks from 8 h before onset on unhealthy
+        "labels": [{"server": "b", "metric": "mem_used_pct", "onset": str(onset)}],
+    }
+    h = np.full((len(checks), 2, len(METRIC_NAMES)), -5.0)
+    h[10, 0, mem] = 1.0  # web_api's healthy memory reaches 1.0
+    h[10, 0, cpu] = -2.0  # and its cpu -2.0
+    # database's highest memory falls in the span from 8 h before onset to 1 h after the end
+    # (steps 154-262): not a healthy check
+    h[checks.tolist().index(201), 1, mem] = 9.0
+    test = {"profiles": ["web_api", "database", "web_api"], "present": np.ones((3, 14), bool)}
+    test["present"][:, :] = False
+    test["present"][:, [mem, cpu]] = True
+    ht = np.full((1, 3, len(METRIC_NAMES)), -10.0)
+    ht[0, 0, mem], ht[0, 0, cpu] = 1.5, 0.0  # above: 0.5 and 2.0
+    ht[0, 1, mem] = -4.0  # database memory's ceiling is -5.0 (healthy checks only): 1.0
+    ht[0, 2, mem] = 0.0  # below its ceiling
+    ht[0, 2, cpu] = -3.0
+    score = head_above_healthy([train], [h], test, ht)
+    assert score.shape == (1, 3)
+    assert np.allclose(score[0], [2.0, 1.0, -1.0])
 
 
 def test_context_separability_window_features_forget_the_level_unless_given_it():
