@@ -7,6 +7,7 @@ checked against the dataset path bit for bit in the tests.
 
 from __future__ import annotations
 
+import copy
 import inspect
 import warnings
 from dataclasses import dataclass
@@ -184,9 +185,13 @@ class MaskedQuantileLoss(QuantileLoss):
         center_steps: int = 12,
         metric_code: int | None = None,
         incident_weight: float = INCIDENT_METRIC_WEIGHT,
+        skip_aftermath: bool = True,
         **kwargs,
     ):
         super().__init__(quantiles=quantiles, **kwargs)
+        #: Whether aftermath codes (present only when training skips them) are skipped here;
+        #: the forecast head of a network with a no-fix head keeps them as ordinary steps.
+        self.skip_aftermath = skip_aftermath
         self.sentinel = sentinel
         self.min_scale = min_scale
         self.center_steps = center_steps
@@ -218,6 +223,7 @@ class MaskedQuantileLoss(QuantileLoss):
             position = torch.arange(weight.size(1), device=weight.device)[None, :]
             unknown_fix = (
                 (weight < 0)
+                & self.skip_aftermath
                 & (code - AFTERMATH_CODE_BASE * since_end == self.metric_code)
                 & (since_end <= position)
             )
@@ -347,6 +353,7 @@ class SeasonalTFT(TemporalFusionTransformer):
         trend_inputs: bool = False,
         threshold_inputs: dict | None = None,
         incident_head: float = 0.0,
+        nofix_head: float = 0.0,
         **kwargs,
     ):
         """``level_inputs``: the network also sees each window's level and spread in the metrics'
@@ -356,7 +363,8 @@ class SeasonalTFT(TemporalFusionTransformer):
         also sees each metric's distance to its warning level (``threshold_features``). Bundles
         record all three in their hyperparameters (the table itself for the third).
         ``incident_head``: the weight of a second training objective (``add_incident_head``),
-        0 for none."""
+        0 for none. ``nofix_head``: the incident weight of a second set of quantile outputs
+        trained without the incidents' aftermath (``add_nofix_head``), 0 for none."""
         super().__init__(*args, **kwargs)
         self._levels = None
         self._trends = None
@@ -368,8 +376,12 @@ class SeasonalTFT(TemporalFusionTransformer):
         if threshold_inputs:
             self.add_threshold_inputs(threshold_inputs)
         self._state = None
+        #: Serve the no-fix head's quantiles instead of the forecasts (an experiment's switch).
+        self.read_nofix = False
         if incident_head:
             self.add_incident_head(incident_head)
+        if nofix_head:
+            self.add_nofix_head(nofix_head)
 
     def add_level_inputs(self) -> None:
         """Give the network each window's level and spread (``level_features``).
@@ -462,11 +474,45 @@ class SeasonalTFT(TemporalFusionTransformer):
         #: The head's loss at each training batch (read by the trainer's progress lines).
         self.incident_losses: list[float] = []
         self.hparams["incident_head"] = float(weight)
+        self._hook_state()
+
+    def add_nofix_head(self, weight: float) -> None:
+        """Add a second set of quantile outputs: what each metric does if nobody fixes it.
+
+        An incident ends when someone fixes it, at a time nothing in the context tells; trained
+        on those drops, the forecasts pull a ramp back down within hours, which is right for
+        the forecast and wrong for a warning. This head reads the same decoder state as the
+        forecasts (a copy of their output layer, so it starts from the same outputs) and is
+        trained with the aftermath of every incident left out of its loss where the window's
+        origin precedes the fix (``MaskedQuantileLoss.skip_aftermath``), the incident's metric
+        counting ``weight`` times; the forecasts keep the ordinary loss. Validation loss stays
+        the forecasts'.
+        """
+        if hasattr(self, "nofix_layer"):
+            return
+        self.nofix_layer = copy.deepcopy(self.output_layer)
+        self.nofix_loss = make_loss()
+        for metric_loss in self.nofix_loss.metrics:
+            metric_loss.incident_weight = float(weight)
+        self.nofix_losses: list[float] = []
+        self.hparams["nofix_head"] = float(weight)
+        self._hook_state()
+
+    def _hook_state(self) -> None:
+        if getattr(self, "_state_hooked", False):
+            return
         first = self.output_layer[0] if isinstance(self.output_layer, nn.ModuleList) else None
         (first or self.output_layer).register_forward_pre_hook(self._keep_state)
+        self._state_hooked = True
 
     def _keep_state(self, module, args):
         self._state = args[0]
+
+    def nofix_prediction(self, x: dict) -> list[torch.Tensor]:
+        """Return the no-fix head's quantiles (in the metrics' units) for the last forward."""
+        return self.transform_output(
+            [layer(self._state) for layer in self.nofix_layer], target_scale=x["target_scale"]
+        )
 
     def training_step(self, batch, batch_idx):
         log = super().training_step(batch, batch_idx)
@@ -475,6 +521,16 @@ class SeasonalTFT(TemporalFusionTransformer):
             aux = incident_head_loss(self.incident_head(self._state), weight)
             log["loss"] = log["loss"] + self.hparams["incident_head"] * aux
             self.incident_losses.append(float(aux.detach()))
+        if hasattr(self, "nofix_layer") and self._state is not None:
+            x = batch[0]
+            aux = self.nofix_loss(
+                self.nofix_prediction(x),
+                batch[1],
+                encoder_target=x["encoder_target"],
+                encoder_lengths=x["encoder_lengths"],
+            )
+            log["loss"] = log["loss"] + aux
+            self.nofix_losses.append(float(aux.detach()))
         return log
 
     def forward(self, x: dict) -> dict:
@@ -491,7 +547,10 @@ class SeasonalTFT(TemporalFusionTransformer):
             self._trends = trend_features(x, self.hparams.x_reals, x["decoder_cont"].size(1)).to(
                 self.trend_projection.weight
             )
-        return super().forward(with_seasonal(x, self.hparams.x_reals))
+        out = super().forward(with_seasonal(x, self.hparams.x_reals))
+        if self.read_nofix and hasattr(self, "nofix_layer"):
+            out = out._replace(prediction=self.nofix_prediction(x))
+        return out
 
 
 #: The level inputs: each metric's window centre, then its scale (``level_features``).
@@ -607,11 +666,13 @@ def build_model(
     trend_inputs: bool = False,
     threshold_inputs: dict | None = None,
     incident_head: float = 0.0,
+    nofix_head: float = 0.0,
 ) -> TemporalFusionTransformer:
     """Return a fresh TFT for ``dataset`` with the preset's hyperparameters."""
     model = SeasonalTFT.from_dataset(
         dataset,
         incident_head=incident_head,
+        nofix_head=nofix_head,
         level_inputs=level_inputs,
         trend_inputs=trend_inputs,
         threshold_inputs=threshold_inputs,

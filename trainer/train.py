@@ -431,6 +431,7 @@ def train(
     trend_inputs: bool = False,
     threshold_inputs: bool = False,
     incident_head: float = 0.0,
+    nofix_head: float = 0.0,
 ):
     """Train a TFT on ``frame`` (contract schema); return (model, training summary).
 
@@ -453,6 +454,8 @@ def train(
     its metric and profile (``SeasonalTFT.add_threshold_inputs``). ``incident_head``: the weight
     of a second objective, the incidents under way at each future step read from the
     network's state (``SeasonalTFT.add_incident_head``; 0 for none); it needs incident labels.
+    ``nofix_head``: the incident weight of a second set of quantile outputs trained without
+    the incidents' aftermath (``SeasonalTFT.add_nofix_head``; 0 for none); it needs labels.
     """
     import lightning.pytorch as pl
     from lightning.pytorch.callbacks import EarlyStopping
@@ -493,6 +496,8 @@ def train(
         raise ContractError(f"incident head weight {incident_head} is below 0")
     if incident_head and not incidents:
         raise ContractError("the incident head needs the data's incident labels; these have none")
+    if nofix_head and not (nofix_head >= 1 and incidents):
+        raise ContractError("the no-fix head needs incident labels and a weight of 1 or more")
     base = None
     if init is not None:
         base = _load_init(init)
@@ -510,7 +515,9 @@ def train(
         model_frame = model_frame.assign(
             **{
                 INCIDENT_METRIC_COLUMN: incident_metric_codes(
-                    model_frame, incidents, AFTERMATH_STEPS if skip_aftermath else 0
+                    model_frame,
+                    incidents,
+                    AFTERMATH_STEPS if skip_aftermath or nofix_head else 0,
                 )
             }
         )
@@ -549,7 +556,9 @@ def train(
     # trained with, so changing an alert's threshold does not change the network's inputs.
     table = load_thresholds().as_dict() if threshold_inputs else None
     if base is None:
-        model = build_model(train_ds, params, level_inputs, trend_inputs, table, incident_head)
+        model = build_model(
+            train_ds, params, level_inputs, trend_inputs, table, incident_head, nofix_head
+        )
     else:
         model = base.model
         if level_inputs:
@@ -560,11 +569,14 @@ def train(
             model.add_threshold_inputs(table)
         if incident_head:
             model.add_incident_head(incident_head)
+        if nofix_head:
+            model.add_nofix_head(nofix_head)
         model.hparams.learning_rate = params["learning_rate"]
         model.train()
     # A bundle's network carries the weight it was trained with; this run's weight replaces it.
     for metric_loss in model.loss.metrics:
         metric_loss.incident_weight = incident_weight
+        metric_loss.skip_aftermath = skip_aftermath
     report = _progress_callback(log, params["max_minutes"])
     trainer = pl.Trainer(
         max_epochs=params["max_epochs"],
@@ -654,6 +666,7 @@ def train(
         "trend_inputs": bool(model.hparams.get("trend_inputs", False)),
         "threshold_inputs": bool(model.hparams.get("threshold_inputs")),
         "incident_head": float(model.hparams.get("incident_head", 0.0)),
+        "nofix_head": float(model.hparams.get("nofix_head", 0.0)),
         "validation_windows": int(len(val_ds)),
         "epochs": report.history,
         "best_epoch": report.best_epoch + 1,

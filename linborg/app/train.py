@@ -199,6 +199,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         trend_inputs=args.trend_inputs,
         threshold_inputs=args.threshold_inputs,
         incident_head=args.incident_head,
+        nofix_head=args.nofix_head,
         timezone=args.timezone,
         init=args.init,
         learning_rate=args.learning_rate,
@@ -503,6 +504,15 @@ def add_parsers(sub) -> None:
         help="a second training objective, counted WEIGHT times beside the forecasts' loss: the "
         "network's state also tells, per future step and metric, whether an incident is under "
         "way (needs the data's incident labels; the forecasts do not read it; default 0: none)",
+    )
+    p.add_argument(
+        "--nofix-head",
+        type=float,
+        default=0.0,
+        metavar="WEIGHT",
+        help="a second set of quantile outputs trained without the incidents' aftermath (what "
+        "a metric does if nobody fixes it), the incident's metric counting WEIGHT times "
+        "(needs the data's incident labels; default 0: none)",
     )
     p.add_argument(
         "--threads",
