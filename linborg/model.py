@@ -7,7 +7,6 @@ checked against the dataset path bit for bit in the tests.
 
 from __future__ import annotations
 
-import copy
 import inspect
 import warnings
 from dataclasses import dataclass
@@ -490,11 +489,15 @@ class SeasonalTFT(TemporalFusionTransformer):
         """
         if hasattr(self, "nofix_layer"):
             return
-        self.nofix_layer = copy.deepcopy(self.output_layer)
+        copies = []
+        for layer in self.output_layer:  # fresh layers: a deep copy would copy the state hook
+            twin = nn.Linear(layer.in_features, layer.out_features)
+            twin.load_state_dict(layer.state_dict())
+            copies.append(twin)
+        self.nofix_layer = nn.ModuleList(copies)
         self.nofix_loss = make_loss()
         for metric_loss in self.nofix_loss.metrics:
             metric_loss.incident_weight = float(weight)
-        self.nofix_losses: list[float] = []
         self.hparams["nofix_head"] = float(weight)
         self._hook_state()
 
@@ -530,7 +533,6 @@ class SeasonalTFT(TemporalFusionTransformer):
                 encoder_lengths=x["encoder_lengths"],
             )
             log["loss"] = log["loss"] + aux
-            self.nofix_losses.append(float(aux.detach()))
         return log
 
     def forward(self, x: dict) -> dict:

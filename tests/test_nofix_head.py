@@ -75,6 +75,7 @@ def test_training_with_the_no_fix_head_keeps_it_serves_it_on_request_and_needs_l
     )
     assert summary["nofix_head"] == 5.0
     assert summary["skip_aftermath"] is False  # the forecasts keep the aftermath
+    assert model.nofix_layer[0] is not model.output_layer[0]
     # Both heads started alike and trained on different losses.
     apart = max(
         float((a.weight - b.weight).abs().max())
