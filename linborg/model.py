@@ -353,6 +353,7 @@ class SeasonalTFT(TemporalFusionTransformer):
         threshold_inputs: dict | None = None,
         incident_head: float = 0.0,
         nofix_head: float = 0.0,
+        naive_mix: bool = False,
         **kwargs,
     ):
         """``level_inputs``: the network also sees each window's level and spread in the metrics'
@@ -363,7 +364,9 @@ class SeasonalTFT(TemporalFusionTransformer):
         record all three in their hyperparameters (the table itself for the third).
         ``incident_head``: the weight of a second training objective (``add_incident_head``),
         0 for none. ``nofix_head``: the incident weight of a second set of quantile outputs
-        trained without the incidents' aftermath (``add_nofix_head``), 0 for none."""
+        trained without the incidents' aftermath (``add_nofix_head``), 0 for none.
+        ``naive_mix``: each forecast adds a mix of the naive forecasts whose weights the
+        network reads from its state (``add_naive_mix``)."""
         super().__init__(*args, **kwargs)
         self._levels = None
         self._trends = None
@@ -381,6 +384,44 @@ class SeasonalTFT(TemporalFusionTransformer):
             self.add_incident_head(incident_head)
         if nofix_head:
             self.add_nofix_head(nofix_head)
+        self._naive = None
+        if naive_mix:
+            self.add_naive_mix()
+
+    def add_naive_mix(self) -> None:
+        """Add to every forecast a mix of the naive forecasts, weighted by the network's state.
+
+        On real VMs last value is hard to beat and the network, whose zero is the last hour's
+        mean, lost to it on CPU at every horizon; on a seasonal series the value 24 hours
+        before is the one to follow. Here a linear map reads, at each future step, the decoder
+        state (the input of the output layer) and gives one weight per metric for each of
+        NAIVE_FORECASTS (``naive_forecasts``); their weighted sum, in the window's normalised
+        units, is added to that metric's three quantiles. The weights are per window and step,
+        so the network chooses last value on a bursty series and yesterday on a seasonal one.
+        The map is zero at first: a trained network given it forecasts exactly as before
+        until it trains on.
+        """
+        if hasattr(self, "naive_weights"):
+            return
+        self.naive_weights = nn.Linear(
+            self.hparams.hidden_size, len(METRIC_NAMES) * len(NAIVE_FORECASTS)
+        )
+        nn.init.zeros_(self.naive_weights.weight)
+        nn.init.zeros_(self.naive_weights.bias)
+        self.hparams["naive_mix"] = True
+        self._hook_state()
+        for i, layer in enumerate(self.output_layer):
+            layer.register_forward_hook(self._naive_hook(i))
+
+    def _naive_hook(self, index: int):
+        def add(module, args, output):
+            if index == 0:  # the state of this forward pass, kept by the pre-hook
+                weights = self.naive_weights(self._state)
+                weights = weights.view(*weights.shape[:2], len(METRIC_NAMES), -1)
+                self._naive_base = (weights * self._naive[:, : weights.size(1)]).sum(-1)
+            return output + self._naive_base[..., index, None]
+
+        return add
 
     def add_level_inputs(self) -> None:
         """Give the network each window's level and spread (``level_features``).
@@ -549,6 +590,9 @@ class SeasonalTFT(TemporalFusionTransformer):
             self._trends = trend_features(x, self.hparams.x_reals, x["decoder_cont"].size(1)).to(
                 self.trend_projection.weight
             )
+        if hasattr(self, "naive_weights"):
+            # Read by the output layers' hooks during this call.
+            self._naive = naive_forecasts(x, self.hparams.x_reals, x["decoder_cont"].size(1))
         out = super().forward(with_seasonal(x, self.hparams.x_reals))
         if self.read_nofix and hasattr(self, "nofix_layer"):
             out = out._replace(prediction=self.nofix_prediction(x))
@@ -601,6 +645,28 @@ def trend_features(x: dict, x_reals, steps: int) -> torch.Tensor:
         slope = (enc[:, -n:] * t[None, :, None]).sum(1) / (t * t).sum()  # (batch, 14)
         parts.append((slope[:, None, :] * ahead).clamp(-TREND_CLIP, TREND_CLIP))
     return torch.cat(parts, 2)
+
+
+#: The naive forecasts the naive mix weighs (``naive_forecasts``), in this order.
+NAIVE_FORECASTS = ("last_value", "seasonal_naive", "mean_24h")
+
+
+def naive_forecasts(x: dict, x_reals, steps: int) -> torch.Tensor:
+    """Return (batch, steps, 14, 3) naive forecasts in the window's normalised units.
+
+    For each future step and metric: the last value, the value 24 hours before that step
+    (``SEASONAL_POSITIONS``) and the 24-hour mean, each read from the normalised encoder
+    targets, which training batches and ``Forecaster.inputs`` both carry.
+    """
+    names = list(x_reals)
+    src = [names.index(m) for m in METRIC_NAMES]
+    enc = x["encoder_cont"][..., src].float()  # (batch, encoder steps, 14)
+    positions = torch.as_tensor(SEASONAL_POSITIONS[:steps], device=enc.device)
+    shape = (enc.size(0), steps, len(METRIC_NAMES))
+    last = enc[:, -1:].expand(shape)
+    seasonal = enc[:, positions]
+    mean = enc.mean(1, keepdim=True).expand(shape)
+    return torch.stack([last, seasonal, mean], -1)
 
 
 #: A distance input is clipped to this: far below warning, "how far" stops mattering.
@@ -669,10 +735,12 @@ def build_model(
     threshold_inputs: dict | None = None,
     incident_head: float = 0.0,
     nofix_head: float = 0.0,
+    naive_mix: bool = False,
 ) -> TemporalFusionTransformer:
     """Return a fresh TFT for ``dataset`` with the preset's hyperparameters."""
     model = SeasonalTFT.from_dataset(
         dataset,
+        naive_mix=naive_mix,
         incident_head=incident_head,
         nofix_head=nofix_head,
         level_inputs=level_inputs,

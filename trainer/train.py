@@ -432,6 +432,7 @@ def train(
     threshold_inputs: bool = False,
     incident_head: float = 0.0,
     nofix_head: float = 0.0,
+    naive_mix: bool = False,
 ):
     """Train a TFT on ``frame`` (contract schema); return (model, training summary).
 
@@ -456,6 +457,9 @@ def train(
     network's state (``SeasonalTFT.add_incident_head``; 0 for none); it needs incident labels.
     ``nofix_head``: the incident weight of a second set of quantile outputs trained without
     the incidents' aftermath (``SeasonalTFT.add_nofix_head``; 0 for none); it needs labels.
+    ``naive_mix``: each forecast adds a mix of last value, the same time yesterday and the
+    24-hour mean weighted by the network's state (``SeasonalTFT.add_naive_mix``); a bundle
+    given with ``init`` gets it added, starting from no effect.
     """
     import lightning.pytorch as pl
     from lightning.pytorch.callbacks import EarlyStopping
@@ -557,7 +561,14 @@ def train(
     table = load_thresholds().as_dict() if threshold_inputs else None
     if base is None:
         model = build_model(
-            train_ds, params, level_inputs, trend_inputs, table, incident_head, nofix_head
+            train_ds,
+            params,
+            level_inputs,
+            trend_inputs,
+            table,
+            incident_head,
+            nofix_head,
+            naive_mix,
         )
     else:
         model = base.model
@@ -571,6 +582,8 @@ def train(
             model.add_incident_head(incident_head)
         if nofix_head:
             model.add_nofix_head(nofix_head)
+        if naive_mix:
+            model.add_naive_mix()
         model.hparams.learning_rate = params["learning_rate"]
         model.train()
     # A bundle's network carries the weight it was trained with; this run's weight replaces it.
@@ -667,6 +680,7 @@ def train(
         "threshold_inputs": bool(model.hparams.get("threshold_inputs")),
         "incident_head": float(model.hparams.get("incident_head", 0.0)),
         "nofix_head": float(model.hparams.get("nofix_head", 0.0)),
+        "naive_mix": bool(model.hparams.get("naive_mix", False)),
         "validation_windows": int(len(val_ds)),
         "epochs": report.history,
         "best_epoch": report.best_epoch + 1,

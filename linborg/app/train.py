@@ -200,6 +200,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         threshold_inputs=args.threshold_inputs,
         incident_head=args.incident_head,
         nofix_head=args.nofix_head,
+        naive_mix=args.naive_mix,
         timezone=args.timezone,
         init=args.init,
         learning_rate=args.learning_rate,
@@ -488,6 +489,13 @@ def add_parsers(sub) -> None:
         help="each future step also sees where the window's least-squares lines over the last "
         "1 h and 6 h reach by then (added to a bundle given with --init, starting from no "
         "effect)",
+    )
+    p.add_argument(
+        "--naive-mix",
+        action="store_true",
+        help="each forecast adds last value, the same time yesterday and the 24-hour mean, "
+        "weighted per window and step by the network (added to a bundle given with --init, "
+        "starting from no effect)",
     )
     p.add_argument(
         "--threshold-inputs",
