@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 
 import numpy as np
 import pytest
 import torch
+from bundles import last_windows, tiny_fleet_bundle
 
 from linborg.bundle import SPEC, load_bundle, save_bundle
 from linborg.contract import METRIC_NAMES
-from linborg.features import ENCODER_STEPS, time_index
-from linborg.generator.fleet import build_fleet
-from linborg.generator.output import simulate
 from linborg.model import LEVEL_FEATURES, level_features
 from linborg.trainer.train import train
 
-START = dt.datetime(2026, 1, 5, tzinfo=dt.UTC)
 MEM = METRIC_NAMES.index("mem_used_pct")
 NET = METRIC_NAMES.index("net_in_mb_s")
 
@@ -40,26 +36,12 @@ def test_level_features_by_hand():
 
 @pytest.fixture(scope="module")
 def fleet_and_bundle(tmp_path_factory):
-    frame, _, _ = simulate(build_fleet({"web_api": 1, "database": 1}), 4, START, 3 * 288)
-    model, summary = train(frame, "tiny", seed=3, progress=False, log=lambda m: None)
-    summary["source"] = "synthetic test fleet"
-    return frame, save_bundle(model, tmp_path_factory.mktemp("level") / "plain", summary)
-
-
-def windows(frame):
-    servers = ("ppweb001", "ppdb001")
-    window = np.stack(
-        [
-            frame[frame["server"] == s][list(METRIC_NAMES)].to_numpy()[-ENCODER_STEPS:]
-            for s in servers
-        ]
-    )
-    return window, ["web_api", "database"], int(time_index(frame["timestamp"]).max())
+    return tiny_fleet_bundle(tmp_path_factory.mktemp("level") / "plain")
 
 
 def test_added_level_inputs_start_from_no_effect_then_tell_levels_apart(fleet_and_bundle):
     frame, plain = fleet_and_bundle
-    window, profiles, end = windows(frame)
+    window, profiles, end = last_windows(frame)
     forecaster = load_bundle(plain)
     before = forecaster.predict(window, profiles, end).values
     forecaster.model.add_level_inputs()
@@ -92,7 +74,7 @@ def test_training_with_level_inputs_records_them_and_the_bundle_reloads_alike(
     spec = json.loads((out / SPEC).read_text())
     assert spec["hparams"]["level_inputs"] is True
     assert spec["training"]["level_inputs"] is True
-    window, profiles, end = windows(frame)
+    window, profiles, end = last_windows(frame)
     reloaded = load_bundle(out)
     x = reloaded.inputs(np.nan_to_num(window), np.ones((2, 14), bool), profiles, end)
     model.eval()

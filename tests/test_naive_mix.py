@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 
 import numpy as np
 import pytest
 import torch
+from bundles import last_windows, tiny_fleet_bundle
 
 from linborg.bundle import SPEC, load_bundle, save_bundle
 from linborg.contract import METRIC_NAMES
-from linborg.features import ENCODER_STEPS, SEASONAL_LAG, time_index
-from linborg.generator.fleet import build_fleet
-from linborg.generator.output import simulate
+from linborg.features import ENCODER_STEPS, SEASONAL_LAG
 from linborg.model import NAIVE_FORECASTS, naive_forecasts, reals_order
 from linborg.trainer.train import train
 
-START = dt.datetime(2026, 1, 5, tzinfo=dt.UTC)
 MEM = METRIC_NAMES.index("mem_used_pct")
 
 
@@ -43,28 +40,14 @@ def test_naive_forecasts_by_hand():
 
 @pytest.fixture(scope="module")
 def fleet_and_bundle(tmp_path_factory):
-    frame, _, _ = simulate(build_fleet({"web_api": 1, "database": 1}), 4, START, 3 * 288)
-    model, summary = train(frame, "tiny", seed=3, progress=False, log=lambda m: None)
-    summary["source"] = "synthetic test fleet"
-    return frame, save_bundle(model, tmp_path_factory.mktemp("naive") / "plain", summary)
-
-
-def windows(frame):
-    servers = ("ppweb001", "ppdb001")
-    window = np.stack(
-        [
-            frame[frame["server"] == s][list(METRIC_NAMES)].to_numpy()[-ENCODER_STEPS:]
-            for s in servers
-        ]
-    )
-    return window, ["web_api", "database"], int(time_index(frame["timestamp"]).max())
+    return tiny_fleet_bundle(tmp_path_factory.mktemp("naive") / "plain")
 
 
 def test_added_mix_starts_from_no_effect_and_a_weight_on_last_value_moves_to_it(
     fleet_and_bundle,
 ):
     frame, plain = fleet_and_bundle
-    window, profiles, end = windows(frame)
+    window, profiles, end = last_windows(frame)
     forecaster = load_bundle(plain)
     forecaster.calibration = None  # the raw quantiles, to compare with the window's values
     before = forecaster.predict(window, profiles, end).values
@@ -94,7 +77,7 @@ def test_training_with_the_mix_records_it_and_the_bundle_reloads_alike(fleet_and
     spec = json.loads((out / SPEC).read_text())
     assert spec["hparams"]["naive_mix"] is True
     assert spec["training"]["naive_mix"] is True
-    window, profiles, end = windows(frame)
+    window, profiles, end = last_windows(frame)
     reloaded = load_bundle(out)
     x = reloaded.inputs(np.nan_to_num(window), np.ones((2, 14), bool), profiles, end)
     model.eval()
