@@ -37,3 +37,22 @@ def last_windows(frame: pd.DataFrame) -> tuple[np.ndarray, list[str], int]:
         ]
     )
     return window, list(PROFILES), int(time_index(frame["timestamp"]).max())
+
+
+def assert_reloads_alike(model, bundle: Path, frame: pd.DataFrame) -> None:
+    """Assert that ``bundle`` (saved from ``model``) forecasts the frame's last windows alike.
+
+    The reloaded bundle goes through the exporter's path (``Forecaster.inputs`` and ``raw``,
+    with the fused selection), the trained network through its own forward.
+    """
+    import torch
+
+    from linborg.bundle import load_bundle
+
+    window, profiles, end = last_windows(frame)
+    reloaded = load_bundle(bundle)
+    x = reloaded.inputs(np.nan_to_num(window), np.ones((2, 14), bool), profiles, end)
+    model.eval()
+    with torch.inference_mode():
+        direct = torch.stack(list(model(x)["prediction"]), 1).numpy()
+    np.testing.assert_allclose(reloaded.raw(x), direct, rtol=1e-4, atol=1e-4)  # fused selection

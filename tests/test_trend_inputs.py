@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from bundles import last_windows, tiny_fleet_bundle
+from bundles import assert_reloads_alike, last_windows, tiny_fleet_bundle
 
 from linborg.bundle import SPEC, load_bundle, save_bundle
 from linborg.contract import METRIC_NAMES
@@ -84,11 +84,5 @@ def test_training_with_trend_inputs_records_them_and_the_bundle_reloads_alike(
     spec = json.loads((out / SPEC).read_text())
     assert spec["hparams"]["trend_inputs"] is True
     assert spec["training"]["trend_inputs"] is True
-    window, profiles, end = last_windows(frame)
-    reloaded = load_bundle(out)
-    x = reloaded.inputs(np.nan_to_num(window), np.ones((2, 14), bool), profiles, end)
-    model.eval()
-    with torch.inference_mode():
-        direct = torch.stack(list(model(x)["prediction"]), 1).numpy()
-    np.testing.assert_allclose(reloaded.raw(x), direct, rtol=1e-4, atol=1e-4)  # fused selection
+    assert_reloads_alike(model, out, frame)
     assert not hasattr(load_bundle(plain).model, "trend_projection")
