@@ -411,6 +411,42 @@ def _progress_callback(log: Callable[[str], None], budget_minutes: float):
     return EpochReport()
 
 
+#: Learning-rate schedules of ``train(lr_schedule=...)``. "plateau": the preset's rate, cut
+#: when the validation loss stalls (pytorch-forecasting's ReduceLROnPlateau, patience 2).
+#: "cosine": the rate falls from the preset's along half a cosine over the run's budget, to
+#: COSINE_FLOOR of it when the budget (minutes or epochs, whichever ends first) runs out.
+LR_SCHEDULES = ("plateau", "cosine")
+COSINE_FLOOR = 0.02
+
+
+def cosine_learning_rate(base: float, progress: float) -> float:
+    """Return the cosine schedule's rate at ``progress`` (0 at the start, 1 at the budget's end)."""
+    p = min(max(progress, 0.0), 1.0)
+    return base * (COSINE_FLOOR + (1 - COSINE_FLOOR) * 0.5 * (1 + math.cos(math.pi * p)))
+
+
+def _cosine_callback(base: float, budget_minutes: float, total_steps: int):
+    import lightning.pytorch as pl
+
+    class BudgetCosine(pl.Callback):
+        """Set the rate before every batch from how much of the budget is spent."""
+
+        def __init__(self):
+            self.began = time.monotonic()
+
+        def progress(self, step: int) -> float:
+            minutes = (time.monotonic() - self.began) / 60
+            return max(minutes / budget_minutes, step / total_steps)
+
+        def on_train_batch_start(self, trainer, module, batch, batch_idx):
+            rate = cosine_learning_rate(base, self.progress(trainer.global_step))
+            for optimizer in trainer.optimizers:
+                for group in optimizer.param_groups:
+                    group["lr"] = rate
+
+    return BudgetCosine()
+
+
 def train(
     frame: pd.DataFrame,
     preset: str = "default",
@@ -433,6 +469,7 @@ def train(
     incident_head: float = 0.0,
     nofix_head: float = 0.0,
     naive_mix: bool = False,
+    lr_schedule: str = "plateau",
 ):
     """Train a TFT on ``frame`` (contract schema); return (model, training summary).
 
@@ -460,6 +497,7 @@ def train(
     ``naive_mix``: each forecast adds a mix of last value, the same time yesterday and the
     24-hour mean weighted by the network's state (``SeasonalTFT.add_naive_mix``); a bundle
     given with ``init`` gets it added, starting from no effect.
+    ``lr_schedule``: one of LR_SCHEDULES.
     """
     import lightning.pytorch as pl
     from lightning.pytorch.callbacks import EarlyStopping
@@ -486,6 +524,11 @@ def train(
         if not max_epochs >= 1:
             raise ContractError(f"max epochs {max_epochs} is below 1")
         params["max_epochs"] = int(max_epochs)
+    if lr_schedule not in LR_SCHEDULES:
+        raise ContractError(
+            f"unknown learning-rate schedule '{lr_schedule}'; use one of: {', '.join(LR_SCHEDULES)}"
+        )
+    params["lr_schedule"] = lr_schedule
     check_timezone(timezone)
     repaired = dict(frame.attrs.get("repaired") or {})
     frame, more = tidy(frame)
@@ -591,6 +634,10 @@ def train(
         metric_loss.incident_weight = incident_weight
         metric_loss.skip_aftermath = skip_aftermath
     report = _progress_callback(log, params["max_minutes"])
+    callbacks = [EarlyStopping(monitor="val_loss", patience=params["patience"], mode="min"), report]
+    if lr_schedule == "cosine":
+        total = params["max_epochs"] * params["batches_per_epoch"]
+        callbacks.append(_cosine_callback(params["learning_rate"], params["max_minutes"], total))
     trainer = pl.Trainer(
         max_epochs=params["max_epochs"],
         limit_train_batches=params["batches_per_epoch"],
@@ -605,10 +652,7 @@ def train(
         # A bar only on a terminal; in a log, the one line per epoch below is the progress.
         enable_progress_bar=progress and sys.stderr.isatty(),
         num_sanity_val_steps=0,
-        callbacks=[
-            EarlyStopping(monitor="val_loss", patience=params["patience"], mode="min"),
-            report,
-        ],
+        callbacks=callbacks,
     )
     log(
         f"train: preset {preset}, {model_frame[SERVER].nunique()} series "
@@ -621,6 +665,7 @@ def train(
         f"{len(val_ds)} validation windows, "
         f"{sum(p.numel() for p in model.parameters())} parameters, "
         f"budget {params['max_minutes']:g} min"
+        + (", cosine learning rate over the budget" if lr_schedule == "cosine" else "")
         + (f", continuing from {init}" if base is not None else "")
     )
     trainer.fit(model, train_dataloaders=train_dl, val_dataloaders=val_dl)

@@ -201,6 +201,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         incident_head=args.incident_head,
         nofix_head=args.nofix_head,
         naive_mix=args.naive_mix,
+        lr_schedule=args.lr_schedule,
         timezone=args.timezone,
         init=args.init,
         learning_rate=args.learning_rate,
@@ -496,6 +497,14 @@ def add_parsers(sub) -> None:
         help="each forecast adds last value, the same time yesterday and the 24-hour mean, "
         "weighted per window and step by the network (added to a bundle given with --init, "
         "starting from no effect)",
+    )
+    p.add_argument(
+        "--lr-schedule",
+        choices=("plateau", "cosine"),
+        default="plateau",
+        help="plateau: the preset's learning rate, cut when validation stalls; cosine: the "
+        "rate falls along half a cosine to 2%% of it by the end of the budget (--max-minutes "
+        "or --max-epochs, whichever ends first) (default plateau)",
     )
     p.add_argument(
         "--threshold-inputs",
