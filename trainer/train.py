@@ -411,7 +411,7 @@ def _progress_callback(log: Callable[[str], None], budget_minutes: float):
     return EpochReport()
 
 
-#: Learning-rate schedules of ``train(lr_schedule=...)``. "plateau": the preset's rate, cut
+#: Learning-rate schedules of ``train(lr_schedule=...)``. "plateau": the preset's rate, halved
 #: when the validation loss stalls (pytorch-forecasting's ReduceLROnPlateau, patience 2).
 #: "cosine": the rate falls from the preset's along half a cosine over the run's budget, to
 #: COSINE_FLOOR of it when the budget (minutes or epochs, whichever ends first) runs out.
