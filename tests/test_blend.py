@@ -15,7 +15,7 @@ from linborg.contract import METRIC_NAMES, ContractError
 from linborg.features import ENCODER_STEPS, time_index
 from linborg.generator.fleet import build_fleet
 from linborg.generator.output import simulate
-from linborg.trainer.blend import blend
+from linborg.trainer.blend import blend, network_hparams
 from linborg.trainer.train import train
 
 START = dt.datetime(2026, 1, 5, tzinfo=dt.UTC)
@@ -95,6 +95,29 @@ def test_a_weight_outside_0_1_or_two_different_networks_are_refused(pair, tmp_pa
     (other / SPEC).write_text(json.dumps(spec))
     with pytest.raises(ContractError, match="not the same network"):
         blend(first, other, 0.5, tmp_path / "bad2")
+
+
+def test_a_continuation_at_another_rate_or_older_hparams_still_blends(pair, tmp_path):
+    """A fine-tune at another learning rate, or a parent written before an optional part's
+    hyperparameter existed, is the same network."""
+    _, first, second = pair
+    other = tmp_path / "other"
+    other.mkdir()
+    for name in ("model.json", "model.safetensors"):
+        (other / name).write_bytes((second / name).read_bytes())
+    spec = json.loads((other / SPEC).read_text())
+    spec["hparams"]["learning_rate"] = spec["hparams"]["learning_rate"] * 10
+    spec["hparams"]["nofix_head"] = 0.0  # the parent has no such key: off on both sides
+    spec["hparams"]["naive_mix"] = False
+    (other / SPEC).write_text(json.dumps(spec))
+    first_spec = json.loads((first / SPEC).read_text())
+    assert "nofix_head" not in first_spec["hparams"] or not first_spec["hparams"]["nofix_head"]
+    out = blend(first, other, 0.5, tmp_path / "mid")
+    assert (out / "model.safetensors").exists()
+    # switched on, it is another network
+    on = dict(spec["hparams"], nofix_head=2.0)
+    assert network_hparams(on) != network_hparams(first_spec["hparams"])
+    assert network_hparams(spec["hparams"]) == network_hparams(first_spec["hparams"])
 
 
 def test_the_blend_command_writes_the_bundle(pair, tmp_path, capsys):

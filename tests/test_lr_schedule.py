@@ -13,10 +13,12 @@ from linborg.app.cli import build_parser
 from linborg.contract import ContractError
 from linborg.generator.fleet import build_fleet
 from linborg.generator.output import simulate
+from linborg.model import PRESETS
 from linborg.trainer.train import (
     COSINE_FLOOR,
     LR_SCHEDULES,
     _cosine_callback,
+    _schedule_callbacks,
     cosine_learning_rate,
     train,
 )
@@ -60,13 +62,31 @@ def test_callback_sets_every_group_from_steps_or_minutes_whichever_is_further():
     )
 
 
+def test_cosine_runs_to_its_budget_and_plateau_stops_early():
+    from lightning.pytorch.callbacks import EarlyStopping
+
+    params = dict(PRESETS["default"], lr_schedule="plateau")
+    (stop,) = _schedule_callbacks(params)
+    assert isinstance(stop, EarlyStopping)
+    assert stop.patience == PRESETS["default"]["patience"]
+    assert stop.monitor == "val_loss"
+    params["lr_schedule"] = "cosine"
+    callbacks = _schedule_callbacks(params)
+    # no early stopping: a stalled validation loss would otherwise end the run before the
+    # rate reaches its low end
+    assert not any(isinstance(c, EarlyStopping) for c in callbacks)
+    (rate,) = callbacks
+    assert hasattr(rate, "on_train_batch_start")
+
+
 def test_training_with_cosine_ends_low_and_records_it():
     frame, _, _ = simulate(build_fleet({"web_api": 1, "database": 1}), 4, START, 3 * 288)
     lines = []
     model, summary = train(
-        frame, "tiny", seed=3, progress=False, log=lines.append, lr_schedule="cosine"
+        frame, "tiny", seed=3, progress=False, log=lines.append, lr_schedule="cosine", max_epochs=3
     )
     assert summary["hyperparameters"]["lr_schedule"] == "cosine"
+    assert len(summary["epochs"]) == 3
     assert any("cosine learning rate over the budget" in line for line in lines)
     base = summary["hyperparameters"]["learning_rate"]
     steps = (

@@ -18,6 +18,22 @@ from linborg.bundle import SPEC, WEIGHTS, BundleError, bundle_path, load_bundle
 
 #: Fitted on one network's outputs, so meaningless for a blend until refitted.
 REFITTED = ("interval_calibration", "risk_calibration")
+#: Hyperparameters that say how a network was trained, not what it is: a fine-tune at another
+#: learning rate is still the same network.
+TRAINING_ONLY = ("learning_rate",)
+
+
+def network_hparams(hparams: dict | None) -> dict:
+    """Return the hyperparameters that define the network, comparable across bundles.
+
+    Optional parts a bundle written before them lacks (a head, an input) are absent there and
+    off (``None``, ``False`` or 0) in later bundles: both count as off.
+    """
+    return {
+        k: v
+        for k, v in (hparams or {}).items()
+        if k not in TRAINING_ONLY and v is not None and v is not False and v != 0
+    }
 
 
 def blend(first: str | Path, second: str | Path, weight: float, out: str | Path) -> Path:
@@ -28,7 +44,7 @@ def blend(first: str | Path, second: str | Path, weight: float, out: str | Path)
     if not 0.0 <= weight <= 1.0:
         raise BundleError(f"blend: weight {weight} is not within 0-1")
     a, b = load_bundle(first), load_bundle(second)
-    if a.spec.get("hparams") != b.spec.get("hparams"):
+    if network_hparams(a.spec.get("hparams")) != network_hparams(b.spec.get("hparams")):
         raise BundleError(f"blend: {first} and {second} are not the same network (hparams differ)")
     for key in ("reals_order", "metrics", "profile_codes", "center_steps", "format"):
         if a.spec.get(key) != b.spec.get(key):

@@ -414,7 +414,8 @@ def _progress_callback(log: Callable[[str], None], budget_minutes: float):
 #: Learning-rate schedules of ``train(lr_schedule=...)``. "plateau": the preset's rate, halved
 #: when the validation loss stalls (pytorch-forecasting's ReduceLROnPlateau, patience 2).
 #: "cosine": the rate falls from the preset's along half a cosine over the run's budget, to
-#: COSINE_FLOOR of it when the budget (minutes or epochs, whichever ends first) runs out.
+#: COSINE_FLOOR of it when the budget (minutes or epochs, whichever ends first) runs out; the
+#: run goes on to that end (no early stopping).
 LR_SCHEDULES = ("plateau", "cosine")
 COSINE_FLOOR = 0.02
 
@@ -445,6 +446,22 @@ def _cosine_callback(base: float, budget_minutes: float, total_steps: int):
                     group["lr"] = rate
 
     return BudgetCosine()
+
+
+def _schedule_callbacks(params: dict) -> list:
+    """Return the callbacks that set the rate and end the run for ``params["lr_schedule"]``.
+
+    plateau: early stopping after ``patience`` epochs without a lower validation loss.
+    cosine: the rate over the budget and no early stopping, so the run reaches the low rates
+    at the budget's end (stopped early, it keeps an epoch trained at a high rate); the best
+    epoch is still the one kept.
+    """
+    from lightning.pytorch.callbacks import EarlyStopping
+
+    if params["lr_schedule"] == "cosine":
+        total = params["max_epochs"] * params["batches_per_epoch"]
+        return [_cosine_callback(params["learning_rate"], params["max_minutes"], total)]
+    return [EarlyStopping(monitor="val_loss", patience=params["patience"], mode="min")]
 
 
 def train(
@@ -500,7 +517,6 @@ def train(
     ``lr_schedule``: one of LR_SCHEDULES.
     """
     import lightning.pytorch as pl
-    from lightning.pytorch.callbacks import EarlyStopping
 
     if log is None:
 
@@ -634,10 +650,7 @@ def train(
         metric_loss.incident_weight = incident_weight
         metric_loss.skip_aftermath = skip_aftermath
     report = _progress_callback(log, params["max_minutes"])
-    callbacks = [EarlyStopping(monitor="val_loss", patience=params["patience"], mode="min"), report]
-    if lr_schedule == "cosine":
-        total = params["max_epochs"] * params["batches_per_epoch"]
-        callbacks.append(_cosine_callback(params["learning_rate"], params["max_minutes"], total))
+    callbacks = [report, *_schedule_callbacks(params)]
     trainer = pl.Trainer(
         max_epochs=params["max_epochs"],
         limit_train_batches=params["batches_per_epoch"],

@@ -502,9 +502,10 @@ def add_parsers(sub) -> None:
         "--lr-schedule",
         choices=("plateau", "cosine"),
         default="plateau",
-        help="plateau: the preset's learning rate, cut when validation stalls; cosine: the "
-        "rate falls along half a cosine to 2%% of it by the end of the budget (--max-minutes "
-        "or --max-epochs, whichever ends first) (default plateau)",
+        help="plateau: the preset's learning rate, cut when validation stalls, and the run "
+        "stops early when it stalls for the preset's patience; cosine: the rate falls along "
+        "half a cosine to 2%% of it by the end of the budget (--max-minutes or --max-epochs, "
+        "whichever ends first), and the run goes on to that end (default plateau)",
     )
     p.add_argument(
         "--threshold-inputs",
