@@ -32,7 +32,7 @@ def network_hparams(hparams: dict | None) -> dict:
     return {
         k: v
         for k, v in (hparams or {}).items()
-        if k not in TRAINING_ONLY and v is not None and v is not False and v != 0
+        if k not in TRAINING_ONLY and v not in (None, 0)  # False == 0: off too
     }
 
 
