@@ -369,7 +369,9 @@ class Exporter:
         profiles = [w.servers[s].profile for s in eligible]
         windows = w.arrays(eligible)
         self._choose_threads()
-        fc = self.forecaster.predict(windows, profiles, end_step, timezone=cfg.timezone)
+        fc = self.forecaster.predict(
+            windows, profiles, end_step, timezone=cfg.timezone, servers=list(eligible)
+        )
         # A metric whose series vanished is no longer exported for that server.
         recent = ~np.isnan(windows[:, -VANISHED_STEPS:, :]).all(axis=1)
         present = fc.present & recent

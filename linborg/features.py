@@ -10,7 +10,10 @@ The model sees, per server and 5-minute step:
     in these columns; the model fills its decoder steps from the normalised encoder window
     at SEASONAL_POSITIONS (``linborg.model.SeasonalTFT``), the same code in training and
     serving;
-  - its profile as a static categorical.
+  - its profile as a static categorical; a network trained with ``--unknown-profile`` sees a
+    plain host (profile ``generic``, a hostname that follows no profile's convention) as the
+    profile ``unknown`` (``network_profiles``), so that it can tell a user's plain VMs from the
+    generator's ``generic`` servers.
 Server names are never an input, so a server the model never saw is forecast like any other.
 Short gaps inside a present series are filled from the neighbouring samples (forward, then
 backward); a series with less than MIN_PRESENT_FRACTION of its samples counts as absent.
@@ -21,7 +24,15 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from linborg.contract import METRIC_NAMES, PROFILE, SERVER, STEP_SECONDS, TIMESTAMP
+from linborg.contract import (
+    FALLBACK_PROFILE,
+    METRIC_NAMES,
+    PROFILE,
+    SERVER,
+    STEP_SECONDS,
+    TIMESTAMP,
+    ProfileMatcher,
+)
 from linborg.timefeatures import time_features
 
 #: 24 hours of context and 8 hours of horizon, in 5-minute steps.
@@ -45,6 +56,26 @@ MODEL_TIME_FEATURES: tuple[str, ...] = (
 TIME_IDX = "time_idx"
 #: The seasonal input's lag: the same time yesterday, in steps.
 SEASONAL_LAG = 288
+#: What a network trained with ``--unknown-profile`` sees as the profile of a plain host: a name
+#: no contract profile has, so the profile encoder gives it its spare code (``nan``).
+UNKNOWN_PROFILE = "unknown"
+
+
+def network_profiles(servers, profiles) -> list[str]:
+    """Return the profile the network sees for each server under ``--unknown-profile``.
+
+    A server of profile ``generic`` whose hostname follows none of the profiles' default
+    conventions (``ppgen001`` does, ``bbvm001`` or ``web-7`` do not) is a plain host the
+    generator never wrote: ``unknown``. Every other server keeps its profile. Thresholds and
+    risk always use the real profile; only the network's input changes.
+    """
+    matcher = ProfileMatcher()
+    return [
+        UNKNOWN_PROFILE
+        if str(p) == FALLBACK_PROFILE and not matcher.match(str(s)).matched
+        else str(p)
+        for s, p in zip(servers, profiles, strict=True)
+    ]
 
 
 def seasonal_column(metric: str) -> str:
@@ -135,13 +166,16 @@ def fill_window(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     return filled.astype(np.float32), present.astype(np.float32), completeness
 
 
-def build_model_frame(frame: pd.DataFrame, timezone: str = "UTC") -> pd.DataFrame:
+def build_model_frame(
+    frame: pd.DataFrame, timezone: str = "UTC", unknown_profile: bool = False
+) -> pd.DataFrame:
     """Return the model's long frame for training from a contract-schema metrics table.
 
     Each server gets every step between its first and last timestamp (missing steps become
     gaps), its metrics filled as in ``fill_window`` over its whole history, the presence flags,
     the known time features, and ``time_idx``. Metric columns absent from ``frame`` are absent
-    for every server.
+    for every server. ``unknown_profile``: the profile column holds what the network sees
+    (``network_profiles``).
     """
     parts = []
     for server, g in frame.groupby(SERVER, observed=True, sort=True):
@@ -158,7 +192,10 @@ def build_model_frame(frame: pd.DataFrame, timezone: str = "UTC") -> pd.DataFram
         part = pd.DataFrame(filled[0], columns=list(METRIC_NAMES))
         part.insert(0, TIME_IDX, full)
         part.insert(1, SERVER, str(server))
-        part.insert(2, PROFILE, str(g[PROFILE].iloc[0]))
+        prof = str(g[PROFILE].iloc[0])
+        if unknown_profile:
+            prof = network_profiles([server], [prof])[0]
+        part.insert(2, PROFILE, prof)
         for j, col in enumerate(PRESENT_COLUMNS):
             part[col] = np.float32(present[0, j])
         for col in SEASONAL_COLUMNS:

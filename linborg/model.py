@@ -34,6 +34,7 @@ from linborg.features import (
     TIME_IDX,
     fill_window,
     known_features,
+    network_profiles,
 )
 
 QUANTILES = [0.1, 0.5, 0.9]
@@ -354,6 +355,7 @@ class SeasonalTFT(TemporalFusionTransformer):
         incident_head: float = 0.0,
         nofix_head: float = 0.0,
         naive_mix: bool = False,
+        unknown_profile: bool = False,
         **kwargs,
     ):
         """``level_inputs``: the network also sees each window's level and spread in the metrics'
@@ -366,8 +368,12 @@ class SeasonalTFT(TemporalFusionTransformer):
         0 for none. ``nofix_head``: the incident weight of a second set of quantile outputs
         trained without the incidents' aftermath (``add_nofix_head``), 0 for none.
         ``naive_mix``: each forecast adds a mix of the naive forecasts whose weights the
-        network reads from its state (``add_naive_mix``)."""
+        network reads from its state (``add_naive_mix``). ``unknown_profile``: the network
+        reads a plain host's profile as ``unknown`` (``linborg.features.network_profiles``),
+        in training and in serving."""
         super().__init__(*args, **kwargs)
+        if unknown_profile:
+            self.hparams["unknown_profile"] = True
         self._levels = None
         self._trends = None
         self._distances = None
@@ -736,11 +742,13 @@ def build_model(
     incident_head: float = 0.0,
     nofix_head: float = 0.0,
     naive_mix: bool = False,
+    unknown_profile: bool = False,
 ) -> TemporalFusionTransformer:
     """Return a fresh TFT for ``dataset`` with the preset's hyperparameters."""
     model = SeasonalTFT.from_dataset(
         dataset,
         naive_mix=naive_mix,
+        unknown_profile=unknown_profile,
         incident_head=incident_head,
         nofix_head=nofix_head,
         level_inputs=level_inputs,
@@ -792,6 +800,8 @@ class Forecaster:
         self._seasonal = SEASONAL_COLUMNS[0] in list(model.hparams.x_reals)
         self.center_steps = center_steps_of(model)
         self._profile_code = profile_codes()
+        #: The network reads a plain host's profile as ``unknown`` (``network_profiles``).
+        self.unknown_profile = bool(model.hparams.get("unknown_profile", False))
         lo = np.array([METRICS_BY_NAME[m].min for m in METRIC_NAMES], np.float32)
         hi = np.array([METRICS_BY_NAME[m].max for m in METRIC_NAMES], np.float32)
         self._range = (lo[None, :, None, None], hi[None, :, None, None])
@@ -849,7 +859,12 @@ class Forecaster:
         return torch.stack(list(out), 1).numpy()
 
     def predict(
-        self, values: np.ndarray, profiles: list[str], end_time_idx, timezone: str = "UTC"
+        self,
+        values: np.ndarray,
+        profiles: list[str],
+        end_time_idx,
+        timezone: str = "UTC",
+        servers: list[str] | None = None,
     ) -> Forecast:
         """Forecast the 96 steps after ``end_time_idx`` from (servers, 288, 14) raw windows.
 
@@ -857,12 +872,21 @@ class Forecaster:
         (morning spike, market hours, end of day, weekend) are computed on its clock, as the
         training data's were on UTC.
 
+        ``servers``: the servers' names, which a network trained with ``--unknown-profile``
+        needs (a plain host's profile is ``unknown`` to it) and others ignore.
+
         Missing samples are NaN. Metrics a server lacks get NaN forecasts and present=False;
         forecasts are clipped to each metric's valid range and quantiles kept in order.
         """
         values = np.asarray(values, np.float32)
         if values.ndim != 3 or values.shape[1:] != (ENCODER_STEPS, len(METRIC_NAMES)):
             raise ValueError(f"windows must be (servers, {ENCODER_STEPS}, 14), got {values.shape}")
+        if self.unknown_profile:
+            if servers is None:
+                raise ValueError(
+                    "this bundle reads plain hosts' profile as 'unknown': pass the servers' names"
+                )
+            profiles = network_profiles(servers, profiles)
         n, m = len(values), len(METRIC_NAMES)
         ends = np.broadcast_to(np.asarray(end_time_idx, np.int64), (n,))
         out = np.empty((n, m, HORIZON_STEPS, len(QUANTILES)), np.float32)

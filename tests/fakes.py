@@ -58,7 +58,7 @@ class FakeModel:
         self.batches = []
         self.timezones = []
 
-    def predict(self, values, profiles, end_step, timezone="UTC"):
+    def predict(self, values, profiles, end_step, timezone="UTC", servers=None):
         self.batches.append(len(values))
         self.timezones.append(timezone)
         filled, present, completeness = fill_window(values)

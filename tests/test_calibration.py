@@ -111,7 +111,7 @@ class StepForecaster:
     def __init__(self):
         self.ends = []
 
-    def predict(self, window, profiles, end, timezone="UTC"):
+    def predict(self, window, profiles, end, timezone="UTC", servers=None):
         self.ends.append(int(end))
         last = window[:, -1, :]
         p50 = np.repeat(last[:, :, None], HORIZON_STEPS, axis=2)

@@ -40,7 +40,7 @@ class SeasonalFake:
 
     spec: dict = {}
 
-    def predict(self, windows, profiles, end_time_idx):
+    def predict(self, windows, profiles, end_time_idx, servers=None):
         assert windows.shape[1:] == (288, 14)
         p50 = windows[:, :96].transpose(0, 2, 1)
         values = np.stack([p50 * 0.9, p50, p50 * 1.1 + 0.1], axis=-1)

@@ -138,7 +138,7 @@ class Echo:
 
     spec: dict = {}
 
-    def predict(self, windows, profiles, end):
+    def predict(self, windows, profiles, end, servers=None):
         last = windows[:, -1, :]
         p50 = np.repeat(np.nan_to_num(last)[:, :, None], 96, axis=2)
         return _Fc(np.stack([p50 - 1, p50, p50 + 1], -1), np.isfinite(last))
@@ -296,7 +296,7 @@ def test_ceilings_are_fitted_against_the_thresholds_the_fleet_alerts_on(
 class Climb(Echo):
     """A fake forecaster whose p50 climbs 20 points over 8 hours from the last value."""
 
-    def predict(self, windows, profiles, end):
+    def predict(self, windows, profiles, end, servers=None):
         fc = super().predict(windows, profiles, end)
         fc.values = fc.values + np.linspace(0, 20, 96)[None, None, :, None]
         return fc

@@ -387,7 +387,7 @@ class LastValuePlus:
     def __init__(self, offset: float):
         self.offset = offset
 
-    def predict(self, windows, profiles, end_time_idx):
+    def predict(self, windows, profiles, end_time_idx, servers=None):
         p50 = np.repeat(last_present(windows)[:, :, None], 96, axis=2) + self.offset
         values = np.stack([p50 - 1, p50, p50 + 1], axis=-1)
         return _Forecast(values, np.isfinite(values[:, :, 0, 1]))

@@ -133,7 +133,8 @@ def accuracy(forecaster, names, profiles, values, first, origin_every: int, seen
     parts = []
     for o in origins:
         window = values[:, o - ENCODER_STEPS + 1 : o + 1]
-        fc = np.asarray(forecaster.predict(window, profiles, first + o).values)  # (S,14,96,3)
+        fc = forecaster.predict(window, profiles, first + o, servers=names)
+        fc = np.asarray(fc.values)  # (S,14,96,3)
         q = fc[:, :, h, :].astype(np.float64)
         actual = values[:, o + 1 + h].transpose(0, 2, 1).astype(np.float64)  # (S,14,H)
         day = values[:, o - DAY + 1 : o + 1].astype(np.float64)
@@ -376,12 +377,13 @@ def seen_in_training(servers, training: dict, metadata: dict | None) -> tuple[se
     )
 
 
-def tft_at_checks(forecaster, profiles, values, first, checks, thresholds):
+def tft_at_checks(forecaster, profiles, values, first, checks, thresholds, servers=None):
     """Return the TFT's risk (servers, checks), time to breach (servers, checks, 2, 2), the
     driver's own time to breach (the same shape) and the driver's index (servers, checks).
 
     One forecast per check serves all: the risk score and, over all metrics, the earliest
     time to breach of each level (warning, critical) by p50 and by the pessimistic quantile.
+    ``servers``: the servers' names (``Forecaster.predict``).
     """
     risk = np.zeros((len(profiles), len(checks)))
     ttb = np.full((len(profiles), len(checks), 2, 2), np.nan)
@@ -392,7 +394,7 @@ def tft_at_checks(forecaster, profiles, values, first, checks, thresholds):
     healthy = healthy_risk(cal, profiles, list(METRIC_NAMES))
     for c, o in enumerate(checks):
         window = values[:, o - ENCODER_STEPS + 1 : o + 1]
-        fc = forecaster.predict(window, profiles, first + o)
+        fc = forecaster.predict(window, profiles, first + o, servers=servers)
         r = assess(
             fc.values, profiles, list(METRIC_NAMES), thresholds, present=fc.present, healthy=healthy
         )
@@ -404,13 +406,22 @@ def tft_at_checks(forecaster, profiles, values, first, checks, thresholds):
 
 
 def early_warning(
-    forecaster, profiles, values, first, every, risk_threshold, alert_rule=None, thresholds=None
+    forecaster,
+    profiles,
+    values,
+    first,
+    every,
+    risk_threshold,
+    alert_rule=None,
+    thresholds=None,
+    servers=None,
 ):
     """Return (every detector's warnings at the checks, the check times in Unix seconds).
 
     ``alert_rule``: (rule, which metrics may drive it) as ``scoreboard.alert_rule_detectors``
     takes them (the application reads them from the mixin's config); None: no alert_rule family.
     ``thresholds``: the levels every detector is scored against (default: the packaged ones).
+    ``servers``: the servers' names (``Forecaster.predict``).
     """
     checks = np.arange(ENCODER_STEPS - 1, values.shape[1], every)
     th = thresholds if thresholds is not None else load_thresholds()
@@ -419,7 +430,9 @@ def early_warning(
     low = np.array([METRICS_BY_NAME[m].min for m in METRIC_NAMES])
     high = np.array([METRICS_BY_NAME[m].max for m in METRIC_NAMES])
     safe = np.where(direction > 0, low, high)
-    risk, ttb, driver_ttb, driver = tft_at_checks(forecaster, profiles, values, first, checks, th)
+    risk, ttb, driver_ttb, driver = tft_at_checks(
+        forecaster, profiles, values, first, checks, th, servers
+    )
     thresholds = sorted(set(sbd.RISK_THRESHOLDS) | {risk_threshold})
     detectors = sbd.tft_detectors(risk, ttb, thresholds)
     if alert_rule is not None:
@@ -514,7 +527,15 @@ def evaluate(
     if labels is not None:
         every = max(1, round(incident_every_minutes * 60 / STEP_SECONDS))
         detectors, check_times = early_warning(
-            forecaster, profiles, values, first, every, risk_threshold, alert_rule, thresholds
+            forecaster,
+            profiles,
+            values,
+            first,
+            every,
+            risk_threshold,
+            alert_rule,
+            thresholds,
+            servers=names,
         )
         if len(check_times):
             sb = sbd.scoreboard(detectors, check_times, names, labels, every * STEP_SECONDS)

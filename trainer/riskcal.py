@@ -74,7 +74,8 @@ def fleet_ceilings(
     top = {w: np.zeros((len(names), len(METRIC_NAMES))) for w in WINDOWS}
     counts = ok.sum(axis=1)
     for c, o in enumerate(checks):
-        fc = forecaster.predict(values[:, o - ENCODER_STEPS + 1 : o + 1], profiles, first + o)
+        window = values[:, o - ENCODER_STEPS + 1 : o + 1]
+        fc = forecaster.predict(window, profiles, first + o, servers=names)
         for w, steps in WINDOWS.items():
             r = assess(fc.values, profiles, list(METRIC_NAMES), thresholds, steps, fc.present)
             top[w] = np.where(ok[:, c : c + 1], np.maximum(top[w], r.per_metric), top[w])

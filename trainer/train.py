@@ -29,6 +29,7 @@ from linborg.features import (
     PRESENT_COLUMNS,
     SENTINEL,
     TIME_IDX,
+    UNKNOWN_PROFILE,
     build_model_frame,
     dense_frame,
     present_column,
@@ -164,10 +165,11 @@ def validation_forecasts(
     total_steps = sum(len(c[0]) * max(0, c[2].shape[1] - HORIZON_STEPS - c[4]) for c in counted)
     stride = _coprime_stride(max(CALIBRATION_STRIDE, math.ceil(total_steps / max(limit, 1))))
     forecasts, actuals = [], []
-    for _, profiles, values, first, origin in counted:
+    for servers, profiles, values, first, origin in counted:
         for o in range(origin, values.shape[1] - HORIZON_STEPS, stride):
             window = values[:, o - ENCODER_STEPS + 1 : o + 1]
-            forecasts.append(forecaster.predict(window, profiles, first + o, timezone).values)
+            fc = forecaster.predict(window, profiles, first + o, timezone, servers=servers)
+            forecasts.append(fc.values)
             actuals.append(values[:, o + 1 : o + 1 + HORIZON_STEPS].transpose(0, 2, 1))
     if not forecasts:
         m = len(METRIC_NAMES)
@@ -487,6 +489,7 @@ def train(
     nofix_head: float = 0.0,
     naive_mix: bool = False,
     lr_schedule: str = "plateau",
+    unknown_profile: bool = False,
 ):
     """Train a TFT on ``frame`` (contract schema); return (model, training summary).
 
@@ -514,7 +517,9 @@ def train(
     ``naive_mix``: each forecast adds a mix of last value, the same time yesterday and the
     24-hour mean weighted by the network's state (``SeasonalTFT.add_naive_mix``); a bundle
     given with ``init`` gets it added, starting from no effect.
-    ``lr_schedule``: one of LR_SCHEDULES.
+    ``lr_schedule``: one of LR_SCHEDULES. ``unknown_profile``: the network sees a plain host
+    (profile ``generic``, a hostname of no profile's convention) as the profile ``unknown``
+    (``linborg.features.network_profiles``); a bundle given with ``init`` that has it keeps it.
     """
     import lightning.pytorch as pl
 
@@ -568,7 +573,12 @@ def train(
     torch.set_num_threads(threads or usable_cpus())
     began = time.monotonic()
 
-    model_frame = build_model_frame(frame, timezone)
+    if base is not None and base.unknown_profile:
+        unknown_profile = True
+    model_frame = build_model_frame(frame, timezone, unknown_profile)
+    unknown_servers = int(
+        (model_frame.groupby(SERVER, observed=True)[PROFILE].first() == UNKNOWN_PROFILE).sum()
+    )
     model_frame = add_absent_copies(model_frame, np.random.default_rng(seed))
     split = validation_split(model_frame)
     lengths = model_frame.groupby(SERVER).size()
@@ -628,6 +638,7 @@ def train(
             incident_head,
             nofix_head,
             naive_mix,
+            unknown_profile,
         )
     else:
         model = base.model
@@ -643,6 +654,8 @@ def train(
             model.add_nofix_head(nofix_head)
         if naive_mix:
             model.add_naive_mix()
+        if unknown_profile:
+            model.hparams["unknown_profile"] = True
         model.hparams.learning_rate = params["learning_rate"]
         model.train()
     # A bundle's network carries the weight it was trained with; this run's weight replaces it.
@@ -679,6 +692,11 @@ def train(
         f"{sum(p.numel() for p in model.parameters())} parameters, "
         f"budget {params['max_minutes']:g} min"
         + (", cosine learning rate over the budget" if lr_schedule == "cosine" else "")
+        + (
+            f", {unknown_servers} plain hosts seen as profile '{UNKNOWN_PROFILE}'"
+            if unknown_profile
+            else ""
+        )
         + (f", continuing from {init}" if base is not None else "")
     )
     trainer.fit(model, train_dataloaders=train_dl, val_dataloaders=val_dl)
@@ -739,6 +757,8 @@ def train(
         "incident_head": float(model.hparams.get("incident_head", 0.0)),
         "nofix_head": float(model.hparams.get("nofix_head", 0.0)),
         "naive_mix": bool(model.hparams.get("naive_mix", False)),
+        "unknown_profile": bool(model.hparams.get("unknown_profile", False)),
+        "unknown_profile_servers": unknown_servers,
         "validation_windows": int(len(val_ds)),
         "epochs": report.history,
         "best_epoch": report.best_epoch + 1,

@@ -201,6 +201,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         incident_head=args.incident_head,
         nofix_head=args.nofix_head,
         naive_mix=args.naive_mix,
+        unknown_profile=args.unknown_profile,
         lr_schedule=args.lr_schedule,
         timezone=args.timezone,
         init=args.init,
@@ -497,6 +498,14 @@ def add_parsers(sub) -> None:
         help="each forecast adds last value, the same time yesterday and the 24-hour mean, "
         "weighted per window and step by the network (added to a bundle given with --init, "
         "starting from no effect)",
+    )
+    p.add_argument(
+        "--unknown-profile",
+        action="store_true",
+        help="the network sees a plain host (profile generic, a hostname of no profile's "
+        "convention, such as a real VM) as the profile 'unknown', apart from the generator's "
+        "generic servers; thresholds and risk still use generic (kept by a bundle given with "
+        "--init that has it)",
     )
     p.add_argument(
         "--lr-schedule",
