@@ -1,0 +1,118 @@
+"""The unknown profile: a network that tells a plain host from the generator's generic servers."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from bundles import assert_reloads_alike, tiny_fleet_bundle
+
+from linborg.bundle import SPEC, load_bundle, save_bundle
+from linborg.contract import METRIC_NAMES, METRICS_BY_NAME, PROFILE, SERVER
+from linborg.features import (
+    ENCODER_STEPS,
+    UNKNOWN_PROFILE,
+    build_model_frame,
+    fill_window,
+    network_profiles,
+    time_index,
+)
+from linborg.trainer.train import train
+
+PLAIN = "vm-7"
+
+
+def test_a_plain_host_is_unknown_and_every_other_keeps_its_profile():
+    servers = ["bbvm001", "web-7", "ppgen001", "PPGEN002.example.com:9100", "ppweb001", "db-01"]
+    profiles = ["generic", "generic", "generic", "generic", "web_api", "database"]
+    assert network_profiles(servers, profiles) == [
+        UNKNOWN_PROFILE,  # a real VM: generic by fallback
+        UNKNOWN_PROFILE,
+        "generic",  # the generator's convention for generic servers
+        "generic",  # hostnames match case-insensitively, with a domain or port
+        "web_api",
+        "database",  # a profile given explicitly is kept whatever the hostname
+    ]
+    with pytest.raises(ValueError):
+        network_profiles(["a", "b"], ["generic"])
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory):
+    """The tiny fleet, the same with a plain host added, and a tiny bundle trained on the first."""
+    frame, plain_bundle = tiny_fleet_bundle(tmp_path_factory.mktemp("unknown") / "plain")
+    frame = frame.assign(**{SERVER: frame[SERVER].astype(str), PROFILE: frame[PROFILE].astype(str)})
+    vm = frame[frame[SERVER] == "ppdb001"].assign(**{SERVER: PLAIN, PROFILE: "generic"})
+    return frame, pd.concat([frame, vm], ignore_index=True), plain_bundle
+
+
+def test_the_model_frame_holds_what_the_network_sees(fleet):
+    _, mixed, _ = fleet
+    seen = build_model_frame(mixed, unknown_profile=True).groupby(SERVER)[PROFILE].first()
+    assert seen.to_dict() == {"ppdb001": "database", "ppweb001": "web_api", PLAIN: UNKNOWN_PROFILE}
+    plain = build_model_frame(mixed).groupby(SERVER)[PROFILE].first()
+    assert plain[PLAIN] == "generic"
+
+
+def last_windows(frame, servers):
+    window = np.stack(
+        [
+            frame[frame[SERVER] == s][list(METRIC_NAMES)].to_numpy(np.float32)[-ENCODER_STEPS:]
+            for s in servers
+        ]
+    )
+    return window, int(time_index(frame["timestamp"]).max())
+
+
+def test_a_network_trained_with_it_reads_plain_hosts_as_unknown_and_keeps_it(fleet, tmp_path):
+    _, mixed, plain_bundle = fleet
+    model, summary = train(
+        mixed,
+        "tiny",
+        seed=5,
+        progress=False,
+        log=lambda m: None,
+        init=plain_bundle,
+        unknown_profile=True,
+    )
+    assert summary["unknown_profile"] is True
+    assert summary["unknown_profile_servers"] == 1
+    out = save_bundle(model, tmp_path / "unknown", summary)
+    spec = json.loads((out / SPEC).read_text())
+    assert spec["hparams"]["unknown_profile"] is True
+    assert_reloads_alike(model, out, mixed)
+
+    forecaster = load_bundle(out)
+    assert forecaster.unknown_profile
+    window, end = last_windows(mixed, [PLAIN])
+    with pytest.raises(ValueError, match="servers' names"):
+        forecaster.predict(window, ["generic"], end)
+    got = forecaster.predict(window, ["generic"], end, servers=[PLAIN]).values
+    # The same window under the generator's generic hostname reads the generic profile instead.
+    as_generic = forecaster.predict(window, ["generic"], end, servers=["ppgen001"]).values
+    assert np.abs(got - as_generic).max() > 1e-4
+    # What the plain host got is the network's answer for the profile 'unknown' (its spare code).
+    filled, present, _ = fill_window(window)
+    x = forecaster.inputs(filled, present, [UNKNOWN_PROFILE], end)
+    raw = np.sort(forecaster.raw(x), -1)
+    forecaster.calibration = None
+    uncalibrated = forecaster.predict(window, ["generic"], end, servers=[PLAIN]).values
+    ok = np.isfinite(uncalibrated)
+    lo = np.array([METRICS_BY_NAME[m].min for m in METRIC_NAMES])[None, :, None, None]
+    hi = np.array([METRICS_BY_NAME[m].max for m in METRIC_NAMES])[None, :, None, None]
+    np.testing.assert_allclose(uncalibrated[ok], np.clip(raw, lo, hi)[ok], rtol=1e-4, atol=1e-4)
+
+    # A network without it ignores the names: the old bundle forecasts alike with or without.
+    old = load_bundle(plain_bundle)
+    assert not old.unknown_profile
+    np.testing.assert_array_equal(
+        old.predict(window, ["generic"], end).values,
+        old.predict(window, ["generic"], end, servers=[PLAIN]).values,
+    )
+
+    # Continued from it without the flag, the network keeps reading plain hosts as unknown.
+    _, again = train(mixed, "tiny", seed=6, progress=False, log=lambda m: None, init=out)
+    assert again["unknown_profile"] is True
+    assert again["unknown_profile_servers"] == 1
