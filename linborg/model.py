@@ -373,7 +373,7 @@ class SeasonalTFT(TemporalFusionTransformer):
         in training and in serving."""
         super().__init__(*args, **kwargs)
         if unknown_profile:
-            self.hparams["unknown_profile"] = True
+            self.add_unknown_profile()
         self._levels = None
         self._trends = None
         self._distances = None
@@ -393,6 +393,31 @@ class SeasonalTFT(TemporalFusionTransformer):
         self._naive = None
         if naive_mix:
             self.add_naive_mix()
+
+    def add_unknown_profile(self) -> None:
+        """Read a plain host's profile as ``unknown`` and let that profile's embedding train.
+
+        ``unknown`` gets the profile encoder's spare code (``nan``), whose embedding row
+        pytorch-forecasting keeps at zero as padding: here it becomes an ordinary row, learnt
+        from the plain hosts in the training data (at zero until then).
+        """
+        self.hparams["unknown_profile"] = True
+        self.input_embeddings.embeddings[PROFILE].padding_idx = None
+        paddings = self.hparams.get("embedding_paddings") or []
+        self.hparams["embedding_paddings"] = [p for p in paddings if p != PROFILE]
+
+    def freeze_known_profiles(self) -> None:
+        """Train only the ``unknown`` profile's embedding row; every other weight stays.
+
+        Servers of the contract's profiles are then forecast exactly as before.
+        """
+        for p in self.parameters():
+            p.requires_grad_(False)
+        weight = self.input_embeddings.embeddings[PROFILE].weight
+        weight.requires_grad_(True)
+        keep = torch.zeros_like(weight)
+        keep[profile_codes()["nan"]] = 1.0
+        weight.register_hook(lambda grad: grad * keep)
 
     def add_naive_mix(self) -> None:
         """Add to every forecast a mix of the naive forecasts, weighted by the network's state.

@@ -7,10 +7,11 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from bundles import assert_reloads_alike, tiny_fleet_bundle
 
 from linborg.bundle import SPEC, load_bundle, save_bundle
-from linborg.contract import METRIC_NAMES, METRICS_BY_NAME, PROFILE, SERVER
+from linborg.contract import METRIC_NAMES, METRICS_BY_NAME, PROFILE, SERVER, ContractError
 from linborg.features import (
     ENCODER_STEPS,
     UNKNOWN_PROFILE,
@@ -19,6 +20,7 @@ from linborg.features import (
     network_profiles,
     time_index,
 )
+from linborg.model import profile_codes
 from linborg.trainer.train import train
 
 PLAIN = "vm-7"
@@ -116,3 +118,31 @@ def test_a_network_trained_with_it_reads_plain_hosts_as_unknown_and_keeps_it(fle
     _, again = train(mixed, "tiny", seed=6, progress=False, log=lambda m: None, init=out)
     assert again["unknown_profile"] is True
     assert again["unknown_profile_servers"] == 1
+
+
+def test_freezing_the_known_profiles_trains_only_the_unknown_row(fleet):
+    _, mixed, plain_bundle = fleet
+    base = load_bundle(plain_bundle).model.state_dict()
+    model, summary = train(
+        mixed,
+        "tiny",
+        seed=5,
+        progress=False,
+        log=lambda m: None,
+        init=plain_bundle,
+        unknown_profile=True,
+        freeze_known_profiles=True,
+    )
+    assert summary["freeze_known_profiles"] is True
+    after = model.state_dict()
+    key = "input_embeddings.embeddings.profile.weight"
+    unknown = profile_codes()["nan"]
+    for name, value in base.items():
+        if name != key:
+            assert torch.equal(after[name], value), name
+    rows = [r for r in range(value.shape[0]) if r != unknown]
+    assert torch.equal(after[key][rows], base[key][rows])
+    assert base[key][unknown].abs().max() == 0  # padding in the old bundle
+    assert after[key][unknown].abs().max() > 0  # learnt here
+    with pytest.raises(ContractError, match="--init and --unknown-profile"):
+        train(mixed, "tiny", progress=False, log=lambda m: None, freeze_known_profiles=True)

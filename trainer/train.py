@@ -490,6 +490,7 @@ def train(
     naive_mix: bool = False,
     lr_schedule: str = "plateau",
     unknown_profile: bool = False,
+    freeze_known_profiles: bool = False,
 ):
     """Train a TFT on ``frame`` (contract schema); return (model, training summary).
 
@@ -520,6 +521,8 @@ def train(
     ``lr_schedule``: one of LR_SCHEDULES. ``unknown_profile``: the network sees a plain host
     (profile ``generic``, a hostname of no profile's convention) as the profile ``unknown``
     (``linborg.features.network_profiles``); a bundle given with ``init`` that has it keeps it.
+    ``freeze_known_profiles``: continuing ``init`` with ``unknown_profile``, train only the
+    ``unknown`` profile's embedding (``SeasonalTFT.freeze_known_profiles``).
     """
     import lightning.pytorch as pl
 
@@ -566,6 +569,8 @@ def train(
         raise ContractError("the incident head needs the data's incident labels; these have none")
     if nofix_head and not (nofix_head >= 1 and incidents):
         raise ContractError("the no-fix head needs incident labels and a weight of 1 or more")
+    if freeze_known_profiles and not (init is not None and unknown_profile):
+        raise ContractError("freezing the known profiles needs --init and --unknown-profile")
     base = None
     if init is not None:
         base = _load_init(init)
@@ -655,7 +660,9 @@ def train(
         if naive_mix:
             model.add_naive_mix()
         if unknown_profile:
-            model.hparams["unknown_profile"] = True
+            model.add_unknown_profile()
+        if freeze_known_profiles:
+            model.freeze_known_profiles()
         model.hparams.learning_rate = params["learning_rate"]
         model.train()
     # A bundle's network carries the weight it was trained with; this run's weight replaces it.
@@ -759,6 +766,7 @@ def train(
         "naive_mix": bool(model.hparams.get("naive_mix", False)),
         "unknown_profile": bool(model.hparams.get("unknown_profile", False)),
         "unknown_profile_servers": unknown_servers,
+        "freeze_known_profiles": bool(freeze_known_profiles),
         "validation_windows": int(len(val_ds)),
         "epochs": report.history,
         "best_epoch": report.best_epoch + 1,

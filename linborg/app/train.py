@@ -202,6 +202,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         nofix_head=args.nofix_head,
         naive_mix=args.naive_mix,
         unknown_profile=args.unknown_profile,
+        freeze_known_profiles=args.freeze_known_profiles,
         lr_schedule=args.lr_schedule,
         timezone=args.timezone,
         init=args.init,
@@ -506,6 +507,12 @@ def add_parsers(sub) -> None:
         "convention, such as a real VM) as the profile 'unknown', apart from the generator's "
         "generic servers; thresholds and risk still use generic (kept by a bundle given with "
         "--init that has it)",
+    )
+    p.add_argument(
+        "--freeze-known-profiles",
+        action="store_true",
+        help="with --init and --unknown-profile: train only the profile 'unknown''s embedding, "
+        "so servers of the contract's profiles get the same forecasts as from the --init bundle",
     )
     p.add_argument(
         "--lr-schedule",
