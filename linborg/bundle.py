@@ -46,6 +46,11 @@ from linborg.model import (
 FORMAT = "linborg-tft-bundle/1"
 WEIGHTS = "model.safetensors"
 SPEC = "model.json"
+#: A bundle's optional plain-host network: a whole bundle in this subdirectory that forecasts
+#: the servers ``linborg.features.network_profiles`` calls ``unknown`` (profile generic, a
+#: hostname of no profile's convention: a plain VM), while the bundle's own network forecasts
+#: every other server (``Forecaster.plain``).
+PLAIN = "plain"
 #: Hyperparameters that are objects; they are rebuilt from code, not stored.
 OBJECT_HPARAMS = ("loss", "logging_metrics", "output_transformer", "dataset_parameters")
 
@@ -342,4 +347,31 @@ def _load_bundle(directory: Path, chunk: int) -> Forecaster:
     except (SafetensorError, RuntimeError, OSError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise BundleError(f"model bundle {directory}: weights do not load ({first})") from None
-    return Forecaster(model, spec, chunk=chunk)
+    forecaster = Forecaster(model, spec, chunk=chunk)
+    if (directory / PLAIN).is_dir():
+        if directory.name == PLAIN:
+            raise BundleError(f"model bundle {directory}: a plain-host network has its own plain/")
+        forecaster.plain = _load_bundle(directory / PLAIN, chunk)
+    return forecaster
+
+
+def attach_plain(model: str | Path, plain: str | Path) -> Path:
+    """Copy bundle ``plain`` into ``model``'s PLAIN subdirectory; return that directory.
+
+    Both must load. ``plain`` must not have a plain-host network of its own; one that
+    ``model`` already has is replaced.
+    """
+    import shutil
+
+    model, plain = Path(model), Path(plain)
+    load_bundle(model)
+    if (plain / PLAIN).is_dir():
+        raise BundleError(f"model bundle {plain}: a plain-host network has its own plain/")
+    load_bundle(plain)
+    target = model / PLAIN
+    target.mkdir(exist_ok=True)
+    for name in (WEIGHTS, SPEC):
+        shutil.copyfile(plain / name, target / name)
+        (target / name).chmod(0o644)
+    load_bundle(model)
+    return target

@@ -32,6 +32,7 @@ from linborg.features import (
     SEASONAL_POSITIONS,
     SENTINEL,
     TIME_IDX,
+    UNKNOWN_PROFILE,
     fill_window,
     known_features,
     network_profiles,
@@ -827,6 +828,10 @@ class Forecaster:
         self._profile_code = profile_codes()
         #: The network reads a plain host's profile as ``unknown`` (``network_profiles``).
         self.unknown_profile = bool(model.hparams.get("unknown_profile", False))
+        #: The bundle's plain-host network (``linborg.bundle.PLAIN``): it forecasts the servers
+        #: ``network_profiles`` calls ``unknown``, this network every other one. None: this
+        #: network forecasts every server.
+        self.plain: Forecaster | None = None
         lo = np.array([METRICS_BY_NAME[m].min for m in METRIC_NAMES], np.float32)
         hi = np.array([METRICS_BY_NAME[m].max for m in METRIC_NAMES], np.float32)
         self._range = (lo[None, :, None, None], hi[None, :, None, None])
@@ -898,7 +903,8 @@ class Forecaster:
         training data's were on UTC.
 
         ``servers``: the servers' names, which a network trained with ``--unknown-profile``
-        needs (a plain host's profile is ``unknown`` to it) and others ignore.
+        and a bundle with a plain-host network need (a plain host's profile is ``unknown`` to
+        the one; the other sends plain hosts to its plain-host network) and others ignore.
 
         Missing samples are NaN. Metrics a server lacks get NaN forecasts and present=False;
         forecasts are clipped to each metric's valid range and quantiles kept in order.
@@ -906,14 +912,40 @@ class Forecaster:
         values = np.asarray(values, np.float32)
         if values.ndim != 3 or values.shape[1:] != (ENCODER_STEPS, len(METRIC_NAMES)):
             raise ValueError(f"windows must be (servers, {ENCODER_STEPS}, 14), got {values.shape}")
-        if self.unknown_profile:
-            if servers is None:
-                raise ValueError(
-                    "this bundle reads plain hosts' profile as 'unknown': pass the servers' names"
+        if (self.unknown_profile or self.plain is not None) and servers is None:
+            raise ValueError(
+                "this bundle tells plain hosts from the profiles' servers: pass the servers' names"
+            )
+        ends = np.broadcast_to(np.asarray(end_time_idx, np.int64), (len(values),))
+        if self.plain is None:
+            return self._forecast(values, list(profiles), ends, timezone, servers)
+        # Plain hosts go to the plain-host network, every other server to this one.
+        plain = np.array([p == UNKNOWN_PROFILE for p in network_profiles(servers, profiles)])
+        n, m = len(values), len(METRIC_NAMES)
+        out = np.empty((n, m, HORIZON_STEPS, len(QUANTILES)), np.float32)
+        present = np.empty((n, m), bool)
+        completeness = np.empty((n, m))
+        for network, rows in ((self.plain, np.flatnonzero(plain)), (self, np.flatnonzero(~plain))):
+            if len(rows):
+                sub = network._forecast(
+                    values[rows],
+                    [profiles[i] for i in rows],
+                    ends[rows],
+                    timezone,
+                    [servers[i] for i in rows],
                 )
+                out[rows], present[rows], completeness[rows] = (
+                    sub.values,
+                    sub.present,
+                    sub.completeness,
+                )
+        return Forecast(out, present, completeness)
+
+    def _forecast(self, values, profiles, ends, timezone, servers) -> Forecast:
+        """Forecast every window with this network (``predict`` after its checks)."""
+        if self.unknown_profile:
             profiles = network_profiles(servers, profiles)
         n, m = len(values), len(METRIC_NAMES)
-        ends = np.broadcast_to(np.asarray(end_time_idx, np.int64), (n,))
         out = np.empty((n, m, HORIZON_STEPS, len(QUANTILES)), np.float32)
         present = np.empty((n, m), np.float32)
         completeness = np.empty((n, m))

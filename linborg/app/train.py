@@ -402,8 +402,20 @@ def cmd_blend(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_attach_plain(args: argparse.Namespace) -> int:
+    from linborg.bundle import attach_plain
+
+    out = attach_plain(args.model, args.plain)
+    print(
+        f"wrote {out}: {args.model} now forecasts plain hosts (profile generic, a hostname of no "
+        f"profile's convention) with the network of {args.plain}, every other server with its own"
+    )
+    return 0
+
+
 def add_parsers(sub) -> None:
-    """Add the training commands (train, calibrate, calibrate-risk, blend, evaluate)."""
+    """Add the training commands (train, calibrate, calibrate-risk, blend, attach-plain,
+    evaluate)."""
 
     def source_args(p):
         p.add_argument(
@@ -604,6 +616,20 @@ def add_parsers(sub) -> None:
     )
     p.add_argument("--out", required=True, help="bundle directory to write")
     p.set_defaults(func=cmd_blend)
+
+    p = sub.add_parser(
+        "attach-plain",
+        help="give a bundle a plain-host network: servers of profile generic whose hostname "
+        "follows no profile's convention (plain VMs) are forecast by the other bundle's network",
+    )
+    p.add_argument("--model", required=True, help="the bundle to give it to (changed in place)")
+    p.add_argument(
+        "--plain",
+        required=True,
+        help="the bundle whose network forecasts plain hosts (copied into the first bundle's "
+        "plain/ directory)",
+    )
+    p.set_defaults(func=cmd_attach_plain)
 
     p = sub.add_parser("evaluate", help="backtest a model bundle against baselines")
     source_args(p)
