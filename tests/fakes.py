@@ -57,10 +57,12 @@ class FakeModel:
     def __init__(self):
         self.batches = []
         self.timezones = []
+        self.servers = []
 
     def predict(self, values, profiles, end_step, timezone="UTC", servers=None):
         self.batches.append(len(values))
         self.timezones.append(timezone)
+        self.servers.append(servers)
         filled, present, completeness = fill_window(values)
         last = filled[:, -1, :]
         out = np.repeat(last[:, :, None, None], HORIZON_STEPS, axis=2)

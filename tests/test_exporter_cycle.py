@@ -57,6 +57,13 @@ def test_the_configured_timezone_reaches_the_model(world):
     assert model.timezones == ["America/New_York"]
 
 
+def test_the_servers_names_reach_the_model_in_the_windows_order(world):
+    # A bundle with a plain-host network (or --unknown-profile) tells plain hosts by name.
+    exp, _, model = make(world)
+    snap = exp.run_once(at(30))
+    assert model.servers == [list(snap.servers)]
+
+
 def test_snapshot_holds_forecast_risk_and_completeness(world):
     exp, _, _ = make(world)
     snap = exp.run_once(at(30))

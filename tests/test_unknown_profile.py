@@ -10,7 +10,7 @@ import pytest
 import torch
 from bundles import assert_reloads_alike, tiny_fleet_bundle
 
-from linborg.bundle import SPEC, load_bundle, save_bundle
+from linborg.bundle import PLAIN, SPEC, BundleError, attach_plain, load_bundle, save_bundle
 from linborg.contract import METRIC_NAMES, METRICS_BY_NAME, PROFILE, SERVER, ContractError
 from linborg.features import (
     ENCODER_STEPS,
@@ -23,7 +23,7 @@ from linborg.features import (
 from linborg.model import profile_codes
 from linborg.trainer.train import train
 
-PLAIN = "vm-7"
+PLAIN_HOST = "vm-7"
 
 
 def test_a_plain_host_is_unknown_and_every_other_keeps_its_profile():
@@ -46,16 +46,17 @@ def fleet(tmp_path_factory):
     """The tiny fleet, the same with a plain host added, and a tiny bundle trained on the first."""
     frame, plain_bundle = tiny_fleet_bundle(tmp_path_factory.mktemp("unknown") / "plain")
     frame = frame.assign(**{SERVER: frame[SERVER].astype(str), PROFILE: frame[PROFILE].astype(str)})
-    vm = frame[frame[SERVER] == "ppdb001"].assign(**{SERVER: PLAIN, PROFILE: "generic"})
+    vm = frame[frame[SERVER] == "ppdb001"].assign(**{SERVER: PLAIN_HOST, PROFILE: "generic"})
     return frame, pd.concat([frame, vm], ignore_index=True), plain_bundle
 
 
 def test_the_model_frame_holds_what_the_network_sees(fleet):
     _, mixed, _ = fleet
     seen = build_model_frame(mixed, unknown_profile=True).groupby(SERVER)[PROFILE].first()
-    assert seen.to_dict() == {"ppdb001": "database", "ppweb001": "web_api", PLAIN: UNKNOWN_PROFILE}
+    want = {"ppdb001": "database", "ppweb001": "web_api", PLAIN_HOST: UNKNOWN_PROFILE}
+    assert seen.to_dict() == want
     plain = build_model_frame(mixed).groupby(SERVER)[PROFILE].first()
-    assert plain[PLAIN] == "generic"
+    assert plain[PLAIN_HOST] == "generic"
 
 
 def last_windows(frame, servers):
@@ -88,10 +89,10 @@ def test_a_network_trained_with_it_reads_plain_hosts_as_unknown_and_keeps_it(fle
 
     forecaster = load_bundle(out)
     assert forecaster.unknown_profile
-    window, end = last_windows(mixed, [PLAIN])
+    window, end = last_windows(mixed, [PLAIN_HOST])
     with pytest.raises(ValueError, match="servers' names"):
         forecaster.predict(window, ["generic"], end)
-    got = forecaster.predict(window, ["generic"], end, servers=[PLAIN]).values
+    got = forecaster.predict(window, ["generic"], end, servers=[PLAIN_HOST]).values
     # The same window under the generator's generic hostname reads the generic profile instead.
     as_generic = forecaster.predict(window, ["generic"], end, servers=["ppgen001"]).values
     assert np.abs(got - as_generic).max() > 1e-4
@@ -100,7 +101,7 @@ def test_a_network_trained_with_it_reads_plain_hosts_as_unknown_and_keeps_it(fle
     x = forecaster.inputs(filled, present, [UNKNOWN_PROFILE], end)
     raw = np.sort(forecaster.raw(x), -1)
     forecaster.calibration = None
-    uncalibrated = forecaster.predict(window, ["generic"], end, servers=[PLAIN]).values
+    uncalibrated = forecaster.predict(window, ["generic"], end, servers=[PLAIN_HOST]).values
     ok = np.isfinite(uncalibrated)
     lo = np.array([METRICS_BY_NAME[m].min for m in METRIC_NAMES])[None, :, None, None]
     hi = np.array([METRICS_BY_NAME[m].max for m in METRIC_NAMES])[None, :, None, None]
@@ -111,7 +112,7 @@ def test_a_network_trained_with_it_reads_plain_hosts_as_unknown_and_keeps_it(fle
     assert not old.unknown_profile
     np.testing.assert_array_equal(
         old.predict(window, ["generic"], end).values,
-        old.predict(window, ["generic"], end, servers=[PLAIN]).values,
+        old.predict(window, ["generic"], end, servers=[PLAIN_HOST]).values,
     )
 
     # Continued from it without the flag, the network keeps reading plain hosts as unknown.
@@ -146,3 +147,42 @@ def test_freezing_the_known_profiles_trains_only_the_unknown_row(fleet):
     assert after[key][unknown].abs().max() > 0  # learnt here
     with pytest.raises(ContractError, match="--init and --unknown-profile"):
         train(mixed, "tiny", progress=False, log=lambda m: None, freeze_known_profiles=True)
+
+
+def test_a_plain_host_network_forecasts_plain_hosts_and_only_them(fleet, tmp_path):
+    import shutil
+
+    frame, mixed, plain_bundle = fleet
+    # Two different networks: the tiny bundle, and another trained on the mixed fleet.
+    other, summary = train(mixed, "tiny", seed=9, progress=False, log=lambda m: None)
+    other_dir = save_bundle(other, tmp_path / "other", summary)
+    routed = tmp_path / "routed"
+    shutil.copytree(plain_bundle, routed)
+    target = attach_plain(routed, other_dir)
+    assert target == routed / PLAIN
+    assert {p.name: p.stat().st_mode & 0o777 for p in target.iterdir()} == {
+        "model.json": 0o644,
+        "model.safetensors": 0o644,
+    }
+
+    servers = ["ppweb001", PLAIN_HOST, "ppdb001"]
+    profiles = ["web_api", "generic", "database"]
+    window, end = last_windows(mixed, servers)
+    both = load_bundle(routed)
+    assert both.plain is not None
+    with pytest.raises(ValueError, match="servers' names"):
+        both.predict(window, profiles, end)
+    got = both.predict(window, profiles, end, servers=servers)
+    main, plain = load_bundle(plain_bundle), load_bundle(other_dir)
+    alone = main.predict(window[[0, 2]], ["web_api", "database"], end).values
+    np.testing.assert_allclose(got.values[[0, 2]], alone, rtol=1e-5, atol=1e-5)
+    by_plain = plain.predict(window[[1]], ["generic"], end).values
+    np.testing.assert_allclose(got.values[[1]], by_plain, rtol=1e-5, atol=1e-5)
+    # ... which is not what the main network says about it.
+    by_main = main.predict(window[[1]], ["generic"], end).values
+    assert np.nanmax(np.abs(got.values[1] - by_main[0])) > 1e-3
+    assert got.present.dtype == bool and got.present.all()
+
+    # No nesting: a bundle with its own plain-host network cannot become one.
+    with pytest.raises(BundleError, match="its own plain/"):
+        attach_plain(other_dir, routed)
