@@ -169,7 +169,7 @@ def network_features(z: dict, forecaster) -> tuple[np.ndarray, np.ndarray, np.nd
             grabbed.clear()
             heads.clear()
             window = z["values"][:, o - ENCODER_STEPS + 1 : o + 1]
-            fc = forecaster.predict(window, z["profiles"], z["first"] + o)
+            fc = forecaster.predict(window, z["profiles"], z["first"] + o, servers=z["names"])
             hidden = np.concatenate(grabbed).reshape(len(z["profiles"]), 1, -1)
             state.append(
                 np.broadcast_to(hidden, (hidden.shape[0], len(METRIC_NAMES), hidden.shape[2]))

@@ -66,7 +66,7 @@ def main() -> None:
         windows = np.stack([arr[i, k0 + lag - 287 : k0 + lag + 1] for lag in lags])
         ends = np.array([int(origin.timestamp()) // STEP_SECONDS + k0 + lag for lag in lags])
         profiles = [fleet[i].profile] * len(lags)
-        fc = model.predict(windows, profiles, ends)
+        fc = model.predict(windows, profiles, ends, servers=[server] * len(lags))
         h = healthy_risk(model.spec.get("risk_calibration"), profiles, list(METRIC_NAMES))
         r = assess(fc.values, profiles, list(METRIC_NAMES), th, present=fc.present, healthy=h)
         warn = crit = None

@@ -55,12 +55,12 @@ def ramps_of(incidents: list[dict], names: list[str], first: int) -> list[Ramp]:
     return out
 
 
-def follow_ratios(forecaster, values, profiles, first, ramps) -> dict[str, list[float]]:
+def follow_ratios(forecaster, values, profiles, first, ramps, names=None) -> dict[str, list[float]]:
     """Return {incident type: [follow at each scored check]} (see the module docstring).
 
     ``values`` is (servers, steps, metrics) on the 5-minute grid starting at step ``first``
     (Unix seconds / STEP_SECONDS); ``forecaster.predict(window, profiles, origin)`` is a
-    bundle's."""
+    bundle's; ``names``: the servers' names, which a bundle with a plain-host network needs."""
     out: dict[str, list[float]] = defaultdict(list)
     for r in ramps:
         sign = 1.0 if METRICS_BY_NAME[METRIC_NAMES[r.metric]].direction == "above" else -1.0
@@ -73,7 +73,8 @@ def follow_ratios(forecaster, values, profiles, first, ramps) -> dict[str, list[
             if not np.isfinite(move) or move <= 0:
                 continue
             window = values[r.server : r.server + 1, o - ENCODER_STEPS + 1 : o + 1]
-            fc = forecaster.predict(window, [profiles[r.server]], first + o)
+            server = {"servers": [names[r.server]]} if names is not None else {}
+            fc = forecaster.predict(window, [profiles[r.server]], first + o, **server)
             p50 = np.sort(fc.values, axis=-1)[0, r.metric, AHEAD_STEPS - 1, 1]
             out[r.type].append(float(sign * (p50 - now) / move))
     return dict(out)
@@ -108,7 +109,7 @@ def main(argv=None) -> int:
         ap.error(f"{args.data} has no precursor incidents labelled")
     from linborg.bundle import load_bundle
 
-    ratios = follow_ratios(load_bundle(args.model), values, profiles, first, ramps)
+    ratios = follow_ratios(load_bundle(args.model), values, profiles, first, ramps, names)
     print(f"{args.data}, {args.model}: {len(ramps)} precursor incidents")
     print("\n".join(table(ratios)))
     return 0

@@ -75,14 +75,18 @@ def perfect_detectors(values, checks, warn, crit, direction) -> list[sbd.Detecto
     return out
 
 
-def level_scores(forecaster, values, profiles, first, checks, warn, crit, direction):
-    """Return {fraction: (servers, checks) risk read at that level} from the network."""
+def level_scores(forecaster, values, profiles, first, checks, warn, crit, direction, names=None):
+    """Return {fraction: (servers, checks) risk read at that level} from the network.
+
+    ``names``: the servers' names, which a bundle with a plain-host network needs.
+    """
     weight = urgency(HORIZON_STEPS)
     d = direction[:, :, None]
     scores = {a: np.zeros((len(profiles), len(checks))) for a in FRACTIONS}
     start = time.time()
     for c, o in enumerate(checks):
-        fc = forecaster.predict(values[:, o - ENCODER_STEPS + 1 : o + 1], profiles, first + o)
+        window = values[:, o - ENCODER_STEPS + 1 : o + 1]
+        fc = forecaster.predict(window, profiles, first + o, servers=names)
         f = np.sort(fc.values, axis=-1)
         for a in FRACTIONS:
             level = (warn + a * (crit - warn))[:, :, None]
@@ -131,7 +135,7 @@ def main(argv=None) -> int:
         from linborg.bundle import load_bundle
 
         scores = level_scores(
-            load_bundle(args.model), values, profiles, first, checks, warn, crit, direction
+            load_bundle(args.model), values, profiles, first, checks, warn, crit, direction, names
         )
         print()
         print("| network risk read at | best detector | recall at <= 1 false / 100 | median lead |")

@@ -40,6 +40,11 @@ export OMP_WAIT_POLICY=PASSIVE
   --init out/default_stage2 --preset finetune --learning-rate 0.001 --max-epochs 7 --max-minutes 15 \
   --incident-share 0.15 --incident-weight 1 --seed 7 --level-inputs \
   --out models/default
+# The plain-host network: plain VMs (profile generic, a hostname of no profile's convention) are
+# forecast by a network trained on the real set's VMs alone, without its last 7 days.
+.venv/bin/linborg train --data "$REAL" --holdout-days 7 --preset default --max-minutes 88 \
+  --seed 7 --threads 1 --out out/default_plain
+.venv/bin/linborg attach-plain --model models/default --plain out/default_plain
 .venv/bin/linborg generate heldout --out out/heldout.parquet --seed 1207 --start 2026-06-01 \
   --days 7 --fleet web_api=22,ml_compute=18,database=18,data_ingest=12,risk_analytics=10,generic=8,conductor_mgmt=7
 # Risk above healthy: each profile's metrics' highest risk on healthy servers of two fresh

@@ -68,7 +68,7 @@ def option(words: list[str], name: str) -> str:
 def test_the_shipped_bundle_records_the_training_that_the_script_runs():
     training = load_bundle(DEFAULT_MODEL).spec["training"]
     history = [w for w in script_commands("generate") if w[1] == "history"]
-    stage1, stage2, stage3 = script_commands("train")
+    stage1, stage2, stage3, _ = script_commands("train")
     assert option(stage3, "--out") == "models/default"
     assert option(stage2, "--init") == option(stage1, "--out")
     assert option(stage3, "--init") == option(stage2, "--out")
@@ -98,6 +98,30 @@ def test_the_shipped_bundle_records_the_training_that_the_script_runs():
     assert all("--level-inputs" in stage for stage in (stage1, stage2, stage3))
     assert training["level_inputs"] is True
     assert load_bundle(DEFAULT_MODEL).spec["hparams"]["level_inputs"] is True
+
+
+def test_the_shipped_plain_host_network_records_the_training_that_the_script_runs():
+    forecaster = load_bundle(DEFAULT_MODEL)
+    assert forecaster.plain is not None
+    *_, plain = script_commands("train")
+    (attach,) = script_commands("attach-plain")
+    assert option(attach, "--model") == "models/default"
+    assert option(attach, "--plain") == option(plain, "--out")
+    assert option(plain, "--data") == "$REAL" and option(plain, "--holdout-days") == "7"
+    (real,) = [
+        line.split(":-", 1)[1].rstrip("}")
+        for line in (ROOT / "scripts" / "train_default.sh").read_text().splitlines()
+        if line.startswith("REAL=")
+    ]
+    training = forecaster.plain.spec["training"]
+    assert training["source"] == f"Parquet {real}, without its last 7 days"
+    assert training["preset"] == option(plain, "--preset") and training["init"] is None
+    assert training["seed"] == int(option(plain, "--seed"))
+    assert training["threads"] == int(option(plain, "--threads"))
+    assert training["hyperparameters"]["max_minutes"] == float(option(plain, "--max-minutes"))
+    # only real VMs: every server of the real set, none of them generated
+    assert training["profiles"] == {"generic": 144}
+    assert set(training["server_seeds"].values()) == {None}
 
 
 def test_real_subset_keeps_the_drawn_vms_without_the_held_out_week(tmp_path):

@@ -61,7 +61,8 @@ def warning_checks(
         if k < first or (k - first) % 2:  # every 10 minutes from the start
             continue
         end = int(t.timestamp()) // STEP_SECONDS
-        fc = model.predict(data[:, k - ENCODER_STEPS + 1 : k + 1], profiles, end)
+        window = data[:, k - ENCODER_STEPS + 1 : k + 1]
+        fc = model.predict(window, profiles, end, servers=[s.name for s in fleet])
         r = assess(
             fc.values, profiles, list(METRIC_NAMES), thresholds, present=fc.present, healthy=healthy
         )

@@ -34,7 +34,7 @@ def windows():
     values = values.copy()
     values[0, :, METRIC_NAMES.index("java_cpu_pct")] = np.nan  # a server lacking a metric
     values[1, :100] = np.nan  # and one with a short history
-    return profiles, values, end
+    return profiles, values, end, names
 
 
 def raw_both(forecaster: Forecaster, profiles, values, ends):
@@ -55,7 +55,7 @@ def test_the_time_varying_selections_are_fused_and_the_static_one_is_not(shipped
 
 @pytest.mark.parametrize("same_end", [True, False], ids=["one end step", "ends differ"])
 def test_fused_forward_matches_the_network(shipped, windows, same_end):
-    profiles, values, end = windows
+    profiles, values, end, names = windows
     # One end step for all (the time features are shared and run once) or one per server.
     ends = np.full(len(profiles), end) if same_end else end - np.arange(len(profiles)) * 7
     expected, got = raw_both(shipped, profiles, values, ends)
@@ -66,23 +66,23 @@ def test_fused_forward_matches_the_network(shipped, windows, same_end):
 
 
 def test_the_network_is_restored_after_each_forward(shipped, windows):
-    profiles, values, end = windows
-    shipped.predict(values, profiles, end)
+    profiles, values, end, names = windows
+    shipped.predict(values, profiles, end, servers=names)
     for vsn in fused_selections(shipped.model):
         assert "forward" not in vsn.__dict__  # the class's own forward again
 
 
 def test_a_batch_of_one_server_is_fused_too(shipped, windows):
-    profiles, values, end = windows
+    profiles, values, end, names = windows
     expected, got = raw_both(shipped, profiles[:1], values[:1], end)
     np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-4)
 
 
 def test_time_features_follow_the_fleets_timezone(shipped, windows):
-    profiles, values, end = windows
-    utc = shipped.predict(values, profiles, end).values
-    again = shipped.predict(values, profiles, end, timezone="UTC").values
-    tokyo = shipped.predict(values, profiles, end, timezone="Asia/Tokyo").values
+    profiles, values, end, names = windows
+    utc = shipped.predict(values, profiles, end, servers=names).values
+    again = shipped.predict(values, profiles, end, timezone="UTC", servers=names).values
+    tokyo = shipped.predict(values, profiles, end, timezone="Asia/Tokyo", servers=names).values
     np.testing.assert_array_equal(utc, again)
     # Market hours and the morning spike move by 9 hours: the forecast paths change.
     assert np.nanmax(np.abs(tokyo - utc)) > 0.1

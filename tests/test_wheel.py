@@ -69,6 +69,8 @@ def test_the_wheel_installs_and_runs_outside_the_checkout(tmp_path):
         "linborg/thresholds.yaml",
         "linborg/models/default/model.json",
         "linborg/models/default/model.safetensors",
+        "linborg/models/default/plain/model.json",
+        "linborg/models/default/plain/model.safetensors",
         "linborg/prometheus/prometheus.yml",
         "linborg/prometheus/rules/linborg.alerts.yml",
         "linborg/alertmanager/alertmanager.yml",
