@@ -574,6 +574,12 @@ def train(
     base = None
     if init is not None:
         base = _load_init(init)
+        if base.plain is not None:
+            log(
+                f"train: continuing the network of {init} that forecasts the profiles' servers; "
+                f"its plain-host network ({init}/plain) is not carried: to fine-tune for plain "
+                f"hosts, give --init {init}/plain"
+            )
     pl.seed_everything(seed, workers=True, verbose=False)
     torch.set_num_threads(threads or usable_cpus())
     began = time.monotonic()

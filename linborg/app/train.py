@@ -270,6 +270,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     labels = metadata.get("incidents") if metadata else None
     servers = sorted(frame[SERVER].astype(str).unique())
     seen, basis = seen_in_training(servers, forecaster.spec.get("training", {}), metadata)
+    if forecaster.plain is not None:
+        # Seen by either network: the plain-host network's training data counts too.
+        more, _ = seen_in_training(servers, forecaster.plain.spec.get("training", {}), metadata)
+        seen |= more
+        basis += ", by either of the bundle's networks"
     result = evaluate(
         forecaster,
         frame,
