@@ -40,8 +40,13 @@ class ModelHolder:
         self.reload_failures = 0
 
     def _stamp(self):
+        from linborg.bundle import PLAIN
+
         try:
-            return tuple((p.name, p.stat().st_mtime_ns) for p in sorted(self.path.iterdir()))
+            files = sorted(self.path.iterdir())
+            if (self.path / PLAIN).is_dir():  # the plain-host network's files count too
+                files += sorted((self.path / PLAIN).iterdir())
+            return tuple((str(p.relative_to(self.path)), p.stat().st_mtime_ns) for p in files)
         except OSError:
             return None
 

@@ -68,6 +68,11 @@ def test_a_bad_bundle_on_reload_is_refused_and_the_old_one_keeps_serving(tmp_pat
     holder.reload("SIGHUP")
     assert exporter.forecaster != "the old model" and holder.reloads == 1
     assert exporter.stats.model_reloads == 1
+    # A change to the plain-host network's files is a change to the bundle too.
+    plain_spec = bundle / "plain" / SPEC
+    plain_spec.write_text(plain_spec.read_text().replace('"metrics"', '"metrics_"', 1))
+    holder.check_files()
+    assert holder.reload_failures == 2 and holder.reloads == 1
 
 
 def _bundle_copy(tmp_path: Path) -> Path:
