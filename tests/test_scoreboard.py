@@ -508,3 +508,20 @@ def test_the_alert_rule_family_reads_the_shipped_mixin_config():
     assert rule["warning"] == (CONFIG["risk_warning"], 1, 8 * 3600)  # pessimistic, 8h
     assert rule["critical"] == (CONFIG["risk_critical"], 0, 2 * 3600)  # p50, 2h
     assert [m for m, ok in zip(METRIC_NAMES, eligible, strict=True) if not ok] == ["uptime_days"]
+
+
+def test_a_server_seen_by_either_of_a_bundles_networks_counts_as_seen():
+    from types import SimpleNamespace
+
+    from linborg.trainer.evaluate import seen_by_bundle
+
+    main = {"training": {"server_seeds": {"ppdb001": 8, "vm1": None}}}
+    plain = {"training": {"server_seeds": {"vm1": None, "vm2": None}}}
+    servers = ["ppdb001", "vm1", "vm2", "vm3"]
+    alone = SimpleNamespace(spec=main, plain=None)
+    meta = {"generator": "linborg.generator", "seed": 8}
+    assert seen_by_bundle(servers, alone, None)[0] == {"vm1"}  # ppdb001 of no seed: another one
+    assert seen_by_bundle(servers, alone, meta)[0] == {"ppdb001"}
+    both = SimpleNamespace(spec=main, plain=SimpleNamespace(spec=plain))
+    seen, basis = seen_by_bundle(servers, both, None)
+    assert seen == {"vm1", "vm2"} and "either of the bundle's networks" in basis

@@ -342,6 +342,20 @@ def quiet_series(values: np.ndarray, share: float = QUIET_SHARE) -> np.ndarray:
     return out
 
 
+def seen_by_bundle(servers, forecaster, metadata: dict | None) -> tuple[set[str], str]:
+    """Return (servers seen in training by either of the bundle's networks, how decided).
+
+    ``seen_in_training`` for the bundle's network and, when it has one, its plain-host network.
+    """
+    seen, basis = seen_in_training(servers, forecaster.spec.get("training", {}), metadata)
+    plain = getattr(forecaster, "plain", None)
+    if plain is not None:
+        more, _ = seen_in_training(servers, plain.spec.get("training", {}), metadata)
+        seen |= more
+        basis += ", by either of the bundle's networks"
+    return seen, basis
+
+
 def seen_in_training(servers, training: dict, metadata: dict | None) -> tuple[set[str], str]:
     """Return (servers seen in training, how that was decided).
 

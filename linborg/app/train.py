@@ -251,7 +251,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from linborg.bundle import load_bundle
     from linborg.contract import SERVER
     from linborg.mixin import CONFIG
-    from linborg.trainer.evaluate import evaluate, origin_stride, seen_in_training, write_report
+    from linborg.trainer.evaluate import evaluate, origin_stride, seen_by_bundle, write_report
 
     _, note = origin_stride(args.origin_every)
     if note:
@@ -269,12 +269,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         metadata = read_metadata(args.data[0])
     labels = metadata.get("incidents") if metadata else None
     servers = sorted(frame[SERVER].astype(str).unique())
-    seen, basis = seen_in_training(servers, forecaster.spec.get("training", {}), metadata)
-    if forecaster.plain is not None:
-        # Seen by either network: the plain-host network's training data counts too.
-        more, _ = seen_in_training(servers, forecaster.plain.spec.get("training", {}), metadata)
-        seen |= more
-        basis += ", by either of the bundle's networks"
+    seen, basis = seen_by_bundle(servers, forecaster, metadata)
     result = evaluate(
         forecaster,
         frame,
