@@ -69,17 +69,17 @@ def last_windows(frame, servers):
     return window, int(time_index(frame["timestamp"]).max())
 
 
+def continued(frame, bundle, **options):
+    """Continue ``bundle`` on ``frame`` for the tiny preset with the unknown profile."""
+    return train(
+        frame, "tiny", seed=5, progress=False, log=lambda m: None, init=bundle,
+        unknown_profile=True, **options,
+    )  # fmt: skip
+
+
 def test_a_network_trained_with_it_reads_plain_hosts_as_unknown_and_keeps_it(fleet, tmp_path):
     _, mixed, plain_bundle = fleet
-    model, summary = train(
-        mixed,
-        "tiny",
-        seed=5,
-        progress=False,
-        log=lambda m: None,
-        init=plain_bundle,
-        unknown_profile=True,
-    )
+    model, summary = continued(mixed, plain_bundle)
     assert summary["unknown_profile"] is True
     assert summary["unknown_profile_servers"] == 1
     out = save_bundle(model, tmp_path / "unknown", summary)
@@ -124,16 +124,7 @@ def test_a_network_trained_with_it_reads_plain_hosts_as_unknown_and_keeps_it(fle
 def test_freezing_the_known_profiles_trains_only_the_unknown_row(fleet):
     _, mixed, plain_bundle = fleet
     base = load_bundle(plain_bundle).model.state_dict()
-    model, summary = train(
-        mixed,
-        "tiny",
-        seed=5,
-        progress=False,
-        log=lambda m: None,
-        init=plain_bundle,
-        unknown_profile=True,
-        freeze_known_profiles=True,
-    )
+    model, summary = continued(mixed, plain_bundle, freeze_known_profiles=True)
     assert summary["freeze_known_profiles"] is True
     after = model.state_dict()
     key = "input_embeddings.embeddings.profile.weight"
