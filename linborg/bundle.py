@@ -313,7 +313,7 @@ def load_bundle(directory: str | Path, chunk: int = 50) -> Forecaster:
         ) from None
 
 
-def _load_bundle(directory: Path, chunk: int) -> Forecaster:
+def _load_bundle(directory: Path, chunk: int, nested: bool = False) -> Forecaster:
     from safetensors import SafetensorError
     from safetensors.torch import load_model
 
@@ -349,9 +349,9 @@ def _load_bundle(directory: Path, chunk: int) -> Forecaster:
         raise BundleError(f"model bundle {directory}: weights do not load ({first})") from None
     forecaster = Forecaster(model, spec, chunk=chunk)
     if (directory / PLAIN).is_dir():
-        if directory.name == PLAIN:
+        if nested:
             raise BundleError(f"model bundle {directory}: a plain-host network has its own plain/")
-        forecaster.plain = _load_bundle(directory / PLAIN, chunk)
+        forecaster.plain = _load_bundle(directory / PLAIN, chunk, nested=True)
     return forecaster
 
 

@@ -177,3 +177,9 @@ def test_a_plain_host_network_forecasts_plain_hosts_and_only_them(fleet, tmp_pat
     # No nesting: a bundle with its own plain-host network cannot become one.
     with pytest.raises(BundleError, match="its own plain/"):
         attach_plain(other_dir, routed)
+    nested = tmp_path / "nested"
+    shutil.copytree(routed, nested)
+    shutil.rmtree(nested / PLAIN)
+    shutil.copytree(routed, nested / PLAIN)  # whose plain/ has a plain/ again
+    with pytest.raises(BundleError, match="its own plain/"):
+        load_bundle(nested)
