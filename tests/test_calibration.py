@@ -258,4 +258,8 @@ def test_calibrate_refits_a_bundle_on_your_history_and_keeps_it_readable(
     before = (bundle / SPEC).read_text()
     assert main(["calibrate", "--model", str(bundle), "--data", str(short)]) == 2
     assert "too short" in capsys.readouterr().err
+    # A bundle with a plain-host network is refused: each network has its own band.
+    shutil.copytree(tiny, bundle / "plain")
+    assert main(["calibrate", "--model", str(bundle), "--data", str(data)]) == 2
+    assert "has a plain-host network" in capsys.readouterr().err
     assert (bundle / SPEC).read_text() == before

@@ -308,9 +308,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from linborg.bundle import SPEC, load_bundle
+    from linborg.contract import ContractError
     from linborg.trainer.train import recalibrate
 
     forecaster = load_bundle(args.model)
+    if forecaster.plain is not None:
+        # Each network has its own band: one fit on both would mix their forecasts.
+        raise ContractError(
+            f"calibrate: {args.model} has a plain-host network; calibrate each network on its "
+            f"own servers' history: --model {Path(args.model) / 'plain'} for plain hosts, and "
+            "the bundle itself on a copy without plain/ for the profiles' servers"
+        )
     timezone = args.timezone or forecaster.spec.get("training", {}).get("timezone") or "UTC"
     frame, source = _load_frame(args)
     fitted = recalibrate(forecaster, frame, timezone)
