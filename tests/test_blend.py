@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -135,3 +136,13 @@ def test_the_blend_command_writes_the_bundle(pair, tmp_path, capsys):
     assert "linborg calibrate --model" in capsys.readouterr().out
     assert blend_command("-1") == 2
     assert "not within 0-1" in capsys.readouterr().err
+    # A parent's plain-host network is not blended, and the command says so.
+    with_plain = tmp_path / "with_plain"
+    shutil.copytree(first, with_plain)
+    shutil.copytree(second, with_plain / "plain")
+    out = tmp_path / "cli2"
+    args = ["blend", "--model", str(with_plain), "--other", str(second), "--out", str(out)]
+    assert main(args) == 0
+    said = capsys.readouterr().out
+    assert f"{with_plain} has a plain-host network, which the blend does not have" in said
+    assert not (out / "plain").exists()

@@ -399,6 +399,7 @@ def cmd_calibrate_risk(args: argparse.Namespace) -> int:
 
 
 def cmd_blend(args: argparse.Namespace) -> int:
+    from linborg.bundle import PLAIN
     from linborg.trainer.blend import blend
 
     out = blend(args.model, args.other, args.weight, args.out)
@@ -407,6 +408,13 @@ def cmd_blend(args: argparse.Namespace) -> int:
         f"{args.other}; fit its band and risk ceilings next (linborg calibrate --model {out} "
         f"--data ..., linborg calibrate-risk --model {out} --data ...)"
     )
+    for parent in (args.model, args.other):
+        if (Path(parent) / PLAIN).is_dir():
+            print(
+                f"{parent} has a plain-host network, which the blend does not have (only the "
+                f"networks for the profiles' servers are blended): linborg attach-plain --model "
+                f"{out} --plain {Path(parent) / PLAIN}"
+            )
     return 0
 
 
