@@ -312,6 +312,12 @@ class SelfCollector(Collector):
             "Servers whose profile fell back to generic (no label, no hostname pattern matched).",
             value=snap.profile_fallbacks if snap else 0,
         )
+        yield GaugeMetricFamily(
+            f"{n}_exporter_plain_hosts",
+            "Servers forecast in the last cycle by the model bundle's plain-host network (profile "
+            "generic and a hostname of no profile's convention); 0 without one.",
+            value=snap.plain_hosts if snap else 0,
+        )
         counters = [
             ("exporter_cycles", "Cycles started.", stats.cycles),
             (

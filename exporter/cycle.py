@@ -16,7 +16,7 @@ from linborg.contract import METRIC_NAMES, PROFILE_NAMES, STEP_SECONDS, ProfileM
 from linborg.cpus import CpuLoad, inference_threads
 from linborg.exporter.config import Config, parse_duration
 from linborg.exporter.window import RollingWindow, load_window, save_window
-from linborg.features import ENCODER_STEPS, presence
+from linborg.features import ENCODER_STEPS, UNKNOWN_PROFILE, network_profiles, presence
 from linborg.prom import PrometheusError
 from linborg.risk import assess, healthy_risk
 from linborg.thresholds import Thresholds
@@ -53,6 +53,8 @@ class Snapshot:
         default_factory=dict
     )  # server -> (profile, reason)
     profile_fallbacks: int = 0
+    #: Servers forecast by the bundle's plain-host network (``Forecaster.plain``).
+    plain_hosts: int = 0
     #: Metrics whose queries failed in this cycle (their newest steps are fetched again next
     #: cycle); a cycle with any is partial.
     failed_metrics: tuple[str, ...] = ()
@@ -367,6 +369,9 @@ class Exporter:
                 failed_metrics=self.failed_metrics,
             )
         profiles = [w.servers[s].profile for s in eligible]
+        plain_hosts = 0
+        if getattr(self.forecaster, "plain", None) is not None:
+            plain_hosts = network_profiles(eligible, profiles).count(UNKNOWN_PROFILE)
         windows = w.arrays(eligible)
         self._choose_threads()
         fc = self.forecaster.predict(
@@ -405,6 +410,7 @@ class Exporter:
             time_to_breach=ttb,
             not_forecast=not_forecast,
             profile_fallbacks=fallbacks,
+            plain_hosts=plain_hosts,
             failed_metrics=self.failed_metrics,
         )
 

@@ -40,6 +40,8 @@ SERVERS_FORECAST = f"{NAMESPACE}_servers_forecast"
 SNAPSHOT_AGE_SECONDS = f"{NAMESPACE}_exporter_snapshot_age_seconds"
 #: Gauge: servers whose profile fell back to generic.
 PROFILE_FALLBACKS = f"{NAMESPACE}_exporter_profile_fallbacks"
+#: Gauge: servers forecast by the bundle's plain-host network in the last cycle.
+PLAIN_HOSTS = f"{NAMESPACE}_exporter_plain_hosts"
 #: Counter: cycles started.
 CYCLES_TOTAL = f"{NAMESPACE}_exporter_cycles_total"
 #: Counter: cycles that got no data from Prometheus.
@@ -109,6 +111,7 @@ ON_METRICS: tuple[str, ...] = (
     SERVERS_FORECAST,
     SNAPSHOT_AGE_SECONDS,
     PROFILE_FALLBACKS,
+    PLAIN_HOSTS,
     CYCLES_TOTAL,
     CYCLE_FAILURES_TOTAL,
     QUERIES_TOTAL,

@@ -62,6 +62,18 @@ def test_the_servers_names_reach_the_model_in_the_windows_order(world):
     exp, _, model = make(world)
     snap = exp.run_once(at(30))
     assert model.servers == [list(snap.servers)]
+    assert snap.plain_hosts == 0  # no plain-host network
+
+
+def test_plain_hosts_are_counted_when_the_bundle_has_a_plain_host_network(world):
+    frame = world.copy()
+    first = sorted(frame["server"].unique())[:2]
+    frame["server"] = frame["server"].replace({first[0]: "vm-1", first[1]: "vm-2"})
+    exp, _, model = make(frame, labels={"profile": "role"})  # profiles from hostnames
+    assert exp.run_once(at(30)).plain_hosts == 0  # the model has no plain-host network
+    model.plain = object()
+    snap = exp.run_once(at(30) + 300)
+    assert snap.plain_hosts == 2 and len(snap.servers) == len(FLEET)
 
 
 def test_snapshot_holds_forecast_risk_and_completeness(world):
