@@ -73,8 +73,8 @@ def follow_ratios(forecaster, values, profiles, first, ramps, names=None) -> dic
             if not np.isfinite(move) or move <= 0:
                 continue
             window = values[r.server : r.server + 1, o - ENCODER_STEPS + 1 : o + 1]
-            server = {"servers": [names[r.server]]} if names is not None else {}
-            fc = forecaster.predict(window, [profiles[r.server]], first + o, **server)
+            server = None if names is None else [names[r.server]]
+            fc = forecaster.predict(window, [profiles[r.server]], first + o, servers=server)
             p50 = np.sort(fc.values, axis=-1)[0, r.metric, AHEAD_STEPS - 1, 1]
             out[r.type].append(float(sign * (p50 - now) / move))
     return dict(out)

@@ -213,7 +213,7 @@ def test_ramp_follow_is_one_for_the_actual_future_zero_for_last_value_and_below_
     ramps = [Ramp("memory_leak", 0, mem, 330), Ramp("runaway_cpu", 1, idle, 330)]
 
     def forecaster(p50):
-        def predict(window, profiles, origin):
+        def predict(window, profiles, origin, servers=None):
             out = np.zeros((1, len(METRIC_NAMES), 96, 3))
             out[..., 1] = p50(window, profiles[0], origin - first)[:, None]
             out[..., 0], out[..., 2] = out[..., 1] - 1, out[..., 1] + 1
