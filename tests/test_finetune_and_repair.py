@@ -286,3 +286,33 @@ def test_train_on_two_files_from_different_periods_records_each_servers_source(
     assert main(["train", "--data", str(gen), "--data", str(gen), "--out", str(tmp_path / "x")])
     assert "is in both" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_a_fine_tune_that_no_epoch_improves_keeps_the_starting_weights(history, parent):
+    messages = []
+    kept, summary = train(
+        history,
+        "tiny",
+        seed=5,
+        progress=False,
+        log=messages.append,
+        init=parent,
+        learning_rate=50.0,  # every step wrecks the network
+        max_epochs=2,
+    )
+    start = summary["start_val_loss"]
+    assert start is not None and np.isfinite(start)
+    assert all(e["val_loss"] > start for e in summary["epochs"])
+    assert summary["best_epoch"] == 0 and summary["best_val_loss"] == start
+    before = dict(load_bundle(parent).model.named_parameters())
+    assert all(torch.equal(before[k], p) for k, p in kept.named_parameters())
+    assert any("keeps its weights" in m for m in messages)
+    # An ordinary fine-tune beats its start and keeps the better epoch.
+    _, better = train(history, "tiny", seed=5, progress=False, log=lambda m: None, init=parent)
+    assert better["start_val_loss"] == pytest.approx(start)
+    assert better["best_epoch"] >= 1 and better["best_val_loss"] < start
+
+
+def test_a_run_from_scratch_has_no_start_to_keep(history):
+    _, summary = train(history, "tiny", seed=5, progress=False, log=lambda m: None)
+    assert summary["start_val_loss"] is None and summary["best_epoch"] >= 1

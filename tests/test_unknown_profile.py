@@ -183,3 +183,67 @@ def test_a_plain_host_network_forecasts_plain_hosts_and_only_them(fleet, tmp_pat
     shutil.copytree(routed, nested / PLAIN)  # whose plain/ has a plain/ again
     with pytest.raises(BundleError, match="its own plain/"):
         load_bundle(nested)
+
+
+def test_fine_tuning_a_bundle_continues_the_network_that_forecasts_each_server(
+    fleet, tmp_path, capsys
+):
+    import shutil
+
+    from linborg.app.cli import main
+    from linborg.bundle import WEIGHTS
+    from linborg.parquet import write_metrics
+    from linborg.trainer.train import split_by_network
+
+    frame, mixed, plain_bundle = fleet
+    parent = tmp_path / "parent"
+    shutil.copytree(plain_bundle, parent)
+    attach_plain(parent, plain_bundle)
+    web = frame[frame[SERVER] == "ppweb001"].assign(**{SERVER: "vm-8", PROFILE: "generic"})
+    vms = pd.concat([mixed[mixed[SERVER] == PLAIN_HOST], web], ignore_index=True)
+    parts = split_by_network(mixed, parent)
+    assert [(sub, sorted(p[SERVER].unique())) for sub, p in parts] == [
+        (None, ["ppdb001", "ppweb001"]),
+        (PLAIN, [PLAIN_HOST]),
+    ]
+    assert [sub for sub, _ in split_by_network(mixed, plain_bundle)] == [None]  # no plain/
+
+    def fine_tune(data, name):
+        path = write_metrics(data, tmp_path / f"{name}.parquet")
+        out = tmp_path / name
+        args = ["train", "--data", str(path), "--init", str(parent), "--preset", "tiny"]
+        assert main([*args, "--seed", "5", "--quiet", "--out", str(out)]) == 0
+        return out
+
+    def same(a, b):
+        return (a / WEIGHTS).read_bytes() == (b / WEIGHTS).read_bytes()
+
+    # Plain hosts only: the plain-host network learns, the other is the parent's, unchanged.
+    out = fine_tune(vms, "vms")
+    assert same(out, parent) and not same(out / PLAIN, parent / PLAIN)
+    assert json.loads((out / PLAIN / SPEC).read_text())["training"]["init"] == str(parent / PLAIN)
+    assert "kept the network for the profiles' servers" in capsys.readouterr().out
+    assert load_bundle(out).plain is not None
+    # The profiles' servers only: the other way round.
+    out = fine_tune(frame, "generated")
+    assert not same(out, parent) and same(out / PLAIN, parent / PLAIN)
+    assert "kept the plain-host network" in capsys.readouterr().out
+    # Both: each network on its own servers, the budget shared by their numbers of servers.
+    out = fine_tune(pd.concat([frame, vms], ignore_index=True), "both")
+    assert not same(out, parent) and not same(out / PLAIN, parent / PLAIN)
+    said = capsys.readouterr().err
+    assert "2 of 4 servers continue the network for the profiles' servers (1.0 of 2 " in said
+    assert "2 of 4 servers continue the plain-host network (1.0 of 2 minutes)" in said
+    # A network with one server here is kept (training needs two), the other gets the budget.
+    out = fine_tune(mixed, "one_vm")
+    assert not same(out, parent) and same(out / PLAIN, parent / PLAIN)
+    said = capsys.readouterr()
+    assert f"{PLAIN_HOST} is the only server here for the plain-host network" in said.err
+    assert "continue" not in said.err and "kept the plain-host network" in said.out
+    # The parent is never overwritten, and a bundle without plain/ leaves none behind.
+    path = tmp_path / "vms.parquet"
+    args = ["train", "--data", str(path), "--init", str(parent), "--preset", "tiny", "--quiet"]
+    assert main([*args, "--out", str(parent)]) == 2
+    assert "is the bundle being fine-tuned" in capsys.readouterr().err
+    assert main([*args[:4], str(plain_bundle), *args[5:], "--out", str(out)]) == 0
+    assert not (out / PLAIN).exists() and "removed" in capsys.readouterr().out

@@ -8,6 +8,7 @@ import math
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -32,6 +33,7 @@ from linborg.features import (
     UNKNOWN_PROFILE,
     build_model_frame,
     dense_frame,
+    network_profiles,
     present_column,
 )
 from linborg.model import (
@@ -371,6 +373,36 @@ def _load_init(init):
     return base
 
 
+def where(best_epoch: int) -> str:
+    """Return where a run's best validation loss was: 'at epoch N' or 'at the start'."""
+    return "at the start" if best_epoch < 0 else f"at epoch {best_epoch + 1}"
+
+
+def split_by_network(frame: pd.DataFrame, init) -> list[tuple[str | None, pd.DataFrame]]:
+    """Split a fleet between the networks of bundle ``init`` that forecast its servers.
+
+    Return [(subdirectory, its servers' rows)] for each network with servers here: None for
+    the bundle's own network, ``linborg.bundle.PLAIN`` for its plain-host network (the plain
+    hosts of ``linborg.features.network_profiles``). A bundle without one gets everything.
+    """
+    from linborg.bundle import PLAIN
+
+    if not (Path(init) / PLAIN).is_dir():
+        return [(None, frame)]
+    first = frame.groupby(SERVER, observed=True)[PROFILE].first()
+    kinds = network_profiles([str(s) for s in first.index], [str(p) for p in first])
+    plain = {str(s) for s, k in zip(first.index, kinds, strict=True) if k == UNKNOWN_PROFILE}
+    is_plain = frame[SERVER].astype(str).isin(plain).to_numpy()
+    parts = [(None, frame[~is_plain]), (PLAIN, frame[is_plain])]
+    out = []
+    for sub, part in parts:
+        if len(part):
+            part = part.reset_index(drop=True)
+            part.attrs.update(frame.attrs)
+            out.append((sub, part))
+    return out
+
+
 def _progress_callback(log: Callable[[str], None], budget_minutes: float):
     import lightning.pytorch as pl
 
@@ -382,12 +414,21 @@ def _progress_callback(log: Callable[[str], None], budget_minutes: float):
             self.best = float("inf")
             self.best_state = None
             self.best_epoch = -1
+            self.start = None
             self.history = []
 
         def on_validation_epoch_end(self, trainer, module):
             if trainer.sanity_checking:
                 return
             val = float(trainer.callback_metrics.get("val_loss", float("nan")))
+            if trainer.state.fn != "fit":
+                # The starting network of a fine-tune, scored before any training: it is kept
+                # unless an epoch beats it.
+                self.start = val
+                self.best, self.best_epoch = val, -1
+                self.best_state = copy.deepcopy(module.state_dict())
+                log(f"train: the starting network's val_loss {val:.4f}")
+                return
             train = float(trainer.callback_metrics.get("train_loss_epoch", float("nan")))
             epoch = trainer.current_epoch
             self.history.append({"epoch": epoch, "train_loss": train, "val_loss": val})
@@ -406,7 +447,7 @@ def _progress_callback(log: Callable[[str], None], budget_minutes: float):
             aux = f" incident_loss {last['incident_loss']:.4f}" if "incident_loss" in last else ""
             log(
                 f"train: epoch {epoch + 1}/{trainer.max_epochs} val_loss {val:.4f}{aux} "
-                f"(best {self.best:.4f} at epoch {self.best_epoch + 1}), "
+                f"(best {self.best:.4f} {where(self.best_epoch)}), "
                 f"{elapsed:.1f} min elapsed, at most {max(left, 0):.1f} min left"
             )
 
@@ -576,9 +617,9 @@ def train(
         base = _load_init(init)
         if base.plain is not None:
             log(
-                f"train: continuing the network of {init} that forecasts the profiles' servers; "
-                f"its plain-host network ({init}/plain) is not carried: to fine-tune for plain "
-                f"hosts, give --init {init}/plain"
+                f"train: continuing the network of {init} that forecasts the profiles' servers "
+                f"only (linborg train --init splits a fleet between a bundle's two networks: "
+                f"split_by_network)"
             )
     pl.seed_everything(seed, workers=True, verbose=False)
     torch.set_num_threads(threads or usable_cpus())
@@ -712,9 +753,18 @@ def train(
         )
         + (f", continuing from {init}" if base is not None else "")
     )
+    if base is not None:
+        # Score the starting network on the same validation windows first: a fine-tune that
+        # no epoch improves keeps the weights it started from (its band is still refitted).
+        trainer.validate(model, dataloaders=val_dl, verbose=False)
     trainer.fit(model, train_dataloaders=train_dl, val_dataloaders=val_dl)
     if report.best_state is not None:
         model.load_state_dict(report.best_state)
+    if base is not None and report.best_epoch < 0:
+        log(
+            f"train: no epoch beat the starting network's val_loss {report.start:.4f}; "
+            "the bundle keeps its weights"
+        )
     model.eval()
     calibrating = time.monotonic()
     interval = fit_calibration(model, frame, split, timezone)
@@ -777,6 +827,7 @@ def train(
         "epochs": report.history,
         "best_epoch": report.best_epoch + 1,
         "best_val_loss": report.best,
+        "start_val_loss": report.start,
         "seconds": round(time.monotonic() - began, 1),
         "device": "cuda" if torch.cuda.is_available() else "cpu",
         "threads": torch.get_num_threads(),

@@ -169,56 +169,114 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
 
 
+def network_words(sub: str | None) -> str:
+    """Return how the log names a bundle's network: its own, or the plain-host one."""
+    return "plain-host network" if sub else "network for the profiles' servers"
+
+
 def cmd_train(args: argparse.Namespace) -> int:
-    from linborg.bundle import save_bundle
-    from linborg.trainer.train import train
+    import shutil
+
+    from linborg.bundle import PLAIN, SPEC, WEIGHTS, save_bundle
+    from linborg.contract import SERVER, ContractError
+    from linborg.model import PRESETS
+    from linborg.trainer.train import split_by_network, train
 
     _quiet_lightning()
+    if args.init and Path(args.out).resolve() == Path(args.init).resolve():
+        raise ContractError(
+            f"--out {args.out} is the bundle being fine-tuned; write the new bundle elsewhere "
+            "and keep the parent to roll back to"
+        )
     frame, source = _load_frame(args)
     incidents, seeds = _metadata(frame.attrs.get("server_file") or {})
     preset = args.preset or ("finetune" if args.init else "default")
-    model, summary = train(
-        frame,
-        preset=preset,
-        seed=args.seed,
-        progress=not args.quiet,
-        max_minutes=args.max_minutes,
-        threads=args.threads,
-        incidents=incidents or None,
-        # The trainer's defaults unless given (they live with the trainer: no torch import here).
-        **{
-            k: v
-            for k, v in (
-                ("incident_share", args.incident_share),
-                ("incident_weight", args.incident_weight),
+    if preset not in PRESETS:
+        raise ContractError(f"unknown preset '{preset}'; use one of: {', '.join(PRESETS)}")
+    # A bundle with a plain-host network: each network continues on the servers it forecasts,
+    # with the budget shared by their numbers of servers; a network with none is kept as is.
+    parts = split_by_network(frame, args.init) if args.init else [(None, frame)]
+    if len(parts) > 1:
+        for sub, part in parts:
+            if part[SERVER].nunique() < 2:
+                print(
+                    f"train: {part[SERVER].iloc[0]} is the only server here for the "
+                    f"{network_words(sub)}; training needs at least 2, so it is kept unchanged",
+                    file=sys.stderr,
+                    flush=True,
+                )
+        parts = [(sub, part) for sub, part in parts if part[SERVER].nunique() >= 2]
+    budget = args.max_minutes or PRESETS[preset]["max_minutes"]
+    servers = sum(part[SERVER].nunique() for _, part in parts)
+    out = Path(args.out)
+    for sub, part in parts:
+        share = part[SERVER].nunique() / servers
+        if len(parts) > 1:
+            print(
+                f"train: {part[SERVER].nunique()} of {servers} servers continue the "
+                f"{network_words(sub)} "
+                f"({budget * share:.1f} of {budget:g} minutes)",
+                file=sys.stderr,
+                flush=True,
             )
-            if v is not None
-        },
-        skip_aftermath=args.skip_aftermath,
-        level_inputs=args.level_inputs,
-        trend_inputs=args.trend_inputs,
-        threshold_inputs=args.threshold_inputs,
-        incident_head=args.incident_head,
-        nofix_head=args.nofix_head,
-        naive_mix=args.naive_mix,
-        unknown_profile=args.unknown_profile,
-        freeze_known_profiles=args.freeze_known_profiles,
-        lr_schedule=args.lr_schedule,
-        timezone=args.timezone,
-        init=args.init,
-        learning_rate=args.learning_rate,
-        max_epochs=args.max_epochs,
-    )
-    summary["source"] = source
-    # Where the servers came from: "seen in training" is decided by this, not by hostnames.
-    # A server of a file the generator did not write has seed None.
-    names = summary["server_names"]
-    summary["server_seeds"] = {s: seeds.get(s) for s in names}
-    out = save_bundle(model, args.out, summary)
-    print(
-        f"wrote model bundle {out} (best val_loss {summary['best_val_loss']:.4f} at epoch "
-        f"{summary['best_epoch']}, {summary['seconds']:.0f} s)"
-    )
+        model, summary = train(
+            part,
+            preset=preset,
+            seed=args.seed,
+            progress=not args.quiet,
+            max_minutes=budget * share if len(parts) > 1 else args.max_minutes,
+            threads=args.threads,
+            incidents=incidents or None,
+            # The trainer's defaults unless given (they live with the trainer: no torch import).
+            **{
+                k: v
+                for k, v in (
+                    ("incident_share", args.incident_share),
+                    ("incident_weight", args.incident_weight),
+                )
+                if v is not None
+            },
+            skip_aftermath=args.skip_aftermath,
+            level_inputs=args.level_inputs,
+            trend_inputs=args.trend_inputs,
+            threshold_inputs=args.threshold_inputs,
+            incident_head=args.incident_head,
+            nofix_head=args.nofix_head,
+            naive_mix=args.naive_mix,
+            unknown_profile=args.unknown_profile,
+            freeze_known_profiles=args.freeze_known_profiles,
+            lr_schedule=args.lr_schedule,
+            timezone=args.timezone,
+            init=Path(args.init) / sub if sub else args.init,
+            learning_rate=args.learning_rate,
+            max_epochs=args.max_epochs,
+        )
+        summary["source"] = source
+        # Where the servers came from: "seen in training" is decided by this, not by hostnames.
+        # A server of a file the generator did not write has seed None.
+        names = summary["server_names"]
+        summary["server_seeds"] = {s: seeds.get(s) for s in names}
+        written = save_bundle(model, out / sub if sub else out, summary)
+        best = summary["best_epoch"]
+        print(
+            f"wrote model bundle {written} (best val_loss {summary['best_val_loss']:.4f} "
+            + ("at the start" if best == 0 else f"at epoch {best}")
+            + f", {summary['seconds']:.0f} s)"
+        )
+    trained = {sub for sub, _ in parts}
+    if args.init and (Path(args.init) / PLAIN).is_dir():
+        # A network that no server here continued is the parent's, unchanged.
+        for kept in {None, PLAIN} - trained:
+            where, target = Path(args.init, kept or ""), out / (kept or "")
+            target.mkdir(parents=True, exist_ok=True)
+            for name in (WEIGHTS, SPEC):
+                shutil.copyfile(where / name, target / name)
+                (target / name).chmod(0o644)
+            print(f"kept the {network_words(kept)} of {args.init} unchanged")
+    elif (out / PLAIN).is_dir():
+        # An earlier bundle's plain-host network in --out would otherwise serve beside this one.
+        shutil.rmtree(out / PLAIN)
+        print(f"removed {out / PLAIN}, left there by an earlier bundle")
     return 0
 
 
