@@ -20,7 +20,7 @@ from linborg.features import (
     network_profiles,
     time_index,
 )
-from linborg.model import profile_codes
+from linborg.model import PLAIN_FINETUNE_LEARNING_RATE, PRESETS, profile_codes
 from linborg.trainer.train import train
 
 PLAIN_HOST = "vm-7"
@@ -208,10 +208,11 @@ def test_fine_tuning_a_bundle_continues_the_network_that_forecasts_each_server(
     ]
     assert [sub for sub, _ in split_by_network(mixed, plain_bundle)] == [None]  # no plain/
 
-    def fine_tune(data, name):
+    def fine_tune(data, name, *options):
         path = write_metrics(data, tmp_path / f"{name}.parquet")
         out = tmp_path / name
-        args = ["train", "--data", str(path), "--init", str(parent), "--preset", "tiny"]
+        options = options or ("--preset", "tiny")
+        args = ["train", "--data", str(path), "--init", str(parent), *options]
         assert main([*args, "--seed", "5", "--quiet", "--out", str(out)]) == 0
         return out
 
@@ -224,6 +225,13 @@ def test_fine_tuning_a_bundle_continues_the_network_that_forecasts_each_server(
     assert json.loads((out / PLAIN / SPEC).read_text())["training"]["init"] == str(parent / PLAIN)
     assert "kept the network for the profiles' servers" in capsys.readouterr().out
     assert load_bundle(out).plain is not None
+    # The fine-tune preset continues a plain-host network at its own rate unless one is given.
+    for options, rate in (((), PLAIN_FINETUNE_LEARNING_RATE), (("--learning-rate", "0.02"), 0.02)):
+        out = fine_tune(vms, "rate", "--preset", "finetune", "--max-epochs", "1", *options)
+        training = json.loads((out / PLAIN / SPEC).read_text())["training"]
+        assert training["hyperparameters"]["learning_rate"] == rate
+    assert PRESETS["finetune"]["learning_rate"] != PLAIN_FINETUNE_LEARNING_RATE
+    capsys.readouterr()
     # The profiles' servers only: the other way round.
     out = fine_tune(frame, "generated")
     assert not same(out, parent) and same(out / PLAIN, parent / PLAIN)

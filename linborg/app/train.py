@@ -179,7 +179,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     from linborg.bundle import PLAIN, SPEC, WEIGHTS, save_bundle
     from linborg.contract import SERVER, ContractError
-    from linborg.model import PRESETS
+    from linborg.model import PLAIN_FINETUNE_LEARNING_RATE, PRESETS
     from linborg.trainer.train import split_by_network, train
 
     _quiet_lightning()
@@ -248,7 +248,8 @@ def cmd_train(args: argparse.Namespace) -> int:
             lr_schedule=args.lr_schedule,
             timezone=args.timezone,
             init=Path(args.init) / sub if sub else args.init,
-            learning_rate=args.learning_rate,
+            learning_rate=args.learning_rate
+            or (PLAIN_FINETUNE_LEARNING_RATE if sub and preset == "finetune" else None),
             max_epochs=args.max_epochs,
         )
         summary["source"] = source
