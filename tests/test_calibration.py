@@ -258,8 +258,25 @@ def test_calibrate_refits_a_bundle_on_your_history_and_keeps_it_readable(
     before = (bundle / SPEC).read_text()
     assert main(["calibrate", "--model", str(bundle), "--data", str(short)]) == 2
     assert "too short" in capsys.readouterr().err
-    # A bundle with a plain-host network is refused: each network has its own band.
-    shutil.copytree(tiny, bundle / "plain")
-    assert main(["calibrate", "--model", str(bundle), "--data", str(data)]) == 2
-    assert "has a plain-host network" in capsys.readouterr().err
     assert (bundle / SPEC).read_text() == before
+    # A bundle with a plain-host network: each network's band is fitted on its own servers.
+    shutil.copytree(tiny, bundle / "plain")
+    plain_before = (bundle / "plain" / SPEC).read_text()
+    assert main(["calibrate", "--model", str(bundle), "--data", str(data)]) == 0
+    assert f"calibrated {bundle} on " in capsys.readouterr().out
+    assert (bundle / "plain" / SPEC).read_text() == plain_before  # no plain host in the data
+    vms = history.assign(
+        server=history["server"].astype(str).map({"ppweb001": "vm-1", "ppdb001": "vm-2"}),
+        profile="generic",
+    )
+    mixed = tmp_path / "mixed.parquet"
+    write_metrics(pd.concat([history, vms[vms["server"].notna()]], ignore_index=True), mixed)
+    main_before = (bundle / SPEC).read_text()
+    assert main(["calibrate", "--model", str(bundle), "--data", str(mixed)]) == 0
+    said = capsys.readouterr().out
+    assert f"calibrated {bundle} on " in said and f"calibrated {bundle / 'plain'} on " in said
+    plain_after = json.loads((bundle / "plain" / SPEC).read_text())
+    assert (bundle / "plain" / SPEC).read_text() != plain_before
+    assert plain_after["training"]["interval_calibration"]["source"] == f"Parquet {mixed}"
+    assert (bundle / SPEC).read_text() != main_before
+    assert load_bundle(bundle).plain.calibration is not None

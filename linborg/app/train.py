@@ -366,47 +366,57 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from linborg.bundle import SPEC, load_bundle
-    from linborg.contract import ContractError
-    from linborg.trainer.train import recalibrate
+    from linborg.bundle import PLAIN, SPEC, load_bundle
+    from linborg.contract import SERVER
+    from linborg.trainer.train import recalibrate, split_by_network
 
     forecaster = load_bundle(args.model)
-    if forecaster.plain is not None:
-        # Each network has its own band: one fit on both would mix their forecasts.
-        raise ContractError(
-            f"calibrate: {args.model} has a plain-host network; calibrate each network on its "
-            f"own servers' history: --model {Path(args.model) / 'plain'} for plain hosts, and "
-            "the bundle itself on a copy without plain/ for the profiles' servers"
-        )
     timezone = args.timezone or forecaster.spec.get("training", {}).get("timezone") or "UTC"
     frame, source = _load_frame(args)
-    fitted = recalibrate(forecaster, frame, timezone)
-    if not fitted["windows"]:
+    # Each network has its own band, fitted on the servers it forecasts (a bundle with a
+    # plain-host network: plain hosts for plain/, the profiles' servers for the bundle's own).
+    parts = split_by_network(frame, args.model)
+    written = 0
+    for sub, part in parts:
+        where = Path(args.model) / (sub or "")
+        if len(parts) > 1 and part[SERVER].nunique() < 2:
+            print(
+                f"calibrate: {part[SERVER].iloc[0]} is the only server here for the "
+                f"{network_words(sub)}; fitting needs at least 2, so its band is kept",
+                file=sys.stderr,
+            )
+            continue
+        network = load_bundle(where) if sub else forecaster
+        fitted = recalibrate(network, part, timezone)
+        if not fitted["windows"]:
+            print(
+                f"calibrate: {source} has no whole 8-hour horizon after the validation split of "
+                f"any server of the {network_words(sub)}; its band is kept",
+                file=sys.stderr,
+            )
+            continue
+        spec_path = where / SPEC
+        spec = json.loads(spec_path.read_text())
+        spec["interval_calibration"] = {
+            k: fitted[k] for k in ("lower", "upper", "windows", "fitted")
+        }
+        spec.setdefault("training", {})["interval_calibration"] = {
+            "windows": fitted["windows"],
+            "fitted": fitted["fitted"],
+            "source": source,
+        }
+        tmp = spec_path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(spec, indent=1, sort_keys=True) + "\n")
+        tmp.chmod(0o644)
+        tmp.replace(spec_path)  # a running exporter never reads half a file
+        written += 1
         print(
-            f"calibrate: {source} has no whole 8-hour horizon after the validation split of "
-            "any server; nothing written",
-            file=sys.stderr,
+            f"calibrated {where if sub == PLAIN else args.model} on {fitted['windows']} windows "
+            f"of {source} ({len(fitted['fitted'])} metrics fitted): p10-p90 coverage "
+            f"{fitted['coverage_before']:.3f} before, {fitted['coverage_after']:.3f} after "
+            "(in-sample)"
         )
-        return 1
-    spec_path = Path(args.model) / SPEC
-    spec = json.loads(spec_path.read_text())
-    spec["interval_calibration"] = {k: fitted[k] for k in ("lower", "upper", "windows", "fitted")}
-    spec.setdefault("training", {})["interval_calibration"] = {
-        "windows": fitted["windows"],
-        "fitted": fitted["fitted"],
-        "source": source,
-    }
-    tmp = spec_path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(spec, indent=1, sort_keys=True) + "\n")
-    tmp.chmod(0o644)
-    tmp.replace(spec_path)  # a running exporter never reads half a file
-    print(
-        f"calibrated {args.model} on {fitted['windows']} windows of {source} "
-        f"({len(fitted['fitted'])} metrics fitted): p10-p90 coverage "
-        f"{fitted['coverage_before']:.3f} before, {fitted['coverage_after']:.3f} after "
-        "(in-sample)"
-    )
-    return 0
+    return 0 if written else 1
 
 
 def cmd_calibrate_risk(args: argparse.Namespace) -> int:
