@@ -617,9 +617,8 @@ def train(
         base = _load_init(init)
         if base.plain is not None:
             log(
-                f"train: continuing the network of {init} that forecasts the profiles' servers "
-                f"only (linborg train --init splits a fleet between a bundle's two networks: "
-                f"split_by_network)"
+                f"train: continuing the network of {init} for the profiles' servers, not its "
+                "plain-host network (linborg train --init continues that one on plain hosts)"
             )
     pl.seed_everything(seed, workers=True, verbose=False)
     torch.set_num_threads(threads or usable_cpus())
