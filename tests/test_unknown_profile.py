@@ -251,7 +251,13 @@ def test_fine_tuning_a_bundle_continues_the_network_that_forecasts_each_server(
     assert learnt(out, parent) and same(out / PLAIN, parent / PLAIN)
     said = capsys.readouterr()
     assert f"{PLAIN_HOST} is the only server here for the plain-host network" in said.err
-    assert "continue" not in said.err and "kept the plain-host network" in said.out
+    assert "servers continue the" not in said.err and "kept the plain-host network" in said.out
+    # One server for each network: nothing to train, refused.
+    one_each = write_metrics(mixed[mixed[SERVER] != "ppweb001"], tmp_path / "one_each.parquet")
+    args = ["train", "--data", str(one_each), "--init", str(parent), "--preset", "tiny"]
+    assert main([*args, "--quiet", "--out", str(tmp_path / "none")]) == 2
+    assert "no network has 2 servers here" in capsys.readouterr().err
+    assert not (tmp_path / "none").exists()
     # The parent is never overwritten, and a bundle without plain/ leaves none behind.
     path = tmp_path / "vms.parquet"
     args = ["train", "--data", str(path), "--init", str(parent), "--preset", "tiny", "--quiet"]

@@ -206,6 +206,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                     flush=True,
                 )
         parts = [(sub, part) for sub, part in parts if part[SERVER].nunique() >= 2]
+        if not parts:
+            raise ContractError("unusable training data: no network has 2 servers here")
     budget = args.max_minutes or PRESETS[preset]["max_minutes"]
     servers = sum(part[SERVER].nunique() for _, part in parts)
     out = Path(args.out)
