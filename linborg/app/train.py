@@ -538,7 +538,9 @@ def add_parsers(sub) -> None:
         "--init",
         metavar="BUNDLE",
         help="continue from this model bundle (fine-tuning: its network and weights, a "
-        "10-minute budget unless --max-minutes; the new bundle records the lineage)",
+        "10-minute budget unless --max-minutes; kept unless an epoch beats it; a bundle with "
+        "a plain-host network continues each network on the servers it forecasts; the new "
+        "bundle records the lineage)",
     )
     p.add_argument(
         "--timezone",
