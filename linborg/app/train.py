@@ -560,7 +560,8 @@ def add_parsers(sub) -> None:
     p.add_argument(
         "--learning-rate",
         type=float,
-        help="the optimiser's learning rate (default: the preset's)",
+        help="the optimiser's learning rate (default: the preset's; 0.001 when "
+        "fine-tuning a plain-host network)",
     )
     p.add_argument(
         "--incident-share",
