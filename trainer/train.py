@@ -373,7 +373,7 @@ def _load_init(init):
     return base
 
 
-def where(best_epoch: int) -> str:
+def best_at(best_epoch: int) -> str:
     """Return where a run's best validation loss was: 'at epoch N' or 'at the start'."""
     return "at the start" if best_epoch < 0 else f"at epoch {best_epoch + 1}"
 
@@ -447,7 +447,7 @@ def _progress_callback(log: Callable[[str], None], budget_minutes: float):
             aux = f" incident_loss {last['incident_loss']:.4f}" if "incident_loss" in last else ""
             log(
                 f"train: epoch {epoch + 1}/{trainer.max_epochs} val_loss {val:.4f}{aux} "
-                f"(best {self.best:.4f} {where(self.best_epoch)}), "
+                f"(best {self.best:.4f} {best_at(self.best_epoch)}), "
                 f"{elapsed:.1f} min elapsed, at most {max(left, 0):.1f} min left"
             )
 

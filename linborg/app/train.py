@@ -174,13 +174,34 @@ def network_words(sub: str | None) -> str:
     return "plain-host network" if sub else "network for the profiles' servers"
 
 
+def _networks_with_two(parts: list, command: str, needs: str, kept: str) -> list:
+    """Return the (network, rows) parts with at least 2 servers; say which is left alone.
+
+    A fleet split between a bundle's two networks (``split_by_network``): a network with one
+    server here cannot be trained or fitted on it, and keeps what it has.
+    """
+    from linborg.contract import SERVER
+
+    if len(parts) < 2:
+        return parts
+    for sub, part in parts:
+        if part[SERVER].nunique() < 2:
+            print(
+                f"{command}: {part[SERVER].iloc[0]} is the only server here for the "
+                f"{network_words(sub)}; {needs} needs at least 2, so {kept}",
+                file=sys.stderr,
+                flush=True,
+            )
+    return [(sub, part) for sub, part in parts if part[SERVER].nunique() >= 2]
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     import shutil
 
     from linborg.bundle import PLAIN, SPEC, WEIGHTS, save_bundle
     from linborg.contract import SERVER, ContractError
     from linborg.model import PLAIN_FINETUNE_LEARNING_RATE, PRESETS
-    from linborg.trainer.train import split_by_network, train
+    from linborg.trainer.train import best_at, split_by_network, train
 
     _quiet_lightning()
     if args.init and Path(args.out).resolve() == Path(args.init).resolve():
@@ -196,18 +217,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     # A bundle with a plain-host network: each network continues on the servers it forecasts,
     # with the budget shared by their numbers of servers; a network with none is kept as is.
     parts = split_by_network(frame, args.init) if args.init else [(None, frame)]
-    if len(parts) > 1:
-        for sub, part in parts:
-            if part[SERVER].nunique() < 2:
-                print(
-                    f"train: {part[SERVER].iloc[0]} is the only server here for the "
-                    f"{network_words(sub)}; training needs at least 2, so it is kept unchanged",
-                    file=sys.stderr,
-                    flush=True,
-                )
-        parts = [(sub, part) for sub, part in parts if part[SERVER].nunique() >= 2]
-        if not parts:
-            raise ContractError("unusable training data: no network has 2 servers here")
+    parts = _networks_with_two(parts, "train", "training", "it is kept unchanged")
+    if not parts:
+        raise ContractError("unusable training data: no network has 2 servers here")
     budget = args.max_minutes or PRESETS[preset]["max_minutes"]
     servers = sum(part[SERVER].nunique() for _, part in parts)
     out = Path(args.out)
@@ -260,11 +272,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         names = summary["server_names"]
         summary["server_seeds"] = {s: seeds.get(s) for s in names}
         written = save_bundle(model, out / sub if sub else out, summary)
-        best = summary["best_epoch"]
         print(
             f"wrote model bundle {written} (best val_loss {summary['best_val_loss']:.4f} "
-            + ("at the start" if best == 0 else f"at epoch {best}")
-            + f", {summary['seconds']:.0f} s)"
+            f"{best_at(summary['best_epoch'] - 1)}, {summary['seconds']:.0f} s)"
         )
     trained = {sub for sub, _ in parts}
     if args.init and (Path(args.init) / PLAIN).is_dir():
@@ -368,8 +378,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from linborg.bundle import PLAIN, SPEC, load_bundle
-    from linborg.contract import SERVER
+    from linborg.bundle import SPEC, load_bundle
     from linborg.trainer.train import recalibrate, split_by_network
 
     forecaster = load_bundle(args.model)
@@ -379,15 +388,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     # plain-host network: plain hosts for plain/, the profiles' servers for the bundle's own).
     parts = split_by_network(frame, args.model)
     written = 0
-    for sub, part in parts:
+    for sub, part in _networks_with_two(parts, "calibrate", "fitting", "its band is kept"):
         where = Path(args.model) / (sub or "")
-        if len(parts) > 1 and part[SERVER].nunique() < 2:
-            print(
-                f"calibrate: {part[SERVER].iloc[0]} is the only server here for the "
-                f"{network_words(sub)}; fitting needs at least 2, so its band is kept",
-                file=sys.stderr,
-            )
-            continue
         network = load_bundle(where) if sub else forecaster
         fitted = recalibrate(network, part, timezone)
         if not fitted["windows"]:
@@ -413,7 +415,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         tmp.replace(spec_path)  # a running exporter never reads half a file
         written += 1
         print(
-            f"calibrated {where if sub == PLAIN else args.model} on {fitted['windows']} windows "
+            f"calibrated {where} on {fitted['windows']} windows "
             f"of {source} ({len(fitted['fitted'])} metrics fitted): p10-p90 coverage "
             f"{fitted['coverage_before']:.3f} before, {fitted['coverage_after']:.3f} after "
             "(in-sample)"
