@@ -17,7 +17,7 @@ import torch
 from pytorch_forecasting import TemporalFusionTransformer, TimeSeriesDataSet
 from pytorch_forecasting.data.encoders import EncoderNormalizer, MultiNormalizer, NaNLabelEncoder
 from pytorch_forecasting.metrics import MultiLoss, QuantileLoss
-from pytorch_forecasting.utils import unpack_sequence
+from pytorch_forecasting.utils import detach, unpack_sequence
 from torch import nn
 from torch.nn.utils import rnn
 
@@ -240,6 +240,42 @@ class MaskedQuantileLoss(QuantileLoss):
     def compute(self):
         return self.losses / self.lengths.clamp_min(1)
 
+    def window_losses(self, y_pred, target, encoder_target) -> torch.Tensor:
+        """Return each window's scaled quantile loss: (batch,), NaN where no target is present.
+
+        The loss of ``update`` per window, averaged over its present steps and the quantiles,
+        without the incident weights.
+        """
+        if isinstance(target, rnn.PackedSequence):
+            target, _ = unpack_sequence(target)
+        if isinstance(encoder_target, rnn.PackedSequence):
+            encoder_target, _ = unpack_sequence(encoder_target)
+        mask = (target != self.sentinel).to(y_pred.dtype)
+        losses = self.loss(y_pred, target).mean(dim=-1)  # [B, T]
+        enc = encoder_target
+        std = enc.std(dim=1) if enc.size(1) > 1 else torch.ones(enc.size(0), device=enc.device)
+        center = enc[:, -self.center_steps :].mean(dim=1)
+        losses = losses / floored_scale(std, center, self.min_scale)[:, None]
+        present = mask.sum(dim=1)
+        mean = (losses * mask).sum(dim=1) / present.clamp_min(1)
+        return torch.where(present > 0, mean, torch.full_like(mean, float("nan")))
+
+
+def window_log_losses(loss: MultiLoss, prediction, y, encoder_target) -> torch.Tensor:
+    """Return log(1 + each window's scaled quantile loss) per metric: (batch, 14), NaN if absent.
+
+    The validation loss is a mean of scaled losses, and a burst after a flat window (a VM at
+    0 MB/s for a day, then 400 MB/s) is thousands of times the window's own scale, so a few
+    such windows decide it. On a log scale each window counts about as much as any other, as
+    the per-series geometric means of ``linborg evaluate`` count each series.
+    """
+    target = y[0] if isinstance(y, list | tuple) else y
+    parts = [
+        metric.window_losses(p, t, e)
+        for metric, p, t, e in zip(loss.metrics, prediction, target, encoder_target, strict=True)
+    ]
+    return torch.log1p(torch.stack(parts, dim=1))
+
 
 def make_loss() -> MultiLoss:
     """Return the training loss: one masked quantile loss per metric."""
@@ -399,6 +435,7 @@ class SeasonalTFT(TemporalFusionTransformer):
         self._naive = None
         if naive_mix:
             self.add_naive_mix()
+        self._window_log_losses: list[torch.Tensor] = []
 
     def add_unknown_profile(self) -> None:
         """Read a plain host's profile as ``unknown`` and let that profile's embedding train.
@@ -612,6 +649,29 @@ class SeasonalTFT(TemporalFusionTransformer):
             )
             log["loss"] = log["loss"] + aux
         return log
+
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        log, out = self.step(x, y, batch_idx)
+        log.update(self.create_log(x, y, out, batch_idx))
+        self.validation_step_outputs.append(detach(log))
+        self._window_log_losses.append(
+            window_log_losses(self.loss, out["prediction"], y, x["encoder_target"]).detach()
+        )
+        return log
+
+    def on_validation_epoch_start(self):
+        self._window_log_losses.clear()
+        super().on_validation_epoch_start()
+
+    def val_log_loss(self) -> float:
+        """Return the mean of ``window_log_losses`` over this validation pass's windows and
+        metrics (NaN before any), what ``linborg train --select-by val_log_loss`` picks by."""
+        if not self._window_log_losses:
+            return float("nan")
+        values = torch.cat(self._window_log_losses)
+        values = values[torch.isfinite(values)]
+        return float(values.mean()) if values.numel() else float("nan")
 
     def forward(self, x: dict) -> dict:
         if hasattr(self, "threshold_projection"):

@@ -403,37 +403,56 @@ def split_by_network(frame: pd.DataFrame, init) -> list[tuple[str | None, pd.Dat
     return out
 
 
-def _progress_callback(log: Callable[[str], None], budget_minutes: float):
+#: What ``train(select_by=...)`` may pick the kept epoch by. "val_loss": the mean scaled
+#: quantile loss over the validation windows (what the network is trained on); "val_log_loss":
+#: the mean over windows and metrics of log(1 + each window's scaled loss)
+#: (``linborg.model.window_log_losses``), in which a burst after a flat window counts about as
+#: much as any other window instead of deciding the mean.
+SELECT_BY = ("val_loss", "val_log_loss")
+
+
+def _progress_callback(log: Callable[[str], None], budget_minutes: float, select_by: str):
     import lightning.pytorch as pl
 
     class EpochReport(pl.Callback):
-        """Log one line per epoch and keep the best weights in memory (no checkpoint files)."""
+        """Log one line per epoch and keep the best weights in memory (no checkpoint files).
+
+        "Best" is the lowest ``select_by`` (one of SELECT_BY); both are logged.
+        """
 
         def __init__(self):
             self.began = time.monotonic()
             self.best = float("inf")
             self.best_state = None
             self.best_epoch = -1
+            self.best_record = None
             self.start = None
             self.history = []
 
         def on_validation_epoch_end(self, trainer, module):
             if trainer.sanity_checking:
                 return
-            val = float(trainer.callback_metrics.get("val_loss", float("nan")))
+            # Lightning runs this before the module's own epoch-end hook, so the module's
+            # per-window losses of this pass are read here, not from logged metrics.
+            record = {
+                "val_loss": float(trainer.callback_metrics.get("val_loss", float("nan"))),
+                "val_log_loss": module.val_log_loss(),
+            }
+            score = record[select_by]
+            words = f"val_loss {record['val_loss']:.4f} val_log_loss {record['val_log_loss']:.4f}"
             if trainer.state.fn != "fit":
                 # The starting network of a fine-tune, scored before any training: it is kept
                 # unless an epoch beats it.
-                self.start = val
-                self.best, self.best_epoch = val, -1
+                self.start = record
+                self.best, self.best_epoch, self.best_record = score, -1, record
                 self.best_state = copy.deepcopy(module.state_dict())
-                log(f"train: the starting network's val_loss {val:.4f}")
+                log(f"train: the starting network's {words}")
                 return
             train = float(trainer.callback_metrics.get("train_loss_epoch", float("nan")))
             epoch = trainer.current_epoch
-            self.history.append({"epoch": epoch, "train_loss": train, "val_loss": val})
-            if val < self.best:
-                self.best, self.best_epoch = val, epoch
+            self.history.append({"epoch": epoch, "train_loss": train, **record})
+            if score < self.best:
+                self.best, self.best_epoch, self.best_record = score, epoch, record
                 self.best_state = copy.deepcopy(module.state_dict())
             elapsed = (time.monotonic() - self.began) / 60
             per_epoch = elapsed / (epoch + 1)
@@ -446,8 +465,8 @@ def _progress_callback(log: Callable[[str], None], budget_minutes: float):
             last = self.history[-1]
             aux = f" incident_loss {last['incident_loss']:.4f}" if "incident_loss" in last else ""
             log(
-                f"train: epoch {epoch + 1}/{trainer.max_epochs} val_loss {val:.4f}{aux} "
-                f"(best {self.best:.4f} {best_at(self.best_epoch)}), "
+                f"train: epoch {epoch + 1}/{trainer.max_epochs} {words}{aux} "
+                f"(best {select_by} {self.best:.4f} {best_at(self.best_epoch)}), "
                 f"{elapsed:.1f} min elapsed, at most {max(left, 0):.1f} min left"
             )
 
@@ -532,6 +551,7 @@ def train(
     lr_schedule: str = "plateau",
     unknown_profile: bool = False,
     freeze_known_profiles: bool = False,
+    select_by: str = "val_loss",
 ):
     """Train a TFT on ``frame`` (contract schema); return (model, training summary).
 
@@ -564,6 +584,8 @@ def train(
     (``linborg.features.network_profiles``); a bundle given with ``init`` that has it keeps it.
     ``freeze_known_profiles``: continuing ``init`` with ``unknown_profile``, train only the
     ``unknown`` profile's embedding (``SeasonalTFT.freeze_known_profiles``).
+    ``select_by``: one of SELECT_BY, what the kept epoch (or, with ``init``, the starting
+    network) is the lowest of.
     """
     import lightning.pytorch as pl
 
@@ -594,6 +616,8 @@ def train(
             f"unknown learning-rate schedule '{lr_schedule}'; use one of: {', '.join(LR_SCHEDULES)}"
         )
     params["lr_schedule"] = lr_schedule
+    if select_by not in SELECT_BY:
+        raise ContractError(f"unknown selection '{select_by}'; use one of: {', '.join(SELECT_BY)}")
     check_timezone(timezone)
     repaired = dict(frame.attrs.get("repaired") or {})
     frame, more = tidy(frame)
@@ -715,7 +739,7 @@ def train(
     for metric_loss in model.loss.metrics:
         metric_loss.incident_weight = incident_weight
         metric_loss.skip_aftermath = skip_aftermath
-    report = _progress_callback(log, params["max_minutes"])
+    report = _progress_callback(log, params["max_minutes"], select_by)
     callbacks = [report, *_schedule_callbacks(params)]
     trainer = pl.Trainer(
         max_epochs=params["max_epochs"],
@@ -761,7 +785,7 @@ def train(
         model.load_state_dict(report.best_state)
     if base is not None and report.best_epoch < 0:
         log(
-            f"train: no epoch beat the starting network's val_loss {report.start:.4f}; "
+            f"train: no epoch beat the starting network's {select_by} {report.best:.4f}; "
             "the bundle keeps its weights"
         )
     model.eval()
@@ -824,9 +848,12 @@ def train(
         "freeze_known_profiles": bool(freeze_known_profiles),
         "validation_windows": int(len(val_ds)),
         "epochs": report.history,
+        "selected_by": select_by,
         "best_epoch": report.best_epoch + 1,
-        "best_val_loss": report.best,
-        "start_val_loss": report.start,
+        "best_val_loss": report.best_record["val_loss"] if report.best_record else None,
+        "best_val_log_loss": report.best_record["val_log_loss"] if report.best_record else None,
+        "start_val_loss": report.start["val_loss"] if report.start else None,
+        "start_val_log_loss": report.start["val_log_loss"] if report.start else None,
         "seconds": round(time.monotonic() - began, 1),
         "device": "cuda" if torch.cuda.is_available() else "cpu",
         "threads": torch.get_num_threads(),

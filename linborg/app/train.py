@@ -260,6 +260,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             unknown_profile=args.unknown_profile,
             freeze_known_profiles=args.freeze_known_profiles,
             lr_schedule=args.lr_schedule,
+            select_by=args.select_by,
             timezone=args.timezone,
             init=Path(args.init) / sub if sub else args.init,
             learning_rate=args.learning_rate
@@ -273,7 +274,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         summary["server_seeds"] = {s: seeds.get(s) for s in names}
         written = save_bundle(model, out / sub if sub else out, summary)
         print(
-            f"wrote model bundle {written} (best val_loss {summary['best_val_loss']:.4f} "
+            f"wrote model bundle {written} (best {summary['selected_by']} "
+            f"{summary['best_' + summary['selected_by']]:.4f} "
             f"{best_at(summary['best_epoch'] - 1)}, {summary['seconds']:.0f} s)"
         )
     trained = {sub for sub, _ in parts}
@@ -626,6 +628,15 @@ def add_parsers(sub) -> None:
         "stops early when it stalls for the preset's patience; cosine: the rate falls along "
         "half a cosine to 2%% of it by the end of the budget (--max-minutes or --max-epochs, "
         "whichever ends first), and the run goes on to that end (default plateau)",
+    )
+    p.add_argument(
+        "--select-by",
+        choices=("val_loss", "val_log_loss"),
+        default="val_loss",
+        help="what the kept epoch (and, with --init, whether the starting network is kept) is "
+        "the lowest of: val_loss, the mean scaled quantile loss of the validation windows, or "
+        "val_log_loss, the mean of log(1 + each window's and metric's scaled loss), in which a "
+        "burst after a flat day does not decide the mean; both are logged (default val_loss)",
     )
     p.add_argument(
         "--threshold-inputs",
