@@ -316,3 +316,26 @@ def test_a_fine_tune_that_no_epoch_improves_keeps_the_starting_weights(history, 
 def test_a_run_from_scratch_has_no_start_to_keep(history):
     _, summary = train(history, "tiny", seed=5, progress=False, log=lambda m: None)
     assert summary["start_val_loss"] is None and summary["best_epoch"] >= 1
+
+
+def test_select_by_val_log_loss_keeps_the_epoch_lowest_in_it(history, parent):
+    messages = []
+    _, summary = train(
+        history,
+        "tiny",
+        seed=5,
+        progress=False,
+        log=messages.append,
+        init=parent,
+        max_epochs=3,
+        select_by="val_log_loss",
+    )
+    assert summary["selected_by"] == "val_log_loss"
+    scores = [summary["start_val_log_loss"]] + [e["val_log_loss"] for e in summary["epochs"]]
+    assert all(np.isfinite(scores)) and all(e["val_loss"] > 0 for e in summary["epochs"])
+    assert summary["best_epoch"] == int(np.argmin(scores))
+    assert summary["best_val_log_loss"] == min(scores)
+    # Each epoch's line gives both, and the best in the chosen one.
+    assert any("val_log_loss" in m and "best val_log_loss" in m for m in messages)
+    with pytest.raises(ContractError, match="unknown selection"):
+        train(history, "tiny", progress=False, log=lambda m: None, select_by="mae")

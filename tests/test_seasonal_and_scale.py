@@ -339,3 +339,37 @@ def test_the_aftermath_counts_only_where_the_context_already_shows_the_fix():
     assert total(3, weight) == pytest.approx(float(each.sum() - each[0, 2:].sum()), rel=1e-5)
     # another metric's aftermath does not touch this one
     assert total(4, weight) == pytest.approx(float(each.sum()), rel=1e-5)
+
+
+def test_window_log_losses_are_each_windows_scaled_loss_on_a_log_scale():
+    from pytorch_forecasting.metrics import MultiLoss
+
+    from linborg.model import SENTINEL, MaskedQuantileLoss, floored_scale, window_log_losses
+
+    q = [0.1, 0.5, 0.9]
+    # Two windows of one metric: a day at 10 +- 1 then a forecast 1 off; a flat day at 0 then
+    # a burst to 400 that the forecast (0) misses.
+    enc = torch.stack([10 + torch.tensor([-1.0, 1.0]).repeat(6), torch.zeros(12)])
+    target = torch.tensor([[11.0, 11.0, SENTINEL], [400.0, 400.0, 400.0]])
+    pred = torch.stack([torch.full((3, 3), 10.0), torch.zeros(3, 3)])
+    loss = MaskedQuantileLoss(quantiles=q, min_scale=1e-6, center_steps=4)
+
+    def by_hand(e, t, p):
+        scale = floored_scale(e.std(), e[-4:].mean(), 1e-6)
+        # pytorch-forecasting's quantile loss is twice the pinball loss.
+        pinball = [2 * max(qq * (t - p), (qq - 1) * (t - p)) for qq in q]
+        return float(np.mean(pinball) / scale)
+
+    # The first window's third step is absent: only the two present steps count.
+    expected = [by_hand(enc[0], 11.0, 10.0), by_hand(enc[1], 400.0, 0.0)]
+    got = loss.window_losses(pred, target, enc)
+    assert got.numpy() == pytest.approx(expected, rel=1e-5)
+    assert expected[1] > 1e6 * expected[0]  # the burst after a flat day decides a plain mean
+    both = window_log_losses(
+        MultiLoss([loss, loss]), [pred, pred], ([target, target], None), [enc, enc]
+    )
+    assert both.shape == (2, 2)
+    assert both[:, 0].numpy() == pytest.approx(np.log1p(expected), rel=1e-5)
+    # A window with no present target is NaN, not 0.
+    none = loss.window_losses(pred, torch.full_like(target, SENTINEL), enc)
+    assert torch.isnan(none).all()
