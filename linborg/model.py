@@ -203,6 +203,9 @@ class MaskedQuantileLoss(QuantileLoss):
         self.center_steps = center_steps
         self.metric_code = metric_code
         self.incident_weight = incident_weight
+        #: Train on log(1 + each window's scaled loss) instead of the scaled loss itself
+        #: (``linborg train --log-loss``), set by the trainer like ``incident_weight``.
+        self.log_windows = False
 
     def update(self, y_pred, target, encoder_target=None, encoder_lengths=None):
         if isinstance(target, list | tuple) and not isinstance(target, rnn.PackedSequence):
@@ -234,6 +237,14 @@ class MaskedQuantileLoss(QuantileLoss):
                 & (since_end <= position)
             )
             w = w * torch.where(unknown_fix, 0.0, boost)
+        if getattr(self, "log_windows", False):
+            # Each window's weighted mean over its present steps, on a log scale: a burst after
+            # a flat day no longer decides the batch's gradient.
+            present = mask.sum(dim=1)
+            per_window = (losses.sum(dim=-1) * w).sum(dim=1) / present.clamp_min(1)
+            self.losses = self.losses + torch.log1p(per_window)[present > 0].sum()
+            self.lengths = self.lengths + (present > 0).sum()
+            return
         self.losses = self.losses + (losses * w.unsqueeze(-1)).sum()
         self.lengths = self.lengths + mask.sum()
 

@@ -373,3 +373,11 @@ def test_window_log_losses_are_each_windows_scaled_loss_on_a_log_scale():
     # A window with no present target is NaN, not 0.
     none = loss.window_losses(pred, torch.full_like(target, SENTINEL), enc)
     assert torch.isnan(none).all()
+    # Trained with --log-loss, the loss is the mean of the same per-window logs, so the burst
+    # counts about 20 times the ordinary window instead of 400 million times.
+    loss.log_windows = True
+    assert float(loss(pred, target, encoder_target=enc)) == pytest.approx(
+        np.log1p(expected).mean(), rel=1e-5
+    )
+    loss.log_windows = False
+    assert float(loss(pred, target, encoder_target=enc)) > 1e7

@@ -552,6 +552,7 @@ def train(
     unknown_profile: bool = False,
     freeze_known_profiles: bool = False,
     select_by: str = "val_loss",
+    log_loss: bool = False,
 ):
     """Train a TFT on ``frame`` (contract schema); return (model, training summary).
 
@@ -585,7 +586,8 @@ def train(
     ``freeze_known_profiles``: continuing ``init`` with ``unknown_profile``, train only the
     ``unknown`` profile's embedding (``SeasonalTFT.freeze_known_profiles``).
     ``select_by``: one of SELECT_BY, what the kept epoch (or, with ``init``, the starting
-    network) is the lowest of.
+    network) is the lowest of. ``log_loss``: train on log(1 + each window's scaled loss)
+    (``MaskedQuantileLoss.log_windows``), and so validate on it too (``val_loss``).
     """
     import lightning.pytorch as pl
 
@@ -739,6 +741,7 @@ def train(
     for metric_loss in model.loss.metrics:
         metric_loss.incident_weight = incident_weight
         metric_loss.skip_aftermath = skip_aftermath
+        metric_loss.log_windows = log_loss
     report = _progress_callback(log, params["max_minutes"], select_by)
     callbacks = [report, *_schedule_callbacks(params)]
     trainer = pl.Trainer(
@@ -769,6 +772,7 @@ def train(
         f"{sum(p.numel() for p in model.parameters())} parameters, "
         f"budget {params['max_minutes']:g} min"
         + (", cosine learning rate over the budget" if lr_schedule == "cosine" else "")
+        + (", the loss on a log scale per window" if log_loss else "")
         + (
             f", {unknown_servers} plain hosts seen as profile '{UNKNOWN_PROFILE}'"
             if unknown_profile
@@ -837,6 +841,7 @@ def train(
         "incident_window_share": incident_share if sampler is not None else float(hit.mean()),
         "incident_metric_weight": incident_weight if weighted else None,
         "skip_aftermath": bool(skip_aftermath and weighted),
+        "log_loss": bool(log_loss),
         "level_inputs": bool(model.hparams.get("level_inputs", False)),
         "trend_inputs": bool(model.hparams.get("trend_inputs", False)),
         "threshold_inputs": bool(model.hparams.get("threshold_inputs")),

@@ -261,6 +261,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             freeze_known_profiles=args.freeze_known_profiles,
             lr_schedule=args.lr_schedule,
             select_by=args.select_by,
+            log_loss=args.log_loss,
             timezone=args.timezone,
             init=Path(args.init) / sub if sub else args.init,
             learning_rate=args.learning_rate
@@ -637,6 +638,12 @@ def add_parsers(sub) -> None:
         "the lowest of: val_loss, the mean scaled quantile loss of the validation windows, or "
         "val_log_loss, the mean of log(1 + each window's and metric's scaled loss), in which a "
         "burst after a flat day does not decide the mean; both are logged (default val_loss)",
+    )
+    p.add_argument(
+        "--log-loss",
+        action="store_true",
+        help="train on log(1 + each window's and metric's scaled quantile loss) instead of the "
+        "scaled loss, so a burst after a flat day does not decide a batch (val_loss follows)",
     )
     p.add_argument(
         "--threshold-inputs",
