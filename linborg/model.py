@@ -373,6 +373,59 @@ def incident_head_loss(logits: torch.Tensor, weight: torch.Tensor) -> torch.Tens
     return nn.functional.binary_cross_entropy_with_logits(logits, labels[:, : logits.size(1)])
 
 
+#: The naive forecasts ``naive_window_errors`` scores the p50 against, in this order.
+NAIVE_FORECASTS = ("last_value", "seasonal_naive", "mean_24h")
+
+
+def naive_window_errors(prediction, y, encoder_target) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return each window's summed absolute errors and present steps per metric.
+
+    (batch, 14, 4) sums over the window's present future steps of |p50 - actual| and of each
+    NAIVE_FORECASTS' error (the last encoder value; the encoder value 24 hours before the
+    step, ``ENCODER_STEPS`` being one day; the encoder's mean), and (batch, 14) the counts.
+    """
+    target = y[0] if isinstance(y, list | tuple) else y
+    sums, counts = [], []
+    for p, t, e in zip(prediction, target, encoder_target, strict=True):
+        if isinstance(t, rnn.PackedSequence):
+            t, _ = unpack_sequence(t)
+        if isinstance(e, rnn.PackedSequence):
+            e, _ = unpack_sequence(e)
+        steps = t.size(1)
+        mask = (t != SENTINEL).to(p.dtype)
+        forecasts = [
+            p[..., p.size(-1) // 2],
+            e[:, -1:].expand(-1, steps),
+            e[:, :steps],
+            e.mean(dim=1, keepdim=True).expand(-1, steps),
+        ]
+        sums.append(torch.stack([((f - t).abs() * mask).sum(1) for f in forecasts], -1))
+        counts.append(mask.sum(1))
+    return torch.stack(sums, 1), torch.stack(counts, 1)
+
+
+def naive_ratio(series: np.ndarray, sums: np.ndarray, counts: np.ndarray, eps) -> float:
+    """Return the geometric mean over series and metrics of p50 MAE over best naive MAE.
+
+    ``series``: (windows,) the series each window belongs to; ``sums``/``counts`` from
+    ``naive_window_errors``; ``eps``: (14,) added to both sides of each ratio. The best naive
+    forecast of a metric is the one of NAIVE_FORECASTS with the lowest MAE over all its
+    series, as ``linborg evaluate`` picks it per metric and horizon (here all 8 hours pooled).
+    """
+    codes, index = np.unique(series, return_inverse=True)
+    total = np.zeros((len(codes), *sums.shape[1:]))
+    steps = np.zeros((len(codes), counts.shape[1]))
+    np.add.at(total, index, sums)
+    np.add.at(steps, index, counts)
+    present = steps > 0
+    mae = total / np.maximum(steps, 1)[..., None]
+    pooled = (total * present[..., None]).sum(0) / np.maximum(steps.sum(0), 1)[:, None]
+    best = 1 + pooled[:, 1:].argmin(1)  # per metric
+    naive = np.take_along_axis(mae, best[None, :, None], axis=2)[..., 0]
+    ratio = (mae[..., 0] + eps) / (naive + eps)
+    return float(np.exp(np.log(ratio[present]).mean())) if present.any() else float("nan")
+
+
 class SeasonalTFT(TemporalFusionTransformer):
     """The TFT with the seasonal input filled in: each future step sees the value 24 h before.
 
@@ -447,6 +500,7 @@ class SeasonalTFT(TemporalFusionTransformer):
         if naive_mix:
             self.add_naive_mix()
         self._window_log_losses: list[torch.Tensor] = []
+        self._naive_errors: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
 
     def add_unknown_profile(self) -> None:
         """Read a plain host's profile as ``unknown`` and let that profile's embedding train.
@@ -669,10 +723,13 @@ class SeasonalTFT(TemporalFusionTransformer):
         self._window_log_losses.append(
             window_log_losses(self.loss, out["prediction"], y, x["encoder_target"]).detach()
         )
+        sums, counts = naive_window_errors(out["prediction"], y, x["encoder_target"])
+        self._naive_errors.append((x["groups"][:, 0].detach(), sums.detach(), counts.detach()))
         return log
 
     def on_validation_epoch_start(self):
         self._window_log_losses.clear()
+        self._naive_errors.clear()
         super().on_validation_epoch_start()
 
     def val_log_loss(self) -> float:
@@ -683,6 +740,16 @@ class SeasonalTFT(TemporalFusionTransformer):
         values = torch.cat(self._window_log_losses)
         values = values[torch.isfinite(values)]
         return float(values.mean()) if values.numel() else float("nan")
+
+    def val_naive_ratio(self, eps) -> float:
+        """Return ``naive_ratio`` of this validation pass (NaN before any), what ``linborg
+        train --select-by val_naive_ratio`` picks by. ``eps``: (14,) ratio floors."""
+        if not self._naive_errors:
+            return float("nan")
+        series, sums, counts = (
+            torch.cat(part).cpu().double().numpy() for part in zip(*self._naive_errors, strict=True)
+        )
+        return naive_ratio(series, sums, counts, np.asarray(eps, np.float64))
 
     def forward(self, x: dict) -> dict:
         if hasattr(self, "threshold_projection"):

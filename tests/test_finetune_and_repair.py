@@ -333,6 +333,7 @@ def test_select_by_val_log_loss_keeps_the_epoch_lowest_in_it(history, parent):
     assert summary["selected_by"] == "val_log_loss"
     scores = [summary["start_val_log_loss"]] + [e["val_log_loss"] for e in summary["epochs"]]
     assert all(np.isfinite(scores)) and all(e["val_loss"] > 0 for e in summary["epochs"])
+    assert all(e["val_naive_ratio"] > 0 for e in summary["epochs"])
     assert summary["best_epoch"] == int(np.argmin(scores))
     assert summary["best_val_log_loss"] == min(scores)
     # Each epoch's line gives both, and the best in the chosen one.

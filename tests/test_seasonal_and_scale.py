@@ -381,3 +381,26 @@ def test_window_log_losses_are_each_windows_scaled_loss_on_a_log_scale():
     )
     loss.log_windows = False
     assert float(loss(pred, target, encoder_target=enc)) > 1e7
+
+
+def test_naive_ratio_compares_the_p50_with_the_metrics_best_naive_forecast():
+    from linborg.model import SENTINEL, naive_ratio, naive_window_errors
+
+    # One metric, two windows of 4 encoder steps and 2 future steps.
+    enc = torch.tensor([[1.0, 2.0, 3.0, 4.0], [5.0, 5.0, 5.0, 5.0]])
+    target = torch.tensor([[2.0, SENTINEL], [7.0, 9.0]])
+    p50 = torch.tensor([[3.0, 0.0], [5.0, 5.0]])
+    pred = torch.stack([p50 - 1, p50, p50 + 1], -1)
+    sums, counts = naive_window_errors([pred], ([target], None), [enc])
+    # p50, last value, the step 4 encoder steps before (here the encoder's first steps), mean.
+    assert sums[0, 0].tolist() == [1.0, 2.0, 1.0, 0.5]  # only the first step is present
+    assert sums[1, 0].tolist() == [6.0, 6.0, 6.0, 6.0]
+    assert counts.tolist() == [[1.0], [2.0]]
+    # Windows of one series pool; the best naive forecast is the metric's over all series.
+    series = np.array([0, 1])
+    s, c = sums.numpy().astype(float), counts.numpy().astype(float)
+    # Pooled MAE: last value 8/3, seasonal 7/3, mean 6.5/3 -> the 24-hour mean is best.
+    expected = np.sqrt((1.0 / 0.5) * (3.0 / 3.0))
+    assert naive_ratio(series, s, c, np.zeros(1)) == pytest.approx(expected)
+    # Two windows of the same series are one series: (1 + 6) / 3 over (0.5 + 6) / 3.
+    assert naive_ratio(np.array([4, 4]), s, c, np.zeros(1)) == pytest.approx(7.0 / 6.5)

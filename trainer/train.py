@@ -408,11 +408,18 @@ def split_by_network(frame: pd.DataFrame, init) -> list[tuple[str | None, pd.Dat
 #: the mean over windows and metrics of log(1 + each window's scaled loss)
 #: (``linborg.model.window_log_losses``), in which a burst after a flat window counts about as
 #: much as any other window instead of deciding the mean.
-SELECT_BY = ("val_loss", "val_log_loss")
+#: "val_naive_ratio": per series and metric, the p50's mean absolute error over the validation
+#: windows divided by the metric's best naive forecast's (``linborg.model.naive_ratio``),
+#: geometric mean over them: what ``linborg evaluate``'s per-series table reports.
+SELECT_BY = ("val_loss", "val_log_loss", "val_naive_ratio")
 
 
 def _progress_callback(log: Callable[[str], None], budget_minutes: float, select_by: str):
     import lightning.pytorch as pl
+
+    from linborg.trainer.evaluate import ratio_eps
+
+    eps = ratio_eps().reindex(list(METRIC_NAMES)).to_numpy()
 
     class EpochReport(pl.Callback):
         """Log one line per epoch and keep the best weights in memory (no checkpoint files).
@@ -437,9 +444,10 @@ def _progress_callback(log: Callable[[str], None], budget_minutes: float, select
             record = {
                 "val_loss": float(trainer.callback_metrics.get("val_loss", float("nan"))),
                 "val_log_loss": module.val_log_loss(),
+                "val_naive_ratio": module.val_naive_ratio(eps),
             }
             score = record[select_by]
-            words = f"val_loss {record['val_loss']:.4f} val_log_loss {record['val_log_loss']:.4f}"
+            words = " ".join(f"{key} {record[key]:.4f}" for key in SELECT_BY)
             if trainer.state.fn != "fit":
                 # The starting network of a fine-tune, scored before any training: it is kept
                 # unless an epoch beats it.
@@ -857,8 +865,12 @@ def train(
         "best_epoch": report.best_epoch + 1,
         "best_val_loss": report.best_record["val_loss"] if report.best_record else None,
         "best_val_log_loss": report.best_record["val_log_loss"] if report.best_record else None,
+        "best_val_naive_ratio": (
+            report.best_record["val_naive_ratio"] if report.best_record else None
+        ),
         "start_val_loss": report.start["val_loss"] if report.start else None,
         "start_val_log_loss": report.start["val_log_loss"] if report.start else None,
+        "start_val_naive_ratio": report.start["val_naive_ratio"] if report.start else None,
         "seconds": round(time.monotonic() - began, 1),
         "device": "cuda" if torch.cuda.is_available() else "cpu",
         "threads": torch.get_num_threads(),

@@ -632,12 +632,14 @@ def add_parsers(sub) -> None:
     )
     p.add_argument(
         "--select-by",
-        choices=("val_loss", "val_log_loss"),
+        choices=("val_loss", "val_log_loss", "val_naive_ratio"),
         default="val_loss",
         help="what the kept epoch (and, with --init, whether the starting network is kept) is "
         "the lowest of: val_loss, the mean scaled quantile loss of the validation windows, or "
         "val_log_loss, the mean of log(1 + each window's and metric's scaled loss), in which a "
-        "burst after a flat day does not decide the mean; both are logged (default val_loss)",
+        "burst after a flat day does not decide the mean, or val_naive_ratio, the geometric mean "
+        "over series and metrics of the p50's error over the best naive forecast's; all three "
+        "are logged (default val_loss)",
     )
     p.add_argument(
         "--log-loss",
