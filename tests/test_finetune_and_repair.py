@@ -340,3 +340,42 @@ def test_select_by_val_log_loss_keeps_the_epoch_lowest_in_it(history, parent):
     assert any("val_log_loss" in m and "best val_log_loss" in m for m in messages)
     with pytest.raises(ContractError, match="unknown selection"):
         train(history, "tiny", progress=False, log=lambda m: None, select_by="mae")
+
+
+def test_average_states_is_the_element_wise_mean():
+    from linborg.trainer.train import average_states
+
+    states = [
+        {"w": torch.tensor([1.0, 2.0]), "n": torch.tensor(3)},
+        {"w": torch.tensor([3.0, 6.0]), "n": torch.tensor(5)},
+    ]
+    mean = average_states(states)
+    assert mean["w"].tolist() == [2.0, 4.0]
+    assert mean["n"].item() == 5  # a counter is the last state's, not averaged
+
+
+def test_averaging_the_last_epochs(history, parent):
+    messages = []
+    _, summary = train(
+        history, "tiny", seed=5, progress=False, log=messages.append, max_epochs=3, average_last=2
+    )
+    assert summary["averaged_epochs"] == [2, 3]
+    assert np.isfinite(summary["best_val_loss"])
+    assert any("mean of the last 2 epochs' weights" in m for m in messages)
+    # A fine-tune whose every step wrecks the network keeps its start, averaged or not.
+    kept, wrecked = train(
+        history,
+        "tiny",
+        seed=5,
+        progress=False,
+        log=lambda m: None,
+        init=parent,
+        learning_rate=50.0,
+        max_epochs=2,
+        average_last=2,
+    )
+    assert wrecked["averaged_epochs"] is None and wrecked["best_epoch"] == 0
+    before = dict(load_bundle(parent).model.named_parameters())
+    assert all(torch.equal(before[k], p) for k, p in kept.named_parameters())
+    with pytest.raises(ContractError, match="at least 2"):
+        train(history, "tiny", progress=False, log=lambda m: None, average_last=1)

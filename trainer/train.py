@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import copy
 import datetime as dt
 import math
@@ -414,7 +415,20 @@ def split_by_network(frame: pd.DataFrame, init) -> list[tuple[str | None, pd.Dat
 SELECT_BY = ("val_loss", "val_log_loss", "val_naive_ratio")
 
 
-def _progress_callback(log: Callable[[str], None], budget_minutes: float, select_by: str):
+def average_states(states: list[dict]) -> dict:
+    """Return the element-wise mean of state dicts (floating tensors; others from the last)."""
+    out = {}
+    for key, last in states[-1].items():
+        if last.is_floating_point():
+            out[key] = (sum(s[key].double() for s in states) / len(states)).to(last.dtype)
+        else:
+            out[key] = last.clone()
+    return out
+
+
+def _progress_callback(
+    log: Callable[[str], None], budget_minutes: float, select_by: str, average_last: int = 0
+):
     import lightning.pytorch as pl
 
     from linborg.trainer.evaluate import ratio_eps
@@ -435,6 +449,11 @@ def _progress_callback(log: Callable[[str], None], budget_minutes: float, select
             self.best_record = None
             self.start = None
             self.history = []
+            #: The last ``average_last`` epochs' weights (``train(average_last=...)``).
+            self.recent = collections.deque(maxlen=max(average_last, 1))
+            #: Set while the averaged weights are scored; their scores land in ``averaged``.
+            self.scoring_average = False
+            self.averaged = None
 
         def on_validation_epoch_end(self, trainer, module):
             if trainer.sanity_checking:
@@ -448,12 +467,17 @@ def _progress_callback(log: Callable[[str], None], budget_minutes: float, select
             }
             score = record[select_by]
             words = " ".join(f"{key} {record[key]:.4f}" for key in SELECT_BY)
+            if self.scoring_average:
+                self.averaged = record
+                log(f"train: the mean of the last {len(self.recent)} epochs' weights: {words}")
+                return
             if trainer.state.fn != "fit":
                 # The starting network of a fine-tune, scored before any training: it is kept
                 # unless an epoch beats it.
                 self.start = record
                 self.best, self.best_epoch, self.best_record = score, -1, record
                 self.best_state = copy.deepcopy(module.state_dict())
+                self.start_state = self.best_state
                 log(f"train: the starting network's {words}")
                 return
             train = float(trainer.callback_metrics.get("train_loss_epoch", float("nan")))
@@ -462,6 +486,8 @@ def _progress_callback(log: Callable[[str], None], budget_minutes: float, select
             if score < self.best:
                 self.best, self.best_epoch, self.best_record = score, epoch, record
                 self.best_state = copy.deepcopy(module.state_dict())
+            if average_last:
+                self.recent.append(copy.deepcopy(module.state_dict()))
             elapsed = (time.monotonic() - self.began) / 60
             per_epoch = elapsed / (epoch + 1)
             left = min(per_epoch * (trainer.max_epochs - epoch - 1), budget_minutes - elapsed)
@@ -561,6 +587,7 @@ def train(
     freeze_known_profiles: bool = False,
     select_by: str = "val_loss",
     log_loss: bool = False,
+    average_last: int = 0,
 ):
     """Train a TFT on ``frame`` (contract schema); return (model, training summary).
 
@@ -596,6 +623,9 @@ def train(
     ``select_by``: one of SELECT_BY, what the kept epoch (or, with ``init``, the starting
     network) is the lowest of. ``log_loss``: train on log(1 + each window's scaled loss)
     (``MaskedQuantileLoss.log_windows``), and so validate on it too (``val_loss``).
+    ``average_last``: at least 2 to keep the mean of the last that many epochs' weights (fewer
+    when the run had fewer) instead of the best epoch's; with ``init`` the mean is kept only if
+    it beats the starting network in ``select_by``. 0: off.
     """
     import lightning.pytorch as pl
 
@@ -626,6 +656,8 @@ def train(
             f"unknown learning-rate schedule '{lr_schedule}'; use one of: {', '.join(LR_SCHEDULES)}"
         )
     params["lr_schedule"] = lr_schedule
+    if average_last and not average_last >= 2:
+        raise ContractError(f"averaging the last {average_last} epochs needs at least 2")
     if select_by not in SELECT_BY:
         raise ContractError(f"unknown selection '{select_by}'; use one of: {', '.join(SELECT_BY)}")
     check_timezone(timezone)
@@ -750,7 +782,7 @@ def train(
         metric_loss.incident_weight = incident_weight
         metric_loss.skip_aftermath = skip_aftermath
         metric_loss.log_windows = log_loss
-    report = _progress_callback(log, params["max_minutes"], select_by)
+    report = _progress_callback(log, params["max_minutes"], select_by, average_last)
     callbacks = [report, *_schedule_callbacks(params)]
     trainer = pl.Trainer(
         max_epochs=params["max_epochs"],
@@ -793,9 +825,29 @@ def train(
         # no epoch improves keeps the weights it started from (its band is still refitted).
         trainer.validate(model, dataloaders=val_dl, verbose=False)
     trainer.fit(model, train_dataloaders=train_dl, val_dataloaders=val_dl)
-    if report.best_state is not None:
+    averaged = None
+    if average_last and len(report.recent) >= 2:
+        # The mean of the last epochs' weights replaces the best epoch's; with ``init`` it
+        # still has to beat the starting network.
+        averaged = [e["epoch"] + 1 for e in report.history[-len(report.recent) :]]
+        model.load_state_dict(average_states(list(report.recent)))
+        report.scoring_average = True
+        trainer.validate(model, dataloaders=val_dl, verbose=False)
+        report.scoring_average = False
+        score = report.averaged[select_by]
+        if base is not None and report.start is not None and not score < report.start[select_by]:
+            log(
+                f"train: the mean of the last epochs' weights does not beat the starting "
+                f"network's {select_by} {report.start[select_by]:.4f}; the bundle keeps its weights"
+            )
+            averaged = None
+            report.best_epoch, report.best_record = -1, report.start
+            model.load_state_dict(report.start_state)
+        else:
+            report.best_record = report.averaged
+    elif report.best_state is not None:
         model.load_state_dict(report.best_state)
-    if base is not None and report.best_epoch < 0:
+    if base is not None and report.best_epoch < 0 and averaged is None:
         log(
             f"train: no epoch beat the starting network's {select_by} {report.best:.4f}; "
             "the bundle keeps its weights"
@@ -862,6 +914,8 @@ def train(
         "validation_windows": int(len(val_ds)),
         "epochs": report.history,
         "selected_by": select_by,
+        # The epochs whose weights were averaged into the bundle's (``average_last``), or None.
+        "averaged_epochs": averaged,
         "best_epoch": report.best_epoch + 1,
         "best_val_loss": report.best_record["val_loss"] if report.best_record else None,
         "best_val_log_loss": report.best_record["val_log_loss"] if report.best_record else None,

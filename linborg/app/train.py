@@ -262,6 +262,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             lr_schedule=args.lr_schedule,
             select_by=args.select_by,
             log_loss=args.log_loss,
+            average_last=args.average_last,
             timezone=args.timezone,
             init=Path(args.init) / sub if sub else args.init,
             learning_rate=args.learning_rate
@@ -274,10 +275,16 @@ def cmd_train(args: argparse.Namespace) -> int:
         names = summary["server_names"]
         summary["server_seeds"] = {s: seeds.get(s) for s in names}
         written = save_bundle(model, out / sub if sub else out, summary)
+        kept = summary["averaged_epochs"]
+        where = (
+            f"the mean of epochs {kept[0]}-{kept[-1]}"
+            if kept
+            else best_at(summary["best_epoch"] - 1)
+        )
         print(
-            f"wrote model bundle {written} (best {summary['selected_by']} "
-            f"{summary['best_' + summary['selected_by']]:.4f} "
-            f"{best_at(summary['best_epoch'] - 1)}, {summary['seconds']:.0f} s)"
+            f"wrote model bundle {written} ({summary['selected_by']} "
+            f"{summary['best_' + summary['selected_by']]:.4f} {where}, "
+            f"{summary['seconds']:.0f} s)"
         )
     trained = {sub for sub, _ in parts}
     if args.init and (Path(args.init) / PLAIN).is_dir():
@@ -640,6 +647,14 @@ def add_parsers(sub) -> None:
         "burst after a flat day does not decide the mean, or val_naive_ratio, the geometric mean "
         "over series and metrics of the p50's error over the best naive forecast's; all three "
         "are logged (default val_loss)",
+    )
+    p.add_argument(
+        "--average-last",
+        type=int,
+        default=0,
+        metavar="N",
+        help="keep the mean of the last N epochs' weights (N >= 2) instead of the best epoch's; "
+        "with --init only if it beats the starting network (default 0: off)",
     )
     p.add_argument(
         "--log-loss",
