@@ -219,10 +219,7 @@ class MaskedQuantileLoss(QuantileLoss):
         mask = target != self.sentinel
         losses = self.loss(y_pred, target) / len(self.quantiles)  # [B, T, Q]
         if encoder_target is not None:
-            enc = encoder_target
-            std = enc.std(dim=1) if enc.size(1) > 1 else torch.ones(enc.size(0), device=enc.device)
-            center = enc[:, -self.center_steps :].mean(dim=1)
-            losses = losses / floored_scale(std, center, self.min_scale)[:, None, None]
+            losses = losses / self.window_scale(encoder_target)[:, None, None]
         w = mask.to(losses.dtype)
         if weight is not None and self.metric_code is not None:
             # The incident's steps count more; its aftermath not where the origin precedes the fix.
@@ -251,6 +248,13 @@ class MaskedQuantileLoss(QuantileLoss):
     def compute(self):
         return self.losses / self.lengths.clamp_min(1)
 
+    def window_scale(self, encoder_target: torch.Tensor) -> torch.Tensor:
+        """Return each window's loss scale (batch,): its encoder's floored spread."""
+        enc = encoder_target
+        std = enc.std(dim=1) if enc.size(1) > 1 else torch.ones(enc.size(0), device=enc.device)
+        center = enc[:, -self.center_steps :].mean(dim=1)
+        return floored_scale(std, center, self.min_scale)
+
     def window_losses(self, y_pred, target, encoder_target) -> torch.Tensor:
         """Return each window's scaled quantile loss: (batch,), NaN where no target is present.
 
@@ -262,11 +266,7 @@ class MaskedQuantileLoss(QuantileLoss):
         if isinstance(encoder_target, rnn.PackedSequence):
             encoder_target, _ = unpack_sequence(encoder_target)
         mask = (target != self.sentinel).to(y_pred.dtype)
-        losses = self.loss(y_pred, target).mean(dim=-1)  # [B, T]
-        enc = encoder_target
-        std = enc.std(dim=1) if enc.size(1) > 1 else torch.ones(enc.size(0), device=enc.device)
-        center = enc[:, -self.center_steps :].mean(dim=1)
-        losses = losses / floored_scale(std, center, self.min_scale)[:, None]
+        losses = self.loss(y_pred, target).mean(dim=-1) / self.window_scale(encoder_target)[:, None]
         present = mask.sum(dim=1)
         mean = (losses * mask).sum(dim=1) / present.clamp_min(1)
         return torch.where(present > 0, mean, torch.full_like(mean, float("nan")))
