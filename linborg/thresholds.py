@@ -185,3 +185,16 @@ def load_thresholds(*override_paths: str | Path) -> Thresholds:
             f"{len(problems)} problem(s) in thresholds:\n  " + "\n  ".join(problems)
         )
     return Thresholds(table)
+
+
+#: Ratios of MAEs add this share of the metric's generic warning level to both sides, so a
+#: series that a baseline forecasts exactly (0 error) still gives a finite, honest ratio.
+RATIO_EPS_FRACTION = 1e-6
+
+
+def ratio_floors() -> list[float]:
+    """Return each metric's ratio floor, in METRIC_NAMES order: RATIO_EPS_FRACTION of its
+    packaged generic warning level (``linborg evaluate``'s ratios and the training's
+    ``val_naive_ratio`` both add it)."""
+    th = load_thresholds()
+    return [RATIO_EPS_FRACTION * abs(th.get("generic", m).warning) for m in METRIC_NAMES]

@@ -30,7 +30,7 @@ import pandas as pd
 from linborg.contract import METRIC_NAMES, METRICS_BY_NAME, STEP_SECONDS
 from linborg.features import ENCODER_STEPS, HORIZON_STEPS, dense_frame
 from linborg.risk import assess, healthy_risk, threshold_arrays
-from linborg.thresholds import load_thresholds
+from linborg.thresholds import load_thresholds, ratio_floors
 from linborg.trainer import scoreboard as sbd
 
 HORIZONS = {"30m": 6, "1h": 12, "2h": 24, "4h": 48, "8h": 96}
@@ -40,9 +40,6 @@ METHODS = ("tft", "last_value", "seasonal_naive", "mean_24h", "predict_linear")
 NAIVE = ("last_value", "seasonal_naive", "mean_24h")  # candidates for "the best naive baseline"
 DEFAULT_ORIGIN_EVERY_MINUTES = 355  # 71 steps: co-prime with 288, origins rotate through the day
 QUIET_SHARE = 0.25  # per metric, the lowest-variance quarter of series is reported apart
-#: Ratios of MAEs add this share of the metric's generic warning level to both sides, so a
-#: series that a baseline forecasts exactly (0 error) still gives a finite, honest ratio.
-RATIO_EPS_FRACTION = 1e-6
 TARGETS = {
     "recall_min": 0.80,
     "false_budget": sbd.FALSE_BUDGET,
@@ -176,11 +173,8 @@ def accuracy(forecaster, names, profiles, values, first, origin_every: int, seen
 
 
 def ratio_eps() -> pd.Series:
-    """Return each metric's ratio floor (RATIO_EPS_FRACTION of its generic warning level)."""
-    th = load_thresholds()
-    return pd.Series(
-        {m: RATIO_EPS_FRACTION * abs(th.get("generic", m).warning) for m in METRIC_NAMES}
-    )
+    """Return each metric's ratio floor (``linborg.thresholds.ratio_floors``) by metric name."""
+    return pd.Series(ratio_floors(), index=list(METRIC_NAMES))
 
 
 def _ratio(num, den, eps):

@@ -431,9 +431,9 @@ def _progress_callback(
 ):
     import lightning.pytorch as pl
 
-    from linborg.trainer.evaluate import ratio_eps
+    from linborg.thresholds import ratio_floors
 
-    eps = ratio_eps().reindex(list(METRIC_NAMES)).to_numpy()
+    eps = np.asarray(ratio_floors())
 
     class EpochReport(pl.Callback):
         """Log one line per epoch and keep the best weights in memory (no checkpoint files).
