@@ -438,7 +438,7 @@ def _progress_callback(
     class EpochReport(pl.Callback):
         """Log one line per epoch and keep the best weights in memory (no checkpoint files).
 
-        "Best" is the lowest ``select_by`` (one of SELECT_BY); both are logged.
+        "Best" is the lowest ``select_by`` (one of SELECT_BY); all three are logged.
         """
 
         def __init__(self):
@@ -448,6 +448,7 @@ def _progress_callback(
             self.best_epoch = -1
             self.best_record = None
             self.start = None
+            self.start_state = None
             self.history = []
             #: The last ``average_last`` epochs' weights (``train(average_last=...)``).
             self.recent = collections.deque(maxlen=max(average_last, 1))
