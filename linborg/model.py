@@ -276,7 +276,7 @@ def window_log_losses(loss: MultiLoss, prediction, y, encoder_target) -> torch.T
     """Return log(1 + each window's scaled quantile loss) per metric: (batch, 14), NaN if absent.
 
     The validation loss is a mean of scaled losses, and a burst after a flat window (a VM at
-    0 MB/s for a day, then 400 MB/s) is thousands of times the window's own scale, so a few
+    0 MB/s for a day, then 400 MB/s) is millions of times the window's own scale, so a few
     such windows decide it. On a log scale each window counts about as much as any other, as
     the per-series geometric means of ``linborg evaluate`` count each series.
     """
