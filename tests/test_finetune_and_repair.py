@@ -379,3 +379,70 @@ def test_averaging_the_last_epochs(history, parent):
     assert all(torch.equal(before[k], p) for k, p in kept.named_parameters())
     with pytest.raises(ContractError, match="at least 2"):
         train(history, "tiny", progress=False, log=lambda m: None, average_last=1)
+
+
+def test_recipe_of_reads_a_bundles_loss_selection_and_averaging():
+    from linborg.trainer.train import RECIPE_DEFAULTS, recipe_of
+
+    assert recipe_of(None) == RECIPE_DEFAULTS
+    assert recipe_of({"selected_by": "val_loss", "log_loss": False}) == RECIPE_DEFAULTS
+    # A bundle written before average_last was recorded: the epochs it averaged.
+    older = {"selected_by": "val_log_loss", "log_loss": True, "averaged_epochs": [4, 5, 6]}
+    assert recipe_of(older) == {"select_by": "val_log_loss", "log_loss": True, "average_last": 3}
+    # A fine-tune that kept its start averaged nothing, yet was asked to.
+    asked = {"selected_by": "val_loss", "average_last": 5, "averaged_epochs": None}
+    assert recipe_of(asked)["average_last"] == 5
+
+
+def test_a_fine_tune_continues_with_what_its_network_was_trained_with(history, tmp_path):
+    model, summary = train(
+        history,
+        "tiny",
+        seed=5,
+        progress=False,
+        log=lambda m: None,
+        max_epochs=2,
+        log_loss=True,
+        select_by="val_log_loss",
+        average_last=2,
+    )
+    base = save_bundle(model, tmp_path / "base", summary)
+    messages = []
+    _, child = train(
+        history, "tiny", seed=6, progress=False, log=messages.append, max_epochs=2, init=base
+    )
+    assert (child["log_loss"], child["selected_by"], child["average_last"]) == (
+        True,
+        "val_log_loss",
+        2,
+    )
+    assert any("what it was trained with" in m and "log_loss True" in m for m in messages)
+    # Options given win over the bundle's.
+    _, given = train(
+        history,
+        "tiny",
+        seed=6,
+        progress=False,
+        log=lambda m: None,
+        max_epochs=1,
+        init=base,
+        log_loss=False,
+        select_by="val_loss",
+        average_last=0,
+    )
+    assert (given["log_loss"], given["selected_by"], given["average_last"]) == (
+        False,
+        "val_loss",
+        0,
+    )
+
+
+def test_the_train_command_leaves_the_recipe_to_the_bundle_unless_given():
+    from linborg.app.cli import build_parser
+
+    parse = build_parser().parse_args
+    plain = parse(["train", "--data", "x.parquet", "--out", "y"])
+    assert (plain.log_loss, plain.select_by, plain.average_last) == (None, None, None)
+    given = parse(["train", "--data", "x.parquet", "--out", "y", "--no-log-loss"])
+    assert given.log_loss is False
+    assert parse(["train", "--data", "x.parquet", "--out", "y", "--log-loss"]).log_loss is True

@@ -415,6 +415,28 @@ def split_by_network(frame: pd.DataFrame, init) -> list[tuple[str | None, pd.Dat
 SELECT_BY = ("val_loss", "val_log_loss", "val_naive_ratio")
 
 
+#: What ``train`` uses for ``select_by``, ``log_loss`` and ``average_last`` from scratch.
+RECIPE_DEFAULTS = {"select_by": "val_loss", "log_loss": False, "average_last": 0}
+
+
+def recipe_of(training: dict | None) -> dict:
+    """Return the select_by, log_loss and average_last a bundle's network was trained with.
+
+    ``training``: its ``model.json`` training summary (None: from scratch, RECIPE_DEFAULTS).
+    Bundles written before ``average_last`` was recorded give the number of epochs averaged.
+    """
+    if not training:
+        return dict(RECIPE_DEFAULTS)
+    averaged = training.get("average_last")
+    if averaged is None:
+        averaged = len(training.get("averaged_epochs") or [])
+    return {
+        "select_by": training.get("selected_by") or RECIPE_DEFAULTS["select_by"],
+        "log_loss": bool(training.get("log_loss")),
+        "average_last": int(averaged),
+    }
+
+
 def average_states(states: list[dict]) -> dict:
     """Return the element-wise mean of state dicts (floating tensors; others from the last)."""
     out = {}
@@ -586,9 +608,9 @@ def train(
     lr_schedule: str = "plateau",
     unknown_profile: bool = False,
     freeze_known_profiles: bool = False,
-    select_by: str = "val_loss",
-    log_loss: bool = False,
-    average_last: int = 0,
+    select_by: str | None = None,
+    log_loss: bool | None = None,
+    average_last: int | None = None,
 ):
     """Train a TFT on ``frame`` (contract schema); return (model, training summary).
 
@@ -627,6 +649,8 @@ def train(
     ``average_last``: at least 2 to keep the mean of the last that many epochs' weights (fewer
     when the run had fewer) instead of the best epoch's; with ``init`` the mean is kept only if
     it beats the starting network in ``select_by``. 0: off.
+    These three, when None: what ``init``'s network was trained with (``recipe_of``), else
+    "val_loss", False and 0.
     """
     import lightning.pytorch as pl
 
@@ -657,10 +681,6 @@ def train(
             f"unknown learning-rate schedule '{lr_schedule}'; use one of: {', '.join(LR_SCHEDULES)}"
         )
     params["lr_schedule"] = lr_schedule
-    if average_last and not average_last >= 2:
-        raise ContractError(f"averaging the last {average_last} epochs needs at least 2")
-    if select_by not in SELECT_BY:
-        raise ContractError(f"unknown selection '{select_by}'; use one of: {', '.join(SELECT_BY)}")
     check_timezone(timezone)
     repaired = dict(frame.attrs.get("repaired") or {})
     frame, more = tidy(frame)
@@ -687,6 +707,20 @@ def train(
                 f"train: continuing the network of {init} for the profiles' servers, not its "
                 "plain-host network (linborg train --init continues that one on plain hosts)"
             )
+    given = {"select_by": select_by, "log_loss": log_loss, "average_last": average_last}
+    recipe = recipe_of(base.spec.get("training") if base is not None else None)
+    inherited = [k for k, v in given.items() if v is None and recipe[k] != RECIPE_DEFAULTS[k]]
+    if inherited:
+        log(
+            f"train: continuing {init} with what it was trained with: "
+            + ", ".join(f"{k} {recipe[k]}" for k in inherited)
+            + " (give the options to change them)"
+        )
+    select_by, log_loss, average_last = (recipe[k] if v is None else v for k, v in given.items())
+    if average_last and not average_last >= 2:
+        raise ContractError(f"averaging the last {average_last} epochs needs at least 2")
+    if select_by not in SELECT_BY:
+        raise ContractError(f"unknown selection '{select_by}'; use one of: {', '.join(SELECT_BY)}")
     pl.seed_everything(seed, workers=True, verbose=False)
     torch.set_num_threads(threads or usable_cpus())
     began = time.monotonic()
@@ -915,6 +949,7 @@ def train(
         "validation_windows": int(len(val_ds)),
         "epochs": report.history,
         "selected_by": select_by,
+        "average_last": int(average_last),
         # The epochs whose weights were averaged into the bundle's (``average_last``), or None.
         "averaged_epochs": averaged,
         "best_epoch": report.best_epoch + 1,

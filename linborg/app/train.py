@@ -640,27 +640,30 @@ def add_parsers(sub) -> None:
     p.add_argument(
         "--select-by",
         choices=("val_loss", "val_log_loss", "val_naive_ratio"),
-        default="val_loss",
+        default=None,
         help="what the kept epoch (and, with --init, whether the starting network is kept) is "
         "the lowest of: val_loss, the mean scaled quantile loss of the validation windows, or "
         "val_log_loss, the mean of log(1 + each window's and metric's scaled loss), in which a "
         "burst after a flat day does not decide the mean, or val_naive_ratio, the geometric mean "
         "over series and metrics of the p50's error over the best naive forecast's; all three "
-        "are logged (default val_loss)",
+        "are logged (default val_loss; with --init, what the continued network was picked by)",
     )
     p.add_argument(
         "--average-last",
         type=int,
-        default=0,
+        default=None,
         metavar="N",
         help="keep the mean of the last N epochs' weights (N >= 2) instead of the best epoch's; "
-        "with --init only if it beats the starting network (default 0: off)",
+        "with --init only if it beats the starting network (default 0: off; with --init, what "
+        "the continued network was trained with)",
     )
     p.add_argument(
         "--log-loss",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
+        default=None,
         help="train on log(1 + each window's and metric's scaled quantile loss) instead of the "
-        "scaled loss, so a burst after a flat day does not decide a batch (val_loss follows)",
+        "scaled loss, so a burst after a flat day does not decide a batch (val_loss follows; "
+        "default off; with --init, what the continued network was trained with)",
     )
     p.add_argument(
         "--threshold-inputs",
