@@ -394,6 +394,10 @@ def test_recipe_of_reads_a_bundles_loss_selection_and_averaging():
     assert recipe_of(asked)["average_last"] == 5
 
 
+def _recipe(summary: dict) -> tuple:
+    return summary["log_loss"], summary["selected_by"], summary["average_last"]
+
+
 def test_a_fine_tune_continues_with_what_its_network_was_trained_with(history, tmp_path):
     model, summary = train(
         history,
@@ -411,11 +415,7 @@ def test_a_fine_tune_continues_with_what_its_network_was_trained_with(history, t
     _, child = train(
         history, "tiny", seed=6, progress=False, log=messages.append, max_epochs=2, init=base
     )
-    assert (child["log_loss"], child["selected_by"], child["average_last"]) == (
-        True,
-        "val_log_loss",
-        2,
-    )
+    assert _recipe(child) == (True, "val_log_loss", 2)
     assert any("what it was trained with" in m and "log_loss True" in m for m in messages)
     # Options given win over the bundle's.
     _, given = train(
@@ -430,11 +430,7 @@ def test_a_fine_tune_continues_with_what_its_network_was_trained_with(history, t
         select_by="val_loss",
         average_last=0,
     )
-    assert (given["log_loss"], given["selected_by"], given["average_last"]) == (
-        False,
-        "val_loss",
-        0,
-    )
+    assert _recipe(given) == (False, "val_loss", 0)
 
 
 def test_the_train_command_leaves_the_recipe_to_the_bundle_unless_given():
