@@ -53,11 +53,14 @@ LEVELS = (0.0, 0.25, 0.5, 0.75, 1.0)  # from warning (0) to critical (1)
 SEEDS = (0, 1, 2)
 
 
-def load(path: str) -> dict:
-    """Return a labelled file's dense values and checks."""
-    frame, meta = read_metrics(path, allow_missing=True)
+def load(path: str, repair: bool = False, last_days: float | None = None) -> dict:
+    """Return a file's dense values and checks (the checks of its last ``last_days`` only, when
+    given); ``repair`` as ``linborg train`` repairs real data (``read_metrics``)."""
+    frame, meta = read_metrics(path, allow_missing=True, repair=repair)
     names, profiles, values, first = dense_frame(frame)
     checks = np.arange(ENCODER_STEPS - 1, values.shape[1], CHECK_STEPS)
+    if last_days is not None:
+        checks = checks[checks > values.shape[1] - 1 - last_days * 86400 / STEP_SECONDS]
     return {
         "path": path,
         "names": names,
@@ -229,9 +232,8 @@ def rows(z: dict, x: np.ndarray) -> np.ndarray:
     return x[np.broadcast_to(z["present"][None], x.shape[:3])]
 
 
-def fit_and_score(train: list[dict], xs: list[np.ndarray], test: dict, xt: np.ndarray, seed: int):
-    """Fit the classifier on the training files' rows; return the test file's server scores
-    (checks, servers): the largest log-odds over the metrics each server has."""
+def fit(train: list[dict], xs: list[np.ndarray], seed: int):
+    """Return the classifier fitted on the training files' rows."""
     from sklearn.ensemble import HistGradientBoostingClassifier
 
     x = np.concatenate([rows(z, with_ids(z, a)) for z, a in zip(train, xs, strict=True)])
@@ -246,6 +248,12 @@ def fit_and_score(train: list[dict], xs: list[np.ndarray], test: dict, xt: np.nd
         random_state=seed,
     )
     clf.fit(x, y)
+    return clf
+
+
+def server_scores(clf, test: dict, xt: np.ndarray) -> np.ndarray:
+    """Return ``test``'s server scores (checks, servers): the classifier's largest log-odds
+    over the metrics each server has."""
     present = np.broadcast_to(test["present"][None], xt.shape[:3])
     logit = np.full(xt.shape[:3], -np.inf)
     logit[present] = clf.decision_function(rows(test, with_ids(test, xt)))
@@ -284,6 +292,23 @@ def best_at_budget(test: dict, score: np.ndarray) -> dict:
     return sb["best"]["tft_risk"] | {"limit": sb["limit_share_precursor_45m"]}
 
 
+def warnings_without_labels(z: dict, score: np.ndarray, threshold: float) -> dict:
+    """Return the warning episodes of ``score >= threshold`` on a file without incident labels,
+    counted as the scoreboard counts false warnings (each episode once), per 100 server-days,
+    and how many servers they fall on."""
+    warned = (score >= threshold).T  # servers, checks
+    d = sbd.Detector("reading", "tft_risk", {"threshold": threshold}, warned)
+    sb = sbd.scoreboard([d], z["times"], z["names"], [], CHECK_STEPS * STEP_SECONDS)
+    row = sb["detectors"]["reading"]
+    return {
+        "episodes": row["false_warnings"],
+        "per_100_server_days": row["false_per_100_server_days"],
+        "servers_warned": int(warned.any(axis=1).sum()),
+        "servers": len(z["names"]),
+        "server_days": sb["server_days"],
+    }
+
+
 def print_row(name: str, seed, b: dict) -> None:
     """Print one table row from a ``best_at_budget`` result."""
     types = ", ".join(f"{t} {r['warned']}/{r['incidents']}" for t, r in b["recall_by_type"].items())
@@ -305,10 +330,24 @@ def main(argv=None) -> int:
         action="store_true",
         help="also the context as the network sees it (normalised per window)",
     )
+    ap.add_argument(
+        "--unlabelled",
+        action="append",
+        default=[],
+        help="a file without incident labels (a real fleet, repaired as `linborg train` does): "
+        "how often the context classifier, at the threshold chosen on --data, warns there (repeat)",
+    )
+    ap.add_argument(
+        "--unlabelled-days",
+        type=float,
+        default=7.0,
+        help="checks of each --unlabelled file's last this many days (default 7)",
+    )
     ap.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
     args = ap.parse_args(argv)
     train = [load(p) for p in args.train]
     test = load(args.data)
+    unlabelled = [load(p, repair=True, last_days=args.unlabelled_days) for p in args.unlabelled]
     for z in (*train, test):
         if not z["labels"]:
             ap.error(f"{z['path']} has no incident labels")
@@ -349,10 +388,35 @@ def main(argv=None) -> int:
             best_at_budget(test, above),
         )
         inputs["incident head"] = [h[..., None] for h in head]
+    elsewhere = []
     for name, xs in inputs.items():
         for seed in args.seeds:
-            score = fit_and_score(train, xs[:-1], test, xs[-1], seed)
-            print_row(name, seed, best_at_budget(test, score))
+            clf = fit(train, xs[:-1], seed)
+            b = best_at_budget(test, server_scores(clf, test, xs[-1]))
+            print_row(name, seed, b)
+            if name == "context":
+                for z in unlabelled:
+                    score = server_scores(clf, z, context_features(z))
+                    w = warnings_without_labels(z, score, b["params"]["threshold"])
+                    elsewhere.append((z["path"], seed, b["params"]["threshold"], w))
+    if elsewhere:
+        print()
+        print(
+            "The context classifier at the threshold chosen on --data, on files without labels "
+            f"(checks of their last {args.unlabelled_days:g} days; every warning episode counted, "
+            "its truth unknown):"
+        )
+        print()
+        print(
+            "| file | seed | threshold | warning episodes | per 100 server-days | servers warned |"
+        )
+        print("|---|---|---|---|---|---|")
+        for path, seed, t, w in elsewhere:
+            print(
+                f"| {path} | {seed} | {t:g} | {w['episodes']} | {w['per_100_server_days']:.2f} | "
+                f"{w['servers_warned']} of {w['servers']} |",
+                flush=True,
+            )
     return 0
 
 

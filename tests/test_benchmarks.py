@@ -306,6 +306,21 @@ def test_context_separability_labels_from_8_hours_before_onset_to_the_end_on_its
     assert np.allclose(u[0, 0], 0.0) and np.allclose(u[0, 1], 1.0)
 
 
+def test_context_separability_counts_each_warning_episode_once_on_a_file_without_labels():
+    from context_separability import warnings_without_labels
+
+    checks = np.arange(0, 96 * 3, 3)  # 96 checks of 15 minutes: one day
+    z = {"names": ["a", "b", "c"], "times": (1_000_000 + checks) * STEP_SECONDS}
+    score = np.zeros((96, 3))
+    score[10:14, 0] = 5.0  # server a: one episode of four checks
+    score[40, 0] = 5.0  # and a second one
+    score[50:52, 1] = 2.0  # server b: below the threshold
+    score[60, 2] = 3.0  # server c: exactly at it
+    w = warnings_without_labels(z, score, 3.0)
+    assert (w["episodes"], w["servers_warned"], w["servers"]) == (3, 2, 3)
+    assert w["server_days"] == 3.0 and w["per_100_server_days"] == 100.0
+
+
 def test_context_separability_scores_each_input_on_a_labelled_fleet(tmp_path, capsys):
     import context_separability
 
@@ -326,6 +341,18 @@ def test_context_separability_scores_each_input_on_a_labelled_fleet(tmp_path, ca
         if line.startswith("| context")
     ]
     assert recalls[0] > 0
+    # --unlabelled: the same fleet without its labels, read at the threshold chosen on --data
+    from linborg.parquet import read_metrics, write_metrics
+
+    frame, _ = read_metrics(data, allow_missing=True)
+    bare = write_metrics(frame, tmp_path / "bare.parquet", {}, allow_missing=True)
+    args = ["--train", str(data), "--data", str(data), "--unlabelled", str(bare), "--seeds", "0"]
+    assert context_separability.main(args + ["--unlabelled-days", "2"]) == 0
+    out = capsys.readouterr().out
+    (row,) = [x for x in out.splitlines() if x.startswith(f"| {bare} |")]
+    cells = row.split(" | ")
+    # it warns where it found the incidents; without labels every episode is counted
+    assert int(cells[3]) > 0 and cells[5].endswith("of 6 |")
     # A bundle with an incident head also has the head read as it is (no classifier).
     from linborg.bundle import load_bundle, read_spec, save_bundle
 
