@@ -137,6 +137,25 @@ def test_evaluate_without_labels_says_the_scoreboard_is_not_measured(tmp_path):
     assert recall and all(v == {"measured": None, "met": None} for v in recall)
     text = write_report(result, tmp_path / "r").read_text()
     assert "n/a: the data has no incident labels" in text and "**no** | n/a" not in text
+    # Without labels each detector's warnings are counted, their truth unknown.
+    w = s["warnings_without_labels"]
+    assert w["servers"] == 2 and w["checks"] == len(range(287, int(2.5 * 288), 3))
+    assert {r["family"] for r in w["detectors"].values()} >= {"tft_risk", "static_threshold"}
+    assert "### How often each detector warns here" in text
+    assert "| static_threshold | `static warning` |" in text
+
+
+def test_evaluate_without_labels_counts_a_warning_that_never_ends_once_per_server(tmp_path):
+    fleet = build_fleet({"web_api": 1, "generic": 1})
+    frame, _, _ = simulate(fleet, 5, START, int(2.5 * 288))
+    frame["mem_used_pct"] = 99.0  # past critical on both servers all along
+    s = evaluate(SeasonalFake(), frame, None)["summary"]
+    w = s["warnings_without_labels"]
+    static = w["detectors"]["static warning"]
+    assert (static["episodes"], static["servers_warned"]) == (2, 2)
+    assert static["per_100_server_days"] == pytest.approx(200 / w["server_days"])
+    # a day and a half of checks every 15 minutes on two servers
+    assert w["server_days"] == pytest.approx(2 * w["checks"] * 15 / 1440)
 
 
 def test_evaluate_writes_a_report_with_baselines(tmp_path):

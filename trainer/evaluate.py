@@ -531,26 +531,28 @@ def evaluate(
             getattr(forecaster, "spec", {}).get("risk_calibration"), thresholds_file
         ),
         "scoreboard": None,
+        "warnings_without_labels": None,
     }
-    if labels is not None:
-        every = max(1, round(incident_every_minutes * 60 / STEP_SECONDS))
-        detectors, check_times = early_warning(
-            forecaster,
-            profiles,
-            values,
-            first,
-            every,
-            risk_threshold,
-            alert_rule,
-            thresholds,
-            servers=names,
+    every = max(1, round(incident_every_minutes * 60 / STEP_SECONDS))
+    detectors, check_times = early_warning(
+        forecaster,
+        profiles,
+        values,
+        first,
+        every,
+        risk_threshold,
+        alert_rule,
+        thresholds,
+        servers=names,
+    )
+    if len(check_times) and labels is not None:
+        sb = sbd.scoreboard(detectors, check_times, names, labels, every * STEP_SECONDS)
+        summary["scoreboard"] = sb
+        summary["incidents_at_risk_threshold"] = sb["detectors"][f"tft_risk >= {risk_threshold:g}"]
+    elif len(check_times):
+        summary["warnings_without_labels"] = warnings_without_labels(
+            detectors, check_times, names, every * STEP_SECONDS
         )
-        if len(check_times):
-            sb = sbd.scoreboard(detectors, check_times, names, labels, every * STEP_SECONDS)
-            summary["scoreboard"] = sb
-            summary["incidents_at_risk_threshold"] = sb["detectors"][
-                f"tft_risk >= {risk_threshold:g}"
-            ]
     summary["targets"] = check_targets(summary)
     return {
         "summary": _jsonable(summary),
@@ -558,6 +560,57 @@ def evaluate(
         "by_profile": acc["by_profile"],
         "errors": errors,
     }
+
+
+def warnings_without_labels(detectors, check_times, servers, every_seconds: int) -> dict:
+    """Return how often each detector warns on data without incident labels: its warning
+    episodes (counted as the scoreboard counts false warnings, each once), per 100 server-days,
+    and the servers they fall on. Without labels their truth is unknown."""
+    sb = sbd.scoreboard(detectors, check_times, servers, [], every_seconds)
+    out = {}
+    for d in detectors:
+        row = sb["detectors"][d.name]
+        out[d.name] = {
+            "family": d.family,
+            "episodes": row["false_warnings"],
+            "per_100_server_days": row["false_per_100_server_days"],
+            "servers_warned": int(np.asarray(d.warned, bool).any(axis=1).sum()),
+        }
+    return {
+        "checks": sb["checks"],
+        "check_every_minutes": sb["check_every_minutes"],
+        "servers": len(servers),
+        "server_days": sb["server_days"],
+        "detectors": out,
+    }
+
+
+def _unlabelled_markdown(w: dict | None, risk_threshold: float) -> list[str]:
+    """Return the report's lines on how often each detector warns on data without labels."""
+    if not w:
+        return []
+    lines = [
+        "",
+        "### How often each detector warns here",
+        "",
+        f"{w['servers']} servers, {w['checks']} checks every {w['check_every_minutes']:g} "
+        f"minutes ({w['server_days']:.1f} server-days). Without labels no warning can be called "
+        "true or false; what each detector would cost an on-call team here is its warning "
+        "episodes (a maximal run of consecutive warning checks on one server, counted once) per "
+        f"100 server-days. `tft_risk >= {risk_threshold:g}` is the risk threshold this report was "
+        "run with (the alert rules' unless `--risk-threshold` was given), `alert_rule` the shipped "
+        "LinborgPredictedIncident rules; `perfect_forecast` reads the actual future, so it counts "
+        "how often the metrics really went past their levels within 8 hours.",
+        "",
+        "| family | detector | warning episodes | per 100 server-days | servers warned |",
+        "|---|---|---|---|---|",
+    ]
+    for name, r in w["detectors"].items():
+        lines.append(
+            f"| {r['family']} | `{name}` | {r['episodes']} | "
+            f"{_fmt(r['per_100_server_days'], 2)} | {r['servers_warned']} |"
+        )
+    return lines
 
 
 def _risk_calibration_words(cal: dict | None, thresholds_file: str | None = None) -> str:
@@ -816,6 +869,7 @@ def write_report(result: dict, out: Path) -> Path:
             ]
     else:
         lines += ["", "## Early-warning scoreboard", "", "n/a: the data has no incident labels."]
+        lines += _unlabelled_markdown(s.get("warnings_without_labels"), s["risk_threshold"])
     lines += [
         "",
         "## Error relative to the best naive baseline",
