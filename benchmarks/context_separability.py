@@ -293,20 +293,14 @@ def best_at_budget(test: dict, score: np.ndarray) -> dict:
 
 
 def warnings_without_labels(z: dict, score: np.ndarray, threshold: float) -> dict:
-    """Return the warning episodes of ``score >= threshold`` on a file without incident labels,
-    counted as the scoreboard counts false warnings (each episode once), per 100 server-days,
-    and how many servers they fall on."""
-    warned = (score >= threshold).T  # servers, checks
-    d = sbd.Detector("reading", "tft_risk", {"threshold": threshold}, warned)
-    sb = sbd.scoreboard([d], z["times"], z["names"], [], CHECK_STEPS * STEP_SECONDS)
-    row = sb["detectors"]["reading"]
-    return {
-        "episodes": row["false_warnings"],
-        "per_100_server_days": row["false_per_100_server_days"],
-        "servers_warned": int(warned.any(axis=1).sum()),
-        "servers": len(z["names"]),
-        "server_days": sb["server_days"],
-    }
+    """Return the warning episodes of ``score >= threshold`` on a file without incident labels
+    (``linborg evaluate``'s count: each episode once), per 100 server-days, the servers they
+    fall on, and the file's servers and server-days."""
+    from linborg.trainer.evaluate import warnings_without_labels as count
+
+    d = sbd.Detector("reading", "tft_risk", {"threshold": threshold}, (score >= threshold).T)
+    w = count([d], z["times"], z["names"], CHECK_STEPS * STEP_SECONDS)
+    return w["detectors"]["reading"] | {"servers": w["servers"], "server_days": w["server_days"]}
 
 
 def print_row(name: str, seed, b: dict) -> None:
