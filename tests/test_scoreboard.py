@@ -462,6 +462,45 @@ def test_a_cell_decided_by_one_burst_is_named_with_its_ratio_without_it():
     assert lines[-1].startswith("No cell above is decided by one forecast")
 
 
+def test_the_per_series_reading_of_a_cell_counts_each_server_once_so_one_burst_cannot_decide_it():
+    import pandas as pd
+
+    # Four servers at two origins, net_in at 8 h: last value is best pooled. Server d bursts
+    # once (TFT off by 200, last value by 40); the others the TFT halves last value's error.
+    errors = pd.DataFrame(
+        {
+            "metric": "net_in_mb_s",
+            "horizon": "8h",
+            "server": ["a", "b", "c", "d"] * 2,
+            "origin": [300] * 4 + [371] * 4,
+            "profile": "generic",
+            "seen": False,
+            "quiet": False,
+            "ae_tft": [1.0, 1.0, 1.0, 200.0, 1.0, 1.0, 1.0, 2.0],
+            "ae_last_value": [2.0, 2.0, 2.0, 40.0, 2.0, 2.0, 2.0, 4.0],
+            "ae_seasonal_naive": 500.0,
+            "ae_mean_24h": 500.0,
+            "ae_predict_linear": 500.0,
+            "pinball": 1.0,
+            "covered": True,
+        }
+    )
+    acc = summarise_accuracy(errors)
+    cell = acc["by_metric"].loc[("net_in_mb_s", "8h")]
+    eps = ratio_eps()["net_in_mb_s"]
+    assert cell["best_naive"] == "last_value"
+    assert cell["ratio_best_naive"] == pytest.approx((208 / 8 + eps) / (56 / 8 + eps))  # > 3
+    # Per series: a, b, c at (1 + eps) / (2 + eps), d at (101 + eps) / (22 + eps).
+    expected = np.exp((3 * np.log((1 + eps) / (2 + eps)) + np.log((101 + eps) / (22 + eps))) / 4)
+    assert cell["series_gmean_vs_best_naive"] == pytest.approx(expected)
+    assert acc["series_ratio_best_naive_max"] == pytest.approx(expected)
+    assert expected < 1 < cell["ratio_best_naive"]
+    # When every server loses, so does the reading.
+    errors["ae_tft"] = errors["ae_last_value"] * 1.5
+    acc = summarise_accuracy(errors)
+    assert acc["by_metric"].loc[("net_in_mb_s", "8h"), "series_gmean_vs_best_naive"] > 1.4
+
+
 def test_quiet_series_are_the_lowest_variance_quarter_of_each_metric():
     rng = np.random.default_rng(1)
     values = np.full((8, 300, len(METRIC_NAMES)), np.nan)
