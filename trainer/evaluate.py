@@ -802,6 +802,13 @@ def one_forecast_cells(bm: dict, order) -> list[str]:
             f"| {m} | {h} | {_fmt(c['largest_error_share'])} | {_fmt(c['ratio_best_naive'])} | "
             f"{_fmt(c['ratio_best_naive_without_largest'])} |"
         )
+    lines += [
+        "",
+        "A cell like these moves with which origins happen to fall on the burst: more origins "
+        "(a smaller `--origin-every`; 35 minutes forecasts every server from every time of day "
+        "once a week) share it among more forecasts, and the per-server reading below weighs "
+        "each server once.",
+    ]
     return lines
 
 
