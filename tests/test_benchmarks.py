@@ -429,3 +429,46 @@ def test_context_separability_window_features_forget_the_level_unless_given_it()
     assert np.allclose(a[..., :-2], b[..., :-2], atol=1e-4)
     assert np.allclose(b[..., -2], 3 * a[..., -2] + 5, rtol=1e-5)
     assert np.allclose(b[..., -1], 3 * a[..., -1], rtol=1e-5)
+
+
+def test_origin_phase_ranges_a_burst_that_only_some_phases_catch():
+    import pandas as pd
+    from origin_phase import phase_range, table
+
+    # One server, origins 300..309; last value errs by 100 at origin 303 only, the others by 50.
+    errors = pd.DataFrame(
+        {
+            "origin": np.arange(300, 310),
+            "server": "a",
+            "metric": "net_in_mb_s",
+            "horizon": "1h",
+            "ae_last_value": [0.0, 0, 0, 100, 0, 0, 0, 0, 0, 0],
+            "ae_seasonal_naive": 50.0,
+            "ae_mean_24h": 50.0,
+        }
+    )
+    r = phase_range(errors, 5).loc[("net_in_mb_s", "1h")]
+    # Phases 0-2 and 4 see only zeros; phase 3 (origins 303, 308) last value 50, the others 50.
+    assert r["low"] == 0 and r["high"] == 50
+    t = table(errors, [5, 1]).loc[("net_in_mb_s", "1h")]
+    assert t["every_origin"] == pytest.approx(10.0)
+    assert t["stride_1_low"] == t["stride_1_high"] == pytest.approx(10.0)
+
+
+def test_origin_phase_scores_the_naive_baselines_as_evaluate_does():
+    from origin_phase import naive_errors
+
+    from linborg.contract import METRIC_NAMES
+
+    steps = 288 + 96 + 20
+    values = np.full((2, steps, len(METRIC_NAMES)), np.nan, np.float32)
+    j = METRIC_NAMES.index("cpu_user_pct")
+    values[0, :, j] = 40.0  # flat: every baseline exact
+    values[1, :, j] = 10 + 0.01 * np.arange(steps)  # a ramp: last value off by 0.01 per step
+    e = naive_errors(["a", "b"], ["generic", "generic"], values, 0)
+    assert e["origin"].nunique() == 20 and set(e["metric"]) == {"cpu_user_pct"}
+    flat = e[e["server"] == "a"]
+    assert (flat[["ae_last_value", "ae_seasonal_naive", "ae_mean_24h"]] == 0).all().all()
+    ramp = e[(e["server"] == "b") & (e["horizon"] == "30m")]
+    assert ramp["ae_last_value"].to_numpy() == pytest.approx(0.06, abs=1e-4)
+    assert ramp["ae_seasonal_naive"].to_numpy() == pytest.approx(2.88, abs=1e-3)
