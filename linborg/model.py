@@ -206,6 +206,10 @@ class MaskedQuantileLoss(QuantileLoss):
         #: Train on log(1 + each window's scaled loss) instead of the scaled loss itself
         #: (``linborg train --log-loss``), set by the trainer like ``incident_weight``.
         self.log_windows = False
+        #: Each decoder step j (1-based) counts j ** -horizon_decay, the weights' mean over a
+        #: window's steps 1 (``linborg train --horizon-decay``): 0 counts every step alike; 1
+        #: counts each doubling of the horizon (30 min to 1 h, 4 h to 8 h) about alike.
+        self.horizon_decay = 0.0
 
     def update(self, y_pred, target, encoder_target=None, encoder_lengths=None):
         if isinstance(target, list | tuple) and not isinstance(target, rnn.PackedSequence):
@@ -234,6 +238,9 @@ class MaskedQuantileLoss(QuantileLoss):
                 & (since_end <= position)
             )
             w = w * torch.where(unknown_fix, 0.0, boost)
+        decay = getattr(self, "horizon_decay", 0.0)
+        if decay:
+            w = w * horizon_weights(w.size(1), decay, w.device, w.dtype)[None, :]
         if getattr(self, "log_windows", False):
             # Each window's weighted mean over its present steps, on a log scale: a burst after
             # a flat day no longer decides the batch's gradient.
@@ -270,6 +277,13 @@ class MaskedQuantileLoss(QuantileLoss):
         present = mask.sum(dim=1)
         mean = (losses * mask).sum(dim=1) / present.clamp_min(1)
         return torch.where(present > 0, mean, torch.full_like(mean, float("nan")))
+
+
+def horizon_weights(steps: int, decay: float, device=None, dtype=torch.float32) -> torch.Tensor:
+    """Return each decoder step's loss weight (steps,): j ** -decay for step j, mean 1."""
+    j = torch.arange(1, steps + 1, device=device, dtype=dtype)
+    weights = j.pow(-decay)
+    return weights / weights.mean()
 
 
 def window_log_losses(loss: MultiLoss, prediction, y, encoder_target) -> torch.Tensor:

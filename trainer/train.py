@@ -416,11 +416,17 @@ SELECT_BY = ("val_loss", "val_log_loss", "val_naive_ratio")
 
 
 #: What ``train`` uses for ``select_by``, ``log_loss`` and ``average_last`` from scratch.
-RECIPE_DEFAULTS = {"select_by": "val_loss", "log_loss": False, "average_last": 0}
+RECIPE_DEFAULTS = {
+    "select_by": "val_loss",
+    "log_loss": False,
+    "average_last": 0,
+    "horizon_decay": 0.0,
+}
 
 
 def recipe_of(training: dict | None) -> dict:
-    """Return the select_by, log_loss and average_last a bundle's network was trained with.
+    """Return the select_by, log_loss, average_last and horizon_decay a bundle's network was
+    trained with.
 
     ``training``: its ``model.json`` training summary (None: from scratch, RECIPE_DEFAULTS).
     Bundles written before ``average_last`` was recorded give the number of epochs averaged.
@@ -434,6 +440,7 @@ def recipe_of(training: dict | None) -> dict:
         "select_by": training.get("selected_by") or RECIPE_DEFAULTS["select_by"],
         "log_loss": bool(training.get("log_loss")),
         "average_last": int(averaged),
+        "horizon_decay": float(training.get("horizon_decay") or 0.0),
     }
 
 
@@ -611,6 +618,7 @@ def train(
     select_by: str | None = None,
     log_loss: bool | None = None,
     average_last: int | None = None,
+    horizon_decay: float | None = None,
 ):
     """Train a TFT on ``frame`` (contract schema); return (model, training summary).
 
@@ -649,7 +657,10 @@ def train(
     ``average_last``: at least 2 to keep the mean of the last that many epochs' weights (fewer
     when the run had fewer) instead of the best epoch's; with ``init`` the mean is kept only if
     it beats the starting network in ``select_by``. 0: off.
-    These three, when None: what ``init``'s network was trained with (``recipe_of``), else
+    ``horizon_decay``: decoder step j's loss counts j ** -horizon_decay (mean 1 over the
+    steps; ``MaskedQuantileLoss.horizon_decay``): 1 counts each doubling of the horizon about
+    alike, where 0 gives the last 4 hours half of the loss and the first 30 minutes 1/16.
+    These four, when None: what ``init``'s network was trained with (``recipe_of``), else
     "val_loss", False and 0.
     """
     import lightning.pytorch as pl
@@ -707,7 +718,12 @@ def train(
                 f"train: continuing the network of {init} for the profiles' servers, not its "
                 "plain-host network (linborg train --init continues that one on plain hosts)"
             )
-    given = {"select_by": select_by, "log_loss": log_loss, "average_last": average_last}
+    given = {
+        "select_by": select_by,
+        "log_loss": log_loss,
+        "average_last": average_last,
+        "horizon_decay": horizon_decay,
+    }
     recipe = recipe_of(base.spec.get("training") if base is not None else None)
     inherited = [k for k, v in given.items() if v is None and recipe[k] != RECIPE_DEFAULTS[k]]
     if inherited:
@@ -716,7 +732,11 @@ def train(
             + ", ".join(f"{k} {recipe[k]}" for k in inherited)
             + " (give the options to change them)"
         )
-    select_by, log_loss, average_last = (recipe[k] if v is None else v for k, v in given.items())
+    select_by, log_loss, average_last, horizon_decay = (
+        recipe[k] if v is None else v for k, v in given.items()
+    )
+    if not 0 <= horizon_decay <= 2:
+        raise ContractError(f"horizon decay {horizon_decay} is outside 0-2")
     if average_last and not average_last >= 2:
         raise ContractError(f"averaging the last {average_last} epochs needs at least 2")
     if select_by not in SELECT_BY:
@@ -817,6 +837,7 @@ def train(
         metric_loss.incident_weight = incident_weight
         metric_loss.skip_aftermath = skip_aftermath
         metric_loss.log_windows = log_loss
+        metric_loss.horizon_decay = horizon_decay
     report = _progress_callback(log, params["max_minutes"], select_by, average_last)
     callbacks = [report, *_schedule_callbacks(params)]
     trainer = pl.Trainer(
@@ -848,6 +869,7 @@ def train(
         f"budget {params['max_minutes']:g} min"
         + (", cosine learning rate over the budget" if lr_schedule == "cosine" else "")
         + (", the loss on a log scale per window" if log_loss else "")
+        + (f", step j's loss weighted j^-{horizon_decay:g}" if horizon_decay else "")
         + (
             f", {unknown_servers} plain hosts seen as profile '{UNKNOWN_PROFILE}'"
             if unknown_profile
@@ -937,6 +959,7 @@ def train(
         "incident_metric_weight": incident_weight if weighted else None,
         "skip_aftermath": bool(skip_aftermath and weighted),
         "log_loss": bool(log_loss),
+        "horizon_decay": float(horizon_decay),
         "level_inputs": bool(model.hparams.get("level_inputs", False)),
         "trend_inputs": bool(model.hparams.get("trend_inputs", False)),
         "threshold_inputs": bool(model.hparams.get("threshold_inputs")),

@@ -263,6 +263,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             select_by=args.select_by,
             log_loss=args.log_loss,
             average_last=args.average_last,
+            horizon_decay=args.horizon_decay,
             timezone=args.timezone,
             init=Path(args.init) / sub if sub else args.init,
             learning_rate=args.learning_rate
@@ -664,6 +665,16 @@ def add_parsers(sub) -> None:
         help="train on log(1 + each window's and metric's scaled quantile loss) instead of the "
         "scaled loss, so a burst after a flat day does not decide a batch (val_loss follows; "
         "default off; with --init, what the continued network was trained with)",
+    )
+    p.add_argument(
+        "--horizon-decay",
+        type=float,
+        default=None,
+        metavar="P",
+        help="each forecast step j (1 to 96) counts j^-P in the loss, the weights' mean 1: 0 "
+        "counts every step alike (the last 4 hours are half the loss), 1 counts each doubling "
+        "of the horizon about alike (default 0; with --init, what the continued network was "
+        "trained with)",
     )
     p.add_argument(
         "--threshold-inputs",
