@@ -388,14 +388,25 @@ def test_recipe_of_reads_a_bundles_loss_selection_and_averaging():
     assert recipe_of({"selected_by": "val_loss", "log_loss": False}) == RECIPE_DEFAULTS
     # A bundle written before average_last was recorded: the epochs it averaged.
     older = {"selected_by": "val_log_loss", "log_loss": True, "averaged_epochs": [4, 5, 6]}
-    assert recipe_of(older) == {"select_by": "val_log_loss", "log_loss": True, "average_last": 3}
+    assert recipe_of(older) == {
+        "select_by": "val_log_loss",
+        "log_loss": True,
+        "average_last": 3,
+        "horizon_decay": 0.0,
+    }
+    assert recipe_of({"horizon_decay": 0.5})["horizon_decay"] == 0.5
     # A fine-tune that kept its start averaged nothing, yet was asked to.
     asked = {"selected_by": "val_loss", "average_last": 5, "averaged_epochs": None}
     assert recipe_of(asked)["average_last"] == 5
 
 
 def _recipe(summary: dict) -> tuple:
-    return summary["log_loss"], summary["selected_by"], summary["average_last"]
+    return (
+        summary["log_loss"],
+        summary["selected_by"],
+        summary["average_last"],
+        summary["horizon_decay"],
+    )
 
 
 def test_a_fine_tune_continues_with_what_its_network_was_trained_with(history, tmp_path):
@@ -409,13 +420,14 @@ def test_a_fine_tune_continues_with_what_its_network_was_trained_with(history, t
         log_loss=True,
         select_by="val_log_loss",
         average_last=2,
+        horizon_decay=0.5,
     )
     base = save_bundle(model, tmp_path / "base", summary)
     messages = []
     _, child = train(
         history, "tiny", seed=6, progress=False, log=messages.append, max_epochs=2, init=base
     )
-    assert _recipe(child) == (True, "val_log_loss", 2)
+    assert _recipe(child) == (True, "val_log_loss", 2, 0.5)
     assert any("what it was trained with" in m and "log_loss True" in m for m in messages)
     # Options given win over the bundle's.
     _, given = train(
@@ -429,8 +441,9 @@ def test_a_fine_tune_continues_with_what_its_network_was_trained_with(history, t
         log_loss=False,
         select_by="val_loss",
         average_last=0,
+        horizon_decay=0.0,
     )
-    assert _recipe(given) == (False, "val_loss", 0)
+    assert _recipe(given) == (False, "val_loss", 0, 0.0)
 
 
 def test_the_train_command_leaves_the_recipe_to_the_bundle_unless_given():
@@ -438,7 +451,14 @@ def test_the_train_command_leaves_the_recipe_to_the_bundle_unless_given():
 
     parse = build_parser().parse_args
     plain = parse(["train", "--data", "x.parquet", "--out", "y"])
-    assert (plain.log_loss, plain.select_by, plain.average_last) == (None, None, None)
+    assert (plain.log_loss, plain.select_by, plain.average_last, plain.horizon_decay) == (
+        None,
+        None,
+        None,
+        None,
+    )
+    decay = parse(["train", "--data", "x.parquet", "--out", "y", "--horizon-decay", "1"])
+    assert decay.horizon_decay == 1.0
     given = parse(["train", "--data", "x.parquet", "--out", "y", "--no-log-loss"])
     assert given.log_loss is False
     assert parse(["train", "--data", "x.parquet", "--out", "y", "--log-loss"]).log_loss is True

@@ -383,6 +383,39 @@ def test_window_log_losses_are_each_windows_scaled_loss_on_a_log_scale():
     assert float(loss(pred, target, encoder_target=enc)) > 1e7
 
 
+def test_horizon_decay_weights_each_step_by_its_distance_and_keeps_the_mean_loss_scale():
+    from linborg.model import MaskedQuantileLoss, horizon_weights
+
+    w = horizon_weights(96, 1.0)
+    assert float(w.mean()) == pytest.approx(1.0)
+    assert float(w[0] / w[1]) == pytest.approx(2.0)  # step 1 counts twice step 2
+    # With decay 1 each doubling of the horizon weighs about alike: steps 7-12 (30 min to
+    # 1 h) and 49-96 (4 h to 8 h) within 10% of each other; with 0 the second is 8 times more.
+    assert float(w[6:12].sum() / w[48:96].sum()) == pytest.approx(1.0, abs=0.1)
+    flat = horizon_weights(96, 0.0)
+    assert torch.equal(flat, torch.ones(96))
+    assert float(flat[48:96].sum() / flat[6:12].sum()) == 8.0
+
+    torch.manual_seed(2)
+    pred = torch.randn(3, 4, 3)
+    target = torch.randn(3, 4)
+    each = MaskedQuantileLoss(quantiles=[0.1, 0.5, 0.9]).loss(pred, target).sum(-1) / 3
+
+    def total(decay, log_windows=False):
+        loss = MaskedQuantileLoss(quantiles=[0.1, 0.5, 0.9])
+        loss.horizon_decay = decay
+        loss.log_windows = log_windows
+        loss.update(pred, target)
+        return float(loss.losses)
+
+    by_hand = horizon_weights(4, 0.5)
+    assert total(0.5) == pytest.approx(float((each * by_hand).sum()), rel=1e-5)
+    assert total(0.5) != pytest.approx(total(0.0), rel=1e-3)
+    # On the log scale the weights act inside each window's mean.
+    logged = np.log1p((each * by_hand).sum(1).numpy() / 4).sum()
+    assert total(0.5, log_windows=True) == pytest.approx(logged, rel=1e-5)
+
+
 def test_naive_ratio_compares_the_p50_with_the_metrics_best_naive_forecast():
     from linborg.model import SENTINEL, naive_ratio, naive_window_errors
 
