@@ -379,6 +379,8 @@ def test_averaging_the_last_epochs(history, parent):
     assert all(torch.equal(before[k], p) for k, p in kept.named_parameters())
     with pytest.raises(ContractError, match="at least 2"):
         train(history, "tiny", progress=False, log=lambda m: None, average_last=1)
+    with pytest.raises(ContractError, match="horizon decay -1 is outside 0-2"):
+        train(history, "tiny", progress=False, log=lambda m: None, horizon_decay=-1)
 
 
 def test_recipe_of_reads_a_bundles_loss_selection_and_averaging():

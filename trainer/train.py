@@ -415,7 +415,8 @@ def split_by_network(frame: pd.DataFrame, init) -> list[tuple[str | None, pd.Dat
 SELECT_BY = ("val_loss", "val_log_loss", "val_naive_ratio")
 
 
-#: What ``train`` uses for ``select_by``, ``log_loss`` and ``average_last`` from scratch.
+#: What ``train`` uses for ``select_by``, ``log_loss``, ``average_last`` and ``horizon_decay``
+#: from scratch.
 RECIPE_DEFAULTS = {
     "select_by": "val_loss",
     "log_loss": False,
@@ -661,7 +662,7 @@ def train(
     steps; ``MaskedQuantileLoss.horizon_decay``): 1 counts each doubling of the horizon about
     alike, where 0 gives the last 4 hours half of the loss and the first 30 minutes 1/16.
     These four, when None: what ``init``'s network was trained with (``recipe_of``), else
-    "val_loss", False and 0.
+    RECIPE_DEFAULTS.
     """
     import lightning.pytorch as pl
 
