@@ -42,9 +42,11 @@ export OMP_WAIT_POLICY=PASSIVE
   --out models/default
 # The plain-host network: plain VMs (profile generic, a hostname of no profile's convention) are
 # forecast by a network trained on the real set's VMs alone, without its last 7 days, on a log
-# scale per window, keeping the mean of its last 5 epochs' weights.
+# scale per window, the near forecast steps weighted more (step j's loss j^-0.5), keeping the
+# mean of its last 5 epochs' weights.
 .venv/bin/linborg train --data "$REAL" --holdout-days 7 --preset default --max-minutes 88 \
-  --seed 7 --threads 1 --log-loss --select-by val_log_loss --average-last 5 --out out/default_plain
+  --seed 7 --threads 1 --log-loss --select-by val_log_loss --average-last 5 --horizon-decay 0.5 \
+  --out out/default_plain
 .venv/bin/linborg attach-plain --model models/default --plain out/default_plain
 .venv/bin/linborg generate heldout --out out/heldout.parquet --seed 1207 --start 2026-06-01 \
   --days 7 --fleet web_api=22,ml_compute=18,database=18,data_ingest=12,risk_analytics=10,generic=8,conductor_mgmt=7

@@ -119,6 +119,10 @@ def test_the_shipped_plain_host_network_records_the_training_that_the_script_run
     assert training["seed"] == int(option(plain, "--seed"))
     assert training["threads"] == int(option(plain, "--threads"))
     assert training["hyperparameters"]["max_minutes"] == float(option(plain, "--max-minutes"))
+    assert training["log_loss"] is ("--log-loss" in plain)
+    assert training["selected_by"] == option(plain, "--select-by")
+    assert training["average_last"] == int(option(plain, "--average-last"))
+    assert training["horizon_decay"] == float(option(plain, "--horizon-decay"))
     # only real VMs: every server of the real set, none of them generated
     assert training["profiles"] == {"generic": 144}
     assert set(training["server_seeds"].values()) == {None}
