@@ -418,6 +418,21 @@ def test_ratio_to_the_best_naive_baseline_on_a_ramp_where_last_value_is_best():
     assert bm.loc[("cpu_user_pct", "30m"), "mase"] < 0.1
 
 
+def test_accuracy_hands_free_memory_back_every_few_origins(monkeypatch):
+    import linborg.trainer.evaluate as evaluate
+
+    calls = []
+    monkeypatch.setattr(evaluate, "release_memory", lambda: calls.append(1))
+    steps = 288 + 96 + 71 * 24
+    values = np.full((1, steps, len(METRIC_NAMES)), 10.0, np.float32)
+    _, n = evaluate.accuracy(LastValuePlus(0.0), ["a"], ["generic"], values, 0, 71, set())
+    assert n >= 2 * evaluate.RELEASE_EVERY
+    assert len(calls) == n // evaluate.RELEASE_EVERY
+    # on this machine's glibc the release is there and runs
+    monkeypatch.undo()
+    assert evaluate.release_memory() is True
+
+
 def test_a_cell_decided_by_one_burst_is_named_with_its_ratio_without_it():
     import pandas as pd
 

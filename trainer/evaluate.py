@@ -19,6 +19,7 @@ at the same checks; its RULES say exactly what counts.
 
 from __future__ import annotations
 
+import ctypes
 import datetime as dt
 import json
 import math
@@ -114,6 +115,27 @@ def _pinball(actual: np.ndarray, q: np.ndarray) -> np.ndarray:
     return np.mean(np.maximum(levels * diff, (levels - 1) * diff), axis=-1)
 
 
+#: ``accuracy`` hands freed memory back to the system every this many origins (``release_memory``).
+RELEASE_EVERY = 10
+
+
+def release_memory() -> bool:
+    """Hand the allocator's free memory back to the system; return whether it could.
+
+    glibc's allocator keeps freed blocks in its heap, and after a large block is freed it serves
+    later large ones from the heap too, between small blocks that live on: over hundreds of
+    origins ``accuracy``'s memory grows although what it keeps does not ("How many origins" in
+    docs/training.md). ``malloc_trim`` releases the free pages; elsewhere this does nothing.
+    """
+    try:
+        libc = ctypes.CDLL(None)
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):
+        return False
+    trim(0)
+    return True
+
+
 def accuracy(forecaster, names, profiles, values, first, origin_every: int, seen, quiet=None):
     """Return (absolute errors per origin, server, metric, horizon and method; origin count).
 
@@ -128,7 +150,9 @@ def accuracy(forecaster, names, profiles, values, first, origin_every: int, seen
     seen_row = np.array([s in seen for s in names])
     origins = origin_steps(values.shape[1], origin_every)
     parts = []
-    for o in origins:
+    for n, o in enumerate(origins, 1):
+        if n % RELEASE_EVERY == 0:
+            release_memory()
         window = values[:, o - ENCODER_STEPS + 1 : o + 1]
         fc = forecaster.predict(window, profiles, first + o, servers=names)
         fc = np.asarray(fc.values)  # (S,14,96,3)
