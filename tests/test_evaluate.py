@@ -14,7 +14,14 @@ from linborg.app.train import shipped_alert_rule
 from linborg.contract import ContractError
 from linborg.generator.fleet import build_fleet
 from linborg.generator.output import simulate
-from linborg.trainer.evaluate import LINEAR_POINTS, evaluate, linear_forecast, write_report
+from linborg.trainer.evaluate import (
+    DEFAULT_ORIGIN_EVERY_MINUTES,
+    LINEAR_POINTS,
+    PASSES,
+    evaluate,
+    linear_forecast,
+    write_report,
+)
 
 START = dt.datetime(2026, 1, 5, tzinfo=dt.UTC)
 
@@ -80,7 +87,7 @@ def test_evaluate_with_a_fake_forecaster_writes_the_scoreboard(tmp_path):
     s = result["summary"]
     # The fake is seasonal naive itself: MASE exactly 1 everywhere.
     assert s["mase_8h_mean"] == pytest.approx(1.0) and s["mase_max"] == pytest.approx(1.0)
-    assert s["origin_every_minutes"] == 355 and s["origin_note"] is None
+    assert s["origin_every_minutes"] == 35 and s["origin_note"] is None
     assert s["origin_times_of_day"] == s["origins"]  # every origin at another time of day
     assert set(s["relative_mae_by_horizon"]) == {
         "tft",
@@ -237,3 +244,43 @@ def test_evaluate_scores_the_detectors_against_a_thresholds_override(tmp_path):
     bad.write_text("profiles:\n  web_api:\n    front_close_wait: {warning: 700, critical: 600}\n")
     with pytest.raises(ContractError, match="front_close_wait"):
         evaluate(SeasonalFake(), frame, labels, thresholds_file=str(bad))
+
+
+def test_evaluate_reports_the_progress_of_each_pass_to_its_end():
+    fleet = build_fleet({"web_api": 1, "generic": 1})
+    frame, _, _ = simulate(fleet, 5, START, int(2.5 * 288))
+    calls = []
+    s = evaluate(SeasonalFake(), frame, None, progress=lambda *call: calls.append(call))["summary"]
+    for stage in PASSES:
+        mine = [(done, total) for st, done, total in calls if st == stage]
+        totals = {total for _, total in mine}
+        assert len(totals) == 1 and [d for d, _ in mine] == list(range(1, totals.pop() + 1))
+    assert max(d for st, d, _ in calls if st == PASSES[0]) == s["origins"]
+    checks = s["warnings_without_labels"]["checks"]
+    assert max(d for st, d, _ in calls if st == PASSES[2]) == checks
+    assert [c[0] for c in calls] == sorted((c[0] for c in calls), key=PASSES.index)
+
+
+def test_the_progress_printer_prints_a_line_at_each_tenth_and_at_the_end(capsys):
+    from linborg.app.train import tenths_printer
+
+    now = iter(range(0, 1000, 2))
+    progress = tenths_printer("evaluate", clock=lambda: next(now))
+    for done in range(1, 276):
+        progress("forecast origins", done, 275)
+    for done in range(1, 4):
+        progress("early-warning checks", done, 3)
+    lines = capsys.readouterr().err.splitlines()
+    firsts = [ln for ln in lines if "forecast origins" in ln]
+    assert [ln.split(": ")[2].split(" ")[0] for ln in firsts] == [
+        f"{-(-275 * k // 10)}/275" for k in range(1, 10)
+    ] + ["275/275"]
+    assert firsts[0] == "evaluate: forecast origins: 28/275 (10%), 2 s elapsed"
+    assert len(lines) == 13 and lines[-1].startswith("evaluate: early-warning checks: 3/3 (100%)")
+
+
+def test_the_command_line_default_origin_stride_is_evaluates_own():
+    from linborg.app.cli import build_parser
+
+    args = build_parser().parse_args(["evaluate", "--model", "m", "--out", "o"])
+    assert args.origin_every == DEFAULT_ORIGIN_EVERY_MINUTES == 35

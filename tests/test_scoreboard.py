@@ -11,6 +11,7 @@ import pytest
 from linborg.contract import METRIC_NAMES
 from linborg.trainer import scoreboard as sb
 from linborg.trainer.evaluate import (
+    DEFAULT_ORIGIN_EVERY_MINUTES,
     accuracy,
     last_present,
     one_forecast_cells,
@@ -367,7 +368,10 @@ def test_seen_in_training_per_server_seed_when_trained_on_several_files():
 
 
 def test_the_default_origin_stride_rotates_through_every_time_of_day():
-    steps, note = origin_stride(355)
+    steps, note = origin_stride(DEFAULT_ORIGIN_EVERY_MINUTES)
+    assert steps == 7 and note is None
+    assert times_of_day(origin_steps(600 + 288 * 7, steps)) == 288
+    steps, note = origin_stride(355)  # the default before 2026-12-06
     assert steps == 71 and note is None
     assert times_of_day(origin_steps(600 + 288 * 71, steps)) == 288
     steps, note = origin_stride(360)  # the old default

@@ -8,9 +8,10 @@ of the p10-p90 interval. predict_linear (least squares over the last hour, extra
 PromQL does) is shown too but is not a naive baseline. Errors of different units are never
 added up: pooled figures are geometric means of scale-free ratios.
 
-Origins are every ``origin_every_minutes``; the default stride, 71 steps, shares no factor with
-the 288 steps of a day, so over 288 origins every time of day is visited once (a stride of 360
-minutes would only ever forecast from 4 times of day).
+Origins are every ``origin_every_minutes``; the default stride, 7 steps (35 minutes), shares no
+factor with the 288 steps of a day, so over 288 origins (a week) every time of day is visited once
+(a stride of 360 minutes would only ever forecast from 4 times of day), and a burst on one server
+is shared among several forecasts instead of deciding a cell.
 
 Early warnings: trainer.scoreboard scores the TFT risk score and time to breach, and the shipped
 predicted-incident alert rules' conditions, against static thresholds and predict_linear rules
@@ -39,7 +40,15 @@ DAY = 288
 LINEAR_POINTS = 12  # one hour
 METHODS = ("tft", "last_value", "seasonal_naive", "mean_24h", "predict_linear")
 NAIVE = ("last_value", "seasonal_naive", "mean_24h")  # candidates for "the best naive baseline"
-DEFAULT_ORIGIN_EVERY_MINUTES = 355  # 71 steps: co-prime with 288, origins rotate through the day
+#: 7 steps: co-prime with 288, so origins rotate through the day; about 275 origins per server a
+#: week ("How many origins" in docs/training.md says why not fewer).
+DEFAULT_ORIGIN_EVERY_MINUTES = 35
+#: ``evaluate``'s passes over the data, as its ``progress`` names them.
+PASSES = (
+    "forecast origins",
+    "forecast origins without node_exporter's absent metrics",
+    "early-warning checks",
+)
 QUIET_SHARE = 0.25  # per metric, the lowest-variance quarter of series is reported apart
 TARGETS = {
     "recall_min": 0.80,
@@ -73,7 +82,7 @@ def origin_stride(minutes: float) -> tuple[int, str | None]:
         notes.append(
             f"a stride of {steps} steps shares the factor {g} with the {DAY} steps of a day, so "
             f"origins fall on only {DAY // g} times of day (use e.g. "
-            f"{DEFAULT_ORIGIN_EVERY_MINUTES} minutes = 71 steps)"
+            f"{DEFAULT_ORIGIN_EVERY_MINUTES:g} minutes = 7 steps, or 355 = 71 steps)"
         )
     return steps, "; ".join(notes) or None
 
@@ -136,12 +145,15 @@ def release_memory() -> bool:
     return True
 
 
-def accuracy(forecaster, names, profiles, values, first, origin_every: int, seen, quiet=None):
+def accuracy(
+    forecaster, names, profiles, values, first, origin_every: int, seen, quiet=None, progress=None
+):
     """Return (absolute errors per origin, server, metric, horizon and method; origin count).
 
     Origins are every ``origin_every`` steps (``origin_steps``). Only cells where the actual,
     the TFT and every baseline have a value are kept, so every method is scored on the same
-    cells. ``quiet``: (servers, metrics) bool, or None.
+    cells. ``quiet``: (servers, metrics) bool, or None. ``progress``: called with (origins
+    done, origins in all) after each origin, or None.
     """
     s_count, _, m_count = values.shape
     h = np.array(list(HORIZONS.values())) - 1
@@ -188,6 +200,8 @@ def accuracy(forecaster, names, profiles, values, first, origin_every: int, seen
         part["pinball"] = _pinball(a, q[i, j, k])
         part["covered"] = (a >= q[i, j, k, 0]) & (a <= q[i, j, k, 2])
         parts.append(pd.DataFrame(part))
+        if progress:
+            progress(n, len(origins))
     if not parts:
         raise ValueError(
             f"too little data for a backtest: need more than {max(ENCODER_STEPS, DAY + 1)} + "
@@ -430,13 +444,16 @@ def seen_in_training(servers, training: dict, metadata: dict | None) -> tuple[se
     )
 
 
-def tft_at_checks(forecaster, profiles, values, first, checks, thresholds, servers=None):
+def tft_at_checks(
+    forecaster, profiles, values, first, checks, thresholds, servers=None, progress=None
+):
     """Return the TFT's risk (servers, checks), time to breach (servers, checks, 2, 2), the
     driver's own time to breach (the same shape) and the driver's index (servers, checks).
 
     One forecast per check serves all: the risk score and, over all metrics, the earliest
     time to breach of each level (warning, critical) by p50 and by the pessimistic quantile.
-    ``servers``: the servers' names (``Forecaster.predict``).
+    ``servers``: the servers' names (``Forecaster.predict``). ``progress``: called with (checks
+    done, checks in all) after each check, or None.
     """
     risk = np.zeros((len(profiles), len(checks)))
     ttb = np.full((len(profiles), len(checks), 2, 2), np.nan)
@@ -455,6 +472,8 @@ def tft_at_checks(forecaster, profiles, values, first, checks, thresholds, serve
         ttb[:, c] = np.fmin.reduce(r.time_to_breach, axis=1)  # NaN only where all are NaN
         driver[:, c] = r.driver
         driver_ttb[:, c] = r.time_to_breach[rows, r.driver]
+        if progress:
+            progress(c + 1, len(checks))
     return risk, ttb, driver_ttb, driver
 
 
@@ -468,13 +487,14 @@ def early_warning(
     alert_rule=None,
     thresholds=None,
     servers=None,
+    progress=None,
 ):
     """Return (every detector's warnings at the checks, the check times in Unix seconds).
 
     ``alert_rule``: (rule, which metrics may drive it) as ``scoreboard.alert_rule_detectors``
     takes them (the application reads them from the mixin's config); None: no alert_rule family.
     ``thresholds``: the levels every detector is scored against (default: the packaged ones).
-    ``servers``: the servers' names (``Forecaster.predict``).
+    ``servers``: the servers' names (``Forecaster.predict``). ``progress``: as ``tft_at_checks``.
     """
     checks = np.arange(ENCODER_STEPS - 1, values.shape[1], every)
     th = thresholds if thresholds is not None else load_thresholds()
@@ -484,7 +504,7 @@ def early_warning(
     high = np.array([METRICS_BY_NAME[m].max for m in METRIC_NAMES])
     safe = np.where(direction > 0, low, high)
     risk, ttb, driver_ttb, driver = tft_at_checks(
-        forecaster, profiles, values, first, checks, th, servers
+        forecaster, profiles, values, first, checks, th, servers, progress
     )
     thresholds = sorted(set(sbd.RISK_THRESHOLDS) | {risk_threshold})
     detectors = sbd.tft_detectors(risk, ttb, thresholds)
@@ -507,19 +527,28 @@ def evaluate(
     seen_basis: str | None = None,
     alert_rule: tuple[dict, np.ndarray] | None = None,
     thresholds_file: str | None = None,
+    progress=None,
 ) -> dict:
     """Return the backtest result: summary (JSON-ready), tables and the raw errors.
 
     ``thresholds_file``: an override of the packaged thresholds (the exporter's
     ``thresholds_file``) for the early-warning scoreboard; the accuracy figures do not use it.
+    ``progress``: called with (pass, done, in all) as each of the three passes (``PASSES``)
+    goes, or None.
     """
+
+    def report(stage):
+        return (lambda done, total: progress(stage, done, total)) if progress else None
+
     thresholds = load_thresholds(*([thresholds_file] if thresholds_file else []))
     names, profiles, values, first = dense_frame(frame)
     seen = seen_servers or set()
     stride, stride_note = origin_stride(origin_every_minutes)
     origins = origin_steps(values.shape[1], stride)
     quiet = quiet_series(values)
-    errors, n_origins = accuracy(forecaster, names, profiles, values, first, stride, seen, quiet)
+    errors, n_origins = accuracy(
+        forecaster, names, profiles, values, first, stride, seen, quiet, report(PASSES[0])
+    )
     acc = summarise_accuracy(errors)
     # What missing metrics cost: the same backtest with a plain node_exporter's gaps
     # (no java_cpu_pct, no close_wait counts), scored on the metrics both runs forecast.
@@ -528,7 +557,9 @@ def evaluate(
     stripped = values.copy()
     for m in NODE_EXPORTER_ABSENT:
         stripped[:, :, METRIC_NAMES.index(m)] = np.nan
-    errors_missing, _ = accuracy(forecaster, names, profiles, stripped, first, stride, seen)
+    errors_missing, _ = accuracy(
+        forecaster, names, profiles, stripped, first, stride, seen, progress=report(PASSES[1])
+    )
 
     def mase_8h(e):
         e = e[(e["horizon"] == "8h") & ~e["metric"].isin(NODE_EXPORTER_ABSENT)]
@@ -590,6 +621,7 @@ def evaluate(
         alert_rule,
         thresholds,
         servers=names,
+        progress=report(PASSES[2]),
     )
     if len(check_times) and labels is not None:
         sb = sbd.scoreboard(detectors, check_times, names, labels, every * STEP_SECONDS)

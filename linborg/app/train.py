@@ -329,6 +329,26 @@ def shipped_alert_rule():
     return rule, eligible
 
 
+def tenths_printer(command: str, clock=None):
+    """Return a ``progress(stage, done, total)`` that prints one line on stderr each time a pass
+    crosses a tenth of its work (and at its end), with the seconds since this was called."""
+    import time
+
+    clock = clock or time.monotonic
+    start = clock()
+
+    def progress(stage: str, done: int, total: int) -> None:
+        if done == total or done * 10 // total != (done - 1) * 10 // total:
+            print(
+                f"{command}: {stage}: {done}/{total} ({done * 100 // total}%), "
+                f"{clock() - start:.0f} s elapsed",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    return progress
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from linborg.bundle import load_bundle
     from linborg.contract import SERVER
@@ -365,6 +385,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         seen_basis=basis,
         alert_rule=shipped_alert_rule(),
         thresholds_file=args.thresholds,
+        progress=tenths_printer("evaluate"),
     )
     result["summary"]["source"] = source
     path = write_report(result, Path(args.out))
@@ -779,10 +800,11 @@ def add_parsers(sub) -> None:
     p.add_argument(
         "--origin-every",
         type=float,
-        default=355,
-        help="minutes between forecast origins; the default (355 = 71 steps, co-prime with "
-        "the 288 steps of a day) rotates origins through every time of day, a stride sharing "
-        "a factor with 288 (e.g. 360) is warned about",
+        default=35,
+        help="minutes between forecast origins; the default (35 = 7 steps, co-prime with the "
+        "288 steps of a day) forecasts every server from every time of day once a week, a "
+        "stride sharing a factor with 288 (e.g. 360) is warned about; a larger one (355) is "
+        "faster and noisier",
     )
     p.add_argument(
         "--incident-every",
