@@ -62,7 +62,8 @@ export OMP_WAIT_POLICY=PASSIVE
 .venv/bin/linborg evaluate --model models/default --data out/heldout.parquet \
   --out models/default/evaluation --update-bundle
 # The real-data section: the shared real set's last 7 days (Bitbrains VMs; those days never
-# trained on), forecast from every time of day once (origins every 35 minutes: a burst on one
-# VM cannot decide a network cell as it can with the default's 28 origins per server).
+# trained on), forecast from every time of day once (origins every 35 minutes, the default
+# since 2026-12-06, named here: a burst on one VM cannot decide a network cell as it could with
+# the 28 origins per server of the default before).
 .venv/bin/linborg evaluate --model models/default --data "$REAL" --holdout-days 7 \
   --origin-every 35 --out models/default/evaluation/real
