@@ -284,3 +284,20 @@ def test_the_command_line_default_origin_stride_is_evaluates_own():
 
     args = build_parser().parse_args(["evaluate", "--model", "m", "--out", "o"])
     assert args.origin_every == DEFAULT_ORIGIN_EVERY_MINUTES == 35
+
+
+def test_evaluate_runs_the_backtest_once_on_data_without_node_exporters_absent_metrics():
+    from linborg.trainer.train import NODE_EXPORTER_ABSENT
+
+    fleet = build_fleet({"generic": 2})
+    frame, _, _ = simulate(fleet, 5, START, int(2.5 * 288))
+    calls = []
+    with_them = evaluate(SeasonalFake(), frame, None, progress=lambda *c: calls.append(c[0]))
+    assert calls.count(PASSES[1]) == with_them["summary"]["origins"]
+    for m in NODE_EXPORTER_ABSENT:
+        frame[m] = np.nan
+    calls.clear()
+    s = evaluate(SeasonalFake(), frame, None, progress=lambda *c: calls.append(c[0]))["summary"]
+    assert PASSES[1] not in calls and calls.count(PASSES[0]) == s["origins"]
+    cost = s["missing_metrics_cost"]
+    assert cost["mase_8h_other_metrics_when_absent"] == cost["mase_8h_other_metrics_all_present"]

@@ -534,7 +534,7 @@ def evaluate(
     ``thresholds_file``: an override of the packaged thresholds (the exporter's
     ``thresholds_file``) for the early-warning scoreboard; the accuracy figures do not use it.
     ``progress``: called with (pass, done, in all) as each of the three passes (``PASSES``)
-    goes, or None.
+    goes, or None; the second runs only where the data has a metric it takes away.
     """
 
     def report(stage):
@@ -552,14 +552,18 @@ def evaluate(
     acc = summarise_accuracy(errors)
     # What missing metrics cost: the same backtest with a plain node_exporter's gaps
     # (no java_cpu_pct, no close_wait counts), scored on the metrics both runs forecast.
+    # Data that has none of them (a plain node_exporter fleet) is that backtest already.
     from linborg.trainer.train import NODE_EXPORTER_ABSENT
 
-    stripped = values.copy()
-    for m in NODE_EXPORTER_ABSENT:
-        stripped[:, :, METRIC_NAMES.index(m)] = np.nan
-    errors_missing, _ = accuracy(
-        forecaster, names, profiles, stripped, first, stride, seen, progress=report(PASSES[1])
-    )
+    absent = [METRIC_NAMES.index(m) for m in NODE_EXPORTER_ABSENT]
+    if np.isnan(values[:, :, absent]).all():
+        errors_missing = errors
+    else:
+        stripped = values.copy()
+        stripped[:, :, absent] = np.nan
+        errors_missing, _ = accuracy(
+            forecaster, names, profiles, stripped, first, stride, seen, progress=report(PASSES[1])
+        )
 
     def mase_8h(e):
         e = e[(e["horizon"] == "8h") & ~e["metric"].isin(NODE_EXPORTER_ABSENT)]
