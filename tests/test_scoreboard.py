@@ -6,6 +6,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from linborg.contract import METRIC_NAMES
@@ -13,6 +14,7 @@ from linborg.trainer import scoreboard as sb
 from linborg.trainer.evaluate import (
     DEFAULT_ORIGIN_EVERY_MINUTES,
     accuracy,
+    behind_cells,
     last_present,
     one_forecast_cells,
     origin_steps,
@@ -20,6 +22,7 @@ from linborg.trainer.evaluate import (
     quiet_series,
     ratio_eps,
     seen_in_training,
+    servers_behind,
     summarise_accuracy,
     times_of_day,
 )
@@ -583,3 +586,46 @@ def test_a_server_seen_by_either_of_a_bundles_networks_counts_as_seen():
     both = SimpleNamespace(spec=main, plain=SimpleNamespace(spec=plain))
     seen, basis = seen_by_bundle(servers, both, None)
     assert seen == {"vm1", "vm2"} and "either of the bundle's networks" in basis
+
+
+def test_servers_behind_counts_them_against_each_cells_own_best_naive_baseline():
+    rows = []
+    # (server, horizon, TFT, last value, seasonal naive, 24-hour mean), two origins each
+    for server, hz, tft, last, seasonal, mean in [
+        ("a", "30m", 5, 1, 10, 10),  # behind last value by 4 a forecast
+        ("b", "30m", 2, 1, 10, 10),  # by 1
+        ("c", "30m", 1, 4, 10, 10),  # ahead
+        ("a", "8h", 3, 0, 10, 1),  # behind the 24-hour mean by 2
+        ("b", "8h", 1, 0.5, 10, 2),  # behind last value, ahead of the 24-hour mean
+        ("c", "8h", 1, 9, 10, 2),
+    ]:
+        for origin in (0, 7):
+            rows.append(
+                {
+                    "origin": origin,
+                    "server": server,
+                    "metric": "cpu_user_pct",
+                    "horizon": hz,
+                    "ae_tft": tft,
+                    "ae_last_value": last,
+                    "ae_seasonal_naive": seasonal,
+                    "ae_mean_24h": mean,
+                }
+            )
+    errors = pd.DataFrame(rows)
+    best = pd.Series(
+        ["last_value", "mean_24h"],
+        index=pd.MultiIndex.from_tuples(
+            [("cpu_user_pct", "30m"), ("cpu_user_pct", "8h")], names=["metric", "horizon"]
+        ),
+    )
+    out = servers_behind(errors, best)
+    c30, c8 = out.loc[("cpu_user_pct", "30m")], out.loc[("cpu_user_pct", "8h")]
+    assert (c30["servers"], c30["servers_behind"]) == (3, 2)
+    assert c30["behind_most"] == [["a", pytest.approx(0.8)], ["b", pytest.approx(0.2)]]
+    assert (c8["servers"], c8["servers_behind"], c8["behind_most"]) == (3, 1, [["a", 1.0]])
+    cells = {"cpu_user_pct": {"30m": {"ratio_best_naive": 1.25, **c30.to_dict()}}}
+    lines = behind_cells(cells, ["30m"])
+    assert lines[-1] == "| cpu_user_pct | 30m | 1.250 | 2 of 3 | a 80%, b 20% |"
+    cells["cpu_user_pct"]["30m"]["ratio_best_naive"] = 0.9
+    assert behind_cells(cells, ["30m"])[-1] == "No cell above is behind its best naive baseline."

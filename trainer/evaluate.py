@@ -240,6 +240,7 @@ def summarise_accuracy(errors: pd.DataFrame) -> dict:
     best = naive.min(axis=1)
     bm["ratio_best_naive"] = _ratio(bm["mae_tft"], best, e)
     bm = bm.join(largest_error(errors, e))
+    bm = bm.join(servers_behind(errors, bm["best_naive"]))
     ser = series_ratios(errors, bm["best_naive"], eps)
     bm["series_gmean_vs_best_naive"] = series_gmean_by_cell(ser)
 
@@ -312,6 +313,43 @@ def largest_error(errors: pd.DataFrame, eps: np.ndarray) -> pd.DataFrame:
     out = pd.DataFrame(index=total.index)
     out["largest_error_share"] = top["ae_tft"] / total["ae_tft"].replace(0, np.nan)
     out["ratio_best_naive_without_largest"] = _ratio(rest["ae_tft"], best_rest, eps)
+    return out
+
+
+#: How many of the servers furthest behind ``servers_behind`` names per cell.
+BEHIND_NAMED = 3
+
+
+def servers_behind(errors: pd.DataFrame, best_naive: pd.Series) -> pd.DataFrame:
+    """Per metric and horizon: where the TFT's error comes from when it is behind.
+
+    ``servers``: the servers scored there. ``servers_behind``: those whose summed TFT error is
+    above their summed error of the cell's best naive baseline (``best_naive``, by metric and
+    horizon). ``behind_most``: the ``BEHIND_NAMED`` servers furthest behind, each as [server,
+    its share of what all servers behind are behind by]. A reading aid: it says whether a cell
+    above 1 is a few servers or the whole fleet.
+    """
+    cols = ["ae_tft", *(f"ae_{n}" for n in NAIVE)]
+    sums = errors.groupby(["metric", "horizon", "server"])[cols].sum()
+    cell = sums.index.droplevel("server")
+    best = best_naive.reindex(cell).to_numpy()
+    base = np.choose(
+        np.array([NAIVE.index(b) for b in best]), [sums[f"ae_{n}"].to_numpy() for n in NAIVE]
+    )
+    excess = pd.Series(sums["ae_tft"].to_numpy() - base, index=sums.index)
+    rows = {}
+    for key, ex in excess.groupby(level=["metric", "horizon"]):
+        behind = ex[ex > 0].droplevel(["metric", "horizon"]).sort_values(ascending=False)
+        rows[key] = {
+            "servers": len(ex),
+            "servers_behind": len(behind),
+            "behind_most": [
+                [str(server), float(v / behind.sum())]
+                for server, v in behind.iloc[:BEHIND_NAMED].items()
+            ],
+        }
+    out = pd.DataFrame.from_dict(rows, orient="index")
+    out.index = out.index.set_names(["metric", "horizon"])
     return out
 
 
@@ -838,6 +876,34 @@ def _fmt(x, digits=3):
     return f"{x:.{digits}f}"
 
 
+def behind_cells(bm: dict, order) -> list[str]:
+    """Return the report lines on the cells above 1: how many servers are behind, and which."""
+    rows = [
+        (m, h, c)
+        for m, hs in bm.items()
+        for h in order
+        if (c := hs.get(h)) and (_num(c.get("ratio_best_naive")) or 0) > 1
+    ]
+    if not rows:
+        return ["", "No cell above is behind its best naive baseline."]
+    lines = [
+        "",
+        "Cells above behind their best naive baseline (ratio above 1): the servers whose summed "
+        "TFT error there is above their summed error of that baseline, and the ones furthest "
+        "behind with their share of what all of them are behind by:",
+        "",
+        "| metric | horizon | ratio | servers behind | furthest behind (share of the excess) |",
+        "|---|---|---|---|---|",
+    ]
+    for m, h, c in rows:
+        most = ", ".join(f"{s} {share:.0%}" for s, share in c.get("behind_most") or [])
+        lines.append(
+            f"| {m} | {h} | {_fmt(c['ratio_best_naive'])} | "
+            f"{c.get('servers_behind')} of {c.get('servers')} | {most} |"
+        )
+    return lines
+
+
 def one_forecast_cells(bm: dict, order) -> list[str]:
     """Return the report lines on the cells where one forecast carries much of the error."""
     rows = [
@@ -996,6 +1062,7 @@ def write_report(result: dict, out: Path) -> Path:
         lambda c: f"{_fmt(c['ratio_best_naive'])} ({c['best_naive']})",
     )
     lines += one_forecast_cells(bm, order)
+    lines += behind_cells(bm, order)
     lines += metric_table(
         "## Per metric: geometric mean over servers of each series' ratio to the best naive "
         "baseline",
