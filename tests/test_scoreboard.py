@@ -377,7 +377,7 @@ def test_the_default_origin_stride_rotates_through_every_time_of_day():
     steps, note = origin_stride(355)  # the default before 2026-12-06
     assert steps == 71 and note is None
     assert times_of_day(origin_steps(600 + 288 * 71, steps)) == 288
-    steps, note = origin_stride(360)  # the old default
+    steps, note = origin_stride(360)  # the default before 355
     assert steps == 72 and "only 4 times of day" in note
     assert times_of_day(origin_steps(600 + 288 * 72, steps)) == 4
 
